@@ -1,0 +1,9 @@
+//! The S3 server access log format: the time field and the line tokenizer.
+//!
+//! Everything that knows how a log line is laid out lives here; the rest of the crate sees
+//! [`tokenizer::ParsedLine`] cells in table order, or a [`tokenizer::RejectReason`].
+
+pub mod time;
+pub mod tokenizer;
+
+pub use tokenizer::{Cell, ParsedLine, RejectReason, parse_line};

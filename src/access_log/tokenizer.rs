@@ -1,0 +1,403 @@
+//! Splits one access log line into the typed cells of the table contract.
+//!
+//! The format is space-separated, but not cleanly: the time holds a space, a requester ARN may
+//! hold spaces, quoted fields hold unescaped quotes, a Host Id once came as two tokens, and AWS
+//! appends new fields at the end. The parser walks the bytes once with a cursor; where a quote could
+//! close a field in more than one place it takes the first place after which the following fields
+//! have the shape they must have (status and four numbers after the Request-URI; a Version Id, a
+//! Host Id and a signature version after the User-Agent). Values borrow from the line; only the
+//! rare normalised ones (a requester or Host Id with spaces, extra fields) allocate.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Range;
+
+use memchr::{memchr, memchr_iter};
+
+use super::time::{TIME_FIELD_LEN, Timestamp, parse_time_field};
+use crate::schema::col;
+
+/// Cells filled by the parser: every column up to (not including) `source_object`.
+pub const LOG_COLUMNS: usize = col::SOURCE_OBJECT;
+
+/// The fewest fields a record may have (old records end after the User-Agent).
+pub const MIN_FIELDS: usize = 17;
+
+/// One typed value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cell<'a> {
+    Null,
+    Str(Cow<'a, str>),
+    Int(i64),
+    /// Milliseconds since the epoch, UTC.
+    Ts(i64),
+}
+
+/// A line that parsed: its cells in column order and its time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedLine<'a> {
+    pub cells: [Cell<'a>; LOG_COLUMNS],
+    pub time: Timestamp,
+}
+
+/// Why a line is a reject. Each names the field and the offending value where there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RejectReason {
+    Empty,
+    TooLong { len: usize, limit: usize },
+    Truncated { fields: usize },
+    BadTime { value: String },
+    UnterminatedQuote { field: &'static str },
+    BadNumber { field: &'static str, value: String },
+    Spliced { byte: usize },
+}
+
+impl RejectReason {
+    /// A short stable code, for counting rejects by kind.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RejectReason::Empty => "empty",
+            RejectReason::TooLong { .. } => "too_long",
+            RejectReason::Truncated { .. } => "truncated",
+            RejectReason::BadTime { .. } => "bad_time",
+            RejectReason::UnterminatedQuote { .. } => "unterminated_quote",
+            RejectReason::BadNumber { .. } => "bad_number",
+            RejectReason::Spliced { .. } => "spliced",
+        }
+    }
+}
+
+/// Values quoted in reasons are cut so a garbage line cannot make a huge message.
+fn shown(v: &str) -> String {
+    const MAX: usize = 64;
+    if v.len() <= MAX {
+        return v.to_string();
+    }
+    let mut end = MAX;
+    while !v.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &v[..end])
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RejectReason::Empty => write!(f, "empty line"),
+            RejectReason::TooLong { len, limit } => {
+                write!(f, "line is {len} bytes, over the limit of {limit} (raw bytes kept up to the limit)")
+            }
+            RejectReason::Truncated { fields } => {
+                write!(f, "truncated: {fields} fields, a record has at least {MIN_FIELDS}")
+            }
+            RejectReason::BadTime { value } => write!(f, "field requestdatetime: unparsable time {:?}", shown(value)),
+            RejectReason::UnterminatedQuote { field } => write!(f, "field {field}: quoted value has no closing quote"),
+            RejectReason::BadNumber { field, value } => write!(f, "field {field}: not a number: {:?}", shown(value)),
+            RejectReason::Spliced { byte } => {
+                write!(f, "spliced records: a second record's time starts at byte {byte}")
+            }
+        }
+    }
+}
+
+type Span = Range<usize>;
+
+fn token_at(b: &[u8], mut pos: usize) -> Option<Span> {
+    while pos < b.len() && b[pos] == b' ' {
+        pos += 1;
+    }
+    if pos >= b.len() {
+        return None;
+    }
+    let end = memchr(b' ', &b[pos..]).map_or(b.len(), |i| pos + i);
+    Some(pos..end)
+}
+
+/// Fills `out` with the next tokens from `pos` without moving; returns how many there were.
+fn peek_tokens(b: &[u8], mut pos: usize, out: &mut [Span]) -> usize {
+    let mut n = 0;
+    while n < out.len() {
+        match token_at(b, pos) {
+            Some(t) => {
+                pos = t.end;
+                out[n] = t;
+                n += 1;
+            }
+            None => break,
+        }
+    }
+    n
+}
+
+fn is_num_or_dash(t: &[u8]) -> bool {
+    t == b"-" || (!t.is_empty() && t.iter().all(u8::is_ascii_digit))
+}
+
+/// `REST.GET.OBJECT`, `S3.COMPUTE.OBJECT.CHECKSUM`: upper-case words joined by dots.
+fn is_operation(t: &[u8]) -> bool {
+    t.first().is_some_and(u8::is_ascii_uppercase)
+        && t.contains(&b'.')
+        && t.iter().all(|&c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_' || c == b'.')
+}
+
+fn is_sigv(t: &[u8]) -> bool {
+    t == b"-" || t.starts_with(b"SigV")
+}
+
+fn starts_quote(t: &[u8]) -> bool {
+    t.first() == Some(&b'"')
+}
+
+/// Joins the tokens of `v` with single spaces, borrowing when they already are.
+fn single_spaced(v: &str) -> Cow<'_, str> {
+    let v = v.trim_end_matches(' ');
+    if !v.contains("  ") {
+        return Cow::Borrowed(v);
+    }
+    Cow::Owned(v.split(' ').filter(|t| !t.is_empty()).collect::<Vec<_>>().join(" "))
+}
+
+fn text(v: &str) -> Cell<'_> {
+    if v == "-" { Cell::Null } else { Cell::Str(Cow::Borrowed(v)) }
+}
+
+fn number(v: &str, field: usize, max_digits: usize) -> Result<Cell<'_>, RejectReason> {
+    if v == "-" {
+        return Ok(Cell::Null);
+    }
+    let b = v.as_bytes();
+    if b.is_empty() || b.len() > max_digits || !b.iter().all(u8::is_ascii_digit) {
+        return Err(RejectReason::BadNumber { field: crate::schema::FIELDS[field].name, value: v.to_string() });
+    }
+    Ok(Cell::Int(b.iter().fold(0i64, |acc, &d| acc * 10 + (d - b'0') as i64)))
+}
+
+/// Splits a Request-URI value into method, path and protocol, so that joining the non-NULL parts
+/// with single spaces gives the value back.
+fn split_request_uri(v: &str) -> [Cell<'_>; 3] {
+    let Some(sp) = v.find(' ') else {
+        return [Cell::Str(Cow::Borrowed(v)), Cell::Null, Cell::Null];
+    };
+    let (method, rest) = (&v[..sp], &v[sp + 1..]);
+    let borrowed = |s| Cell::Str(Cow::Borrowed(s));
+    match rest.rfind(' ') {
+        Some(j) if rest[j + 1..].starts_with("HTTP/") => {
+            [borrowed(method), borrowed(&rest[..j]), borrowed(&rest[j + 1..])]
+        }
+        None if rest.starts_with("HTTP/") => [borrowed(method), Cell::Null, borrowed(rest)],
+        _ => [borrowed(method), borrowed(rest), Cell::Null],
+    }
+}
+
+/// The value of a quoted or bare field: quotes stripped, `-` and `"-"` NULL, `""` empty.
+fn field_value(s: &str, span: Span) -> Cell<'_> {
+    let v = &s[span];
+    if v.len() >= 2 && v.starts_with('"') && v.ends_with('"') { text(&v[1..v.len() - 1]) } else { text(v) }
+}
+
+/// Where a quoted field that opens at `open` may close: each `"` followed by a space or the end.
+fn closing_quotes(b: &[u8], open: usize) -> impl Iterator<Item = usize> + '_ {
+    memchr_iter(b'"', &b[open + 1..]).map(move |i| open + 1 + i).filter(move |&q| q + 1 == b.len() || b[q + 1] == b' ')
+}
+
+/// Picks the closing quote of the field opening at `open`: the first candidate `accept` likes,
+/// else the first candidate at all (the fields after it will then say what is wrong).
+fn close_quoted(b: &[u8], open: usize, accept: impl Fn(usize) -> bool) -> Option<usize> {
+    let mut first = None;
+    for q in closing_quotes(b, open) {
+        if accept(q) {
+            return Some(q);
+        }
+        first.get_or_insert(q);
+    }
+    first
+}
+
+/// After the Request-URI come status, error code, four numbers, and a quoted or `-` Referer.
+fn fits_after_request_uri(b: &[u8], pos: usize) -> bool {
+    let mut t: [Span; 7] = Default::default();
+    peek_tokens(b, pos, &mut t) == 7
+        && is_num_or_dash(&b[t[0].clone()])
+        && !starts_quote(&b[t[1].clone()])
+        && t[2..6].iter().all(|r| is_num_or_dash(&b[r.clone()]))
+        && (starts_quote(&b[t[6].clone()]) || &b[t[6].clone()] == b"-")
+}
+
+/// After the User-Agent: nothing, or a Version Id and Host Id (quote-free) and then a signature
+/// version, allowing for a two-token Host Id.
+fn fits_after_user_agent(b: &[u8], pos: usize) -> bool {
+    let mut t: [Span; 4] = Default::default();
+    let n = peek_tokens(b, pos, &mut t);
+    let quote_free = |r: &Span| !b[r.clone()].contains(&b'"');
+    if !t[..n.min(2)].iter().all(quote_free) {
+        return false;
+    }
+    n < 3 || is_sigv(&b[t[2].clone()]) || (n == 4 && quote_free(&t[2]) && is_sigv(&b[t[3].clone()]))
+}
+
+/// End (exclusive) of the User-Agent field starting at `pos`, and whether the tail after it fits.
+fn user_agent_end(b: &[u8], pos: usize) -> Option<(usize, bool)> {
+    let tok = token_at(b, pos)?;
+    if !starts_quote(&b[tok.clone()]) {
+        return Some((tok.end, fits_after_user_agent(b, tok.end)));
+    }
+    let q = close_quoted(b, tok.start, |q| fits_after_user_agent(b, q + 1))?;
+    Some((q + 1, fits_after_user_agent(b, q + 1)))
+}
+
+/// A second record's time inside the line means two records were spliced together.
+fn find_spliced_time(b: &[u8], from: usize) -> Option<usize> {
+    memchr_iter(b'[', &b[from..]).map(|i| from + i).find(|&i| {
+        b[i - 1] == b' ' && i + TIME_FIELD_LEN <= b.len() && parse_time_field(&b[i..i + TIME_FIELD_LEN]).is_some()
+    })
+}
+
+/// Parses one line (without its line ending) into cells.
+pub fn parse_line(s: &str) -> Result<ParsedLine<'_>, RejectReason> {
+    let b = s.as_bytes();
+    let mut cells: [Cell<'_>; LOG_COLUMNS] = std::array::from_fn(|_| Cell::Null);
+    let mut fields = 0usize;
+    let mut pos = 0usize;
+
+    macro_rules! next_token {
+        () => {{
+            match token_at(b, pos) {
+                Some(t) => {
+                    pos = t.end;
+                    fields += 1;
+                    t
+                }
+                None if fields == 0 => return Err(RejectReason::Empty),
+                None => return Err(RejectReason::Truncated { fields }),
+            }
+        }};
+    }
+
+    let t = next_token!();
+    cells[col::BUCKETOWNER] = text(&s[t]);
+    let t = next_token!();
+    cells[col::BUCKET] = text(&s[t]);
+
+    // Time: a bracketed, fixed-width field that holds one space.
+    let t = token_at(b, pos).ok_or(RejectReason::Truncated { fields })?;
+    fields += 1;
+    let time_end = (t.start + TIME_FIELD_LEN).min(b.len());
+    let time = match parse_time_field(&b[t.start..time_end]) {
+        Some(ts) if time_end == b.len() || b[time_end] == b' ' => ts,
+        _ => {
+            let end = memchr(b']', &b[t.start..]).map_or(t.end, |i| t.start + i + 1);
+            return Err(RejectReason::BadTime { value: shown(&s[t.start..end]) });
+        }
+    };
+    cells[col::REQUESTDATETIME] = Cell::Ts(time.millis);
+    pos = time_end;
+    if let Some(at) = find_spliced_time(b, pos) {
+        return Err(RejectReason::Spliced { byte: at });
+    }
+
+    let t = next_token!();
+    cells[col::REMOTEIP] = text(&s[t]);
+
+    // Requester, request id, operation: a requester may hold spaces, so find the operation.
+    let mut look: [Span; 12] = Default::default();
+    let n = peek_tokens(b, pos, &mut look);
+    let op_at = if n > 2 && is_operation(&b[look[2].clone()]) {
+        2
+    } else {
+        (3..n).find(|&j| is_operation(&b[look[j].clone()])).unwrap_or(2)
+    };
+    if n <= op_at {
+        return Err(RejectReason::Truncated { fields: fields + n });
+    }
+    cells[col::REQUESTER] = match &s[look[0].start..look[op_at - 2].end] {
+        "-" => Cell::Null,
+        v => Cell::Str(single_spaced(v)),
+    };
+    cells[col::REQUESTID] = text(&s[look[op_at - 1].clone()]);
+    cells[col::OPERATION] = text(&s[look[op_at].clone()]);
+    pos = look[op_at].end;
+    fields += 3;
+    let t = next_token!();
+    cells[col::KEY] = text(&s[t]);
+
+    // Request-URI.
+    let t = next_token!();
+    let uri = if starts_quote(&b[t.clone()]) {
+        let q = close_quoted(b, t.start, |q| fits_after_request_uri(b, q + 1))
+            .ok_or(RejectReason::UnterminatedQuote { field: "requesturi" })?;
+        pos = q + 1;
+        t.start..q + 1
+    } else {
+        t
+    };
+    let [method, path, proto] = match field_value(s, uri) {
+        Cell::Str(Cow::Borrowed(v)) => split_request_uri(v),
+        _ => [Cell::Null, Cell::Null, Cell::Null],
+    };
+    cells[col::REQUESTURI_OPERATION] = method;
+    cells[col::REQUESTURI_KEY] = path;
+    cells[col::REQUESTURI_HTTPPROTOVERSION] = proto;
+
+    let t = next_token!();
+    cells[col::HTTPSTATUS] = number(&s[t], col::HTTPSTATUS, 9)?;
+    let t = next_token!();
+    cells[col::ERRORCODE] = text(&s[t]);
+    for c in [col::BYTESSENT, col::OBJECTSIZE, col::TOTALTIME, col::TURNAROUNDTIME] {
+        let t = next_token!();
+        cells[c] = number(&s[t], c, 18)?;
+    }
+
+    // Referer: where it may close, the User-Agent must then start and close well.
+    let t = next_token!();
+    let referer = if starts_quote(&b[t.clone()]) {
+        let accept = |q: usize| {
+            token_at(b, q + 1).is_some_and(|u| {
+                let u = &b[u];
+                (u == b"-" || starts_quote(u)) && user_agent_end(b, q + 1).is_some_and(|(_, fits)| fits)
+            })
+        };
+        let q = close_quoted(b, t.start, accept).ok_or(RejectReason::UnterminatedQuote { field: "referrer" })?;
+        pos = q + 1;
+        t.start..q + 1
+    } else {
+        t
+    };
+    cells[col::REFERRER] = field_value(s, referer);
+
+    let ua_start = token_at(b, pos).ok_or(RejectReason::Truncated { fields })?.start;
+    let (ua_end, _) = user_agent_end(b, ua_start).ok_or(RejectReason::UnterminatedQuote { field: "useragent" })?;
+    cells[col::USERAGENT] = field_value(s, ua_start..ua_end);
+    pos = ua_end;
+
+    // The tail: plain tokens, a Host Id of one or two tokens, then anything AWS adds.
+    let tail = |pos: &mut usize| {
+        token_at(b, *pos).map(|t| {
+            *pos = t.end;
+            t
+        })
+    };
+    if let Some(t) = tail(&mut pos) {
+        cells[col::VERSIONID] = text(&s[t]);
+    }
+    if let Some(t) = tail(&mut pos) {
+        let mut next: [Span; 2] = Default::default();
+        let two_tokens =
+            peek_tokens(b, pos, &mut next) == 2 && !is_sigv(&b[next[0].clone()]) && is_sigv(&b[next[1].clone()]);
+        cells[col::HOSTID] = if two_tokens {
+            pos = next[0].end;
+            Cell::Str(single_spaced(&s[t.start..next[0].end]))
+        } else {
+            text(&s[t])
+        };
+    }
+    for c in col::SIGV..=col::SOURCEREGION {
+        match tail(&mut pos) {
+            Some(t) => cells[c] = text(&s[t]),
+            None => break,
+        }
+    }
+    if let Some(t) = token_at(b, pos) {
+        cells[col::EXTRAFIELDS] = Cell::Str(single_spaced(&s[t.start..]));
+    }
+    Ok(ParsedLine { cells, time })
+}

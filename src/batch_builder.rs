@@ -1,0 +1,217 @@
+//! Parsed lines into Arrow record batches, routed to their UTC day while parsing.
+//!
+//! [`parse_chunk`] is the unit of parallel work: it walks one newline-aligned chunk of one log
+//! object, parses every line, appends each row to the builder of its day and each failure to the
+//! rejects builder, and returns finished batches plus the counts the report is built from. Every
+//! line ends as exactly one row or one reject.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    ArrayBuilder, BinaryBuilder, Int32Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+
+use crate::access_log::{Cell, ParsedLine, RejectReason, parse_line};
+use crate::lines::{Line, for_each_line};
+use crate::schema::{FIELDS, Kind, arrow_schema, col, reject_schema};
+
+/// Rough bytes per log line, to size builders before filling them.
+const BYTES_PER_LINE: usize = 300;
+
+enum ColumnBuilder {
+    Str(StringBuilder),
+    I32(Int32Builder),
+    I64(Int64Builder),
+    Ts(TimestampMillisecondBuilder),
+}
+
+impl ColumnBuilder {
+    fn new(kind: Kind, rows: usize) -> Self {
+        match kind {
+            Kind::Utf8 => ColumnBuilder::Str(StringBuilder::with_capacity(rows, rows * 24)),
+            Kind::Int32 => ColumnBuilder::I32(Int32Builder::with_capacity(rows)),
+            Kind::Int64 => ColumnBuilder::I64(Int64Builder::with_capacity(rows)),
+            Kind::TimestampMs => {
+                ColumnBuilder::Ts(TimestampMillisecondBuilder::with_capacity(rows).with_timezone("UTC"))
+            }
+            Kind::Binary => unreachable!("the data table has no binary column"),
+        }
+    }
+
+    fn append(&mut self, cell: &Cell<'_>) {
+        match (self, cell) {
+            (ColumnBuilder::Str(b), Cell::Str(v)) => b.append_value(v),
+            (ColumnBuilder::Str(b), Cell::Null) => b.append_null(),
+            (ColumnBuilder::I32(b), Cell::Int(v)) => b.append_value(*v as i32),
+            (ColumnBuilder::I32(b), Cell::Null) => b.append_null(),
+            (ColumnBuilder::I64(b), Cell::Int(v)) => b.append_value(*v),
+            (ColumnBuilder::I64(b), Cell::Null) => b.append_null(),
+            (ColumnBuilder::Ts(b), Cell::Ts(v)) => b.append_value(*v),
+            (ColumnBuilder::Ts(b), Cell::Null) => b.append_null(),
+            (_, cell) => unreachable!("cell {cell:?} does not fit its column"),
+        }
+    }
+
+    fn finish(self) -> ArrayRef {
+        match self {
+            ColumnBuilder::Str(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::I32(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::I64(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Ts(mut b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// Builders for the rows of one day.
+struct DayBuilder {
+    columns: Vec<ColumnBuilder>,
+}
+
+impl DayBuilder {
+    fn new(rows: usize) -> Self {
+        DayBuilder { columns: FIELDS.iter().map(|f| ColumnBuilder::new(f.kind, rows)).collect() }
+    }
+
+    fn append(&mut self, line: &ParsedLine<'_>, source: &str, number: u64) {
+        for (b, cell) in self.columns.iter_mut().zip(line.cells.iter()) {
+            b.append(cell);
+        }
+        if let ColumnBuilder::Str(b) = &mut self.columns[col::SOURCE_OBJECT] {
+            b.append_value(source);
+        }
+        if let ColumnBuilder::I64(b) = &mut self.columns[col::SOURCE_LINE] {
+            b.append_value(number as i64);
+        }
+    }
+
+    fn finish(self) -> RecordBatch {
+        let arrays = self.columns.into_iter().map(ColumnBuilder::finish).collect();
+        RecordBatch::try_new(arrow_schema(), arrays).expect("builders follow the field table")
+    }
+}
+
+/// Builders for rejected lines.
+struct RejectBuilder {
+    source: StringBuilder,
+    line: Int64Builder,
+    code: StringBuilder,
+    reason: StringBuilder,
+    raw: BinaryBuilder,
+}
+
+impl RejectBuilder {
+    fn new() -> Self {
+        RejectBuilder {
+            source: StringBuilder::new(),
+            line: Int64Builder::new(),
+            code: StringBuilder::new(),
+            reason: StringBuilder::new(),
+            raw: BinaryBuilder::new(),
+        }
+    }
+
+    fn append(&mut self, source: &str, number: u64, reason: &RejectReason, raw: &[u8]) {
+        self.source.append_value(source);
+        self.line.append_value(number as i64);
+        self.code.append_value(reason.code());
+        self.reason.append_value(reason.to_string());
+        self.raw.append_value(raw);
+    }
+
+    fn finish(mut self) -> Option<RecordBatch> {
+        if self.line.len() == 0 {
+            return None;
+        }
+        let arrays: Vec<ArrayRef> = vec![
+            Arc::new(self.source.finish()),
+            Arc::new(self.line.finish()),
+            Arc::new(self.code.finish()),
+            Arc::new(self.reason.finish()),
+            Arc::new(self.raw.finish()),
+        ];
+        Some(RecordBatch::try_new(reject_schema(), arrays).expect("builders follow the reject table"))
+    }
+}
+
+/// The first rejects of a run, kept to show on stderr and in the report.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RejectSample {
+    pub source_object: String,
+    pub source_line: u64,
+    pub reason: String,
+}
+
+/// What one chunk produced.
+#[derive(Default)]
+pub struct ChunkOutput {
+    /// Finished batches by UTC day number, in day order.
+    pub days: Vec<(i32, RecordBatch)>,
+    pub rejects: Option<RecordBatch>,
+    pub lines: u64,
+    pub rows: u64,
+    pub lossy_utf8: u64,
+    /// Rejects by reason code.
+    pub reject_codes: BTreeMap<&'static str, u64>,
+    pub samples: Vec<RejectSample>,
+}
+
+impl ChunkOutput {
+    pub fn rejected(&self) -> u64 {
+        self.reject_codes.values().sum()
+    }
+}
+
+/// How many reject samples a chunk keeps.
+pub const MAX_SAMPLES: usize = 5;
+
+/// Parses every line of `chunk` (lines numbered from `first_line`) from the object `source`.
+pub fn parse_chunk(chunk: &[u8], first_line: u64, source: &str, max_line: usize) -> ChunkOutput {
+    let expected_rows = chunk.len() / BYTES_PER_LINE + 1;
+    let mut days: Vec<(i32, DayBuilder)> = Vec::new();
+    let mut rejects = RejectBuilder::new();
+    let mut out = ChunkOutput::default();
+    let mut reject = |out: &mut ChunkOutput, number: u64, reason: RejectReason, raw: &[u8]| {
+        rejects.append(source, number, &reason, raw);
+        *out.reject_codes.entry(reason.code()).or_default() += 1;
+        if out.samples.len() < MAX_SAMPLES {
+            out.samples.push(RejectSample {
+                source_object: source.to_string(),
+                source_line: number,
+                reason: reason.to_string(),
+            });
+        }
+    };
+    for_each_line(chunk, first_line, max_line, |line| {
+        out.lines += 1;
+        match line {
+            Line::TooLong { number, len, head } => {
+                reject(&mut out, number, RejectReason::TooLong { len, limit: max_line }, head)
+            }
+            Line::Text { number, text, raw, lossy } => {
+                out.lossy_utf8 += lossy as u64;
+                match parse_line(&text) {
+                    Ok(parsed) => {
+                        let day = parsed.time.day;
+                        let builder = match days.iter_mut().position(|(d, _)| *d == day) {
+                            Some(i) => &mut days[i].1,
+                            None => {
+                                let rows = if days.is_empty() { expected_rows } else { 64 };
+                                days.push((day, DayBuilder::new(rows)));
+                                &mut days.last_mut().expect("just pushed").1
+                            }
+                        };
+                        builder.append(&parsed, source, number);
+                        out.rows += 1;
+                    }
+                    Err(reason) => reject(&mut out, number, reason, raw),
+                }
+            }
+        }
+    });
+    days.sort_by_key(|(d, _)| *d);
+    out.days = days.into_iter().map(|(d, b)| (d, b.finish())).collect();
+    out.rejects = rejects.finish();
+    out
+}

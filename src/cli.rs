@@ -1,0 +1,149 @@
+//! The command line: flags as the user typed them, resolved into options, and the one place where
+//! outcomes become messages and exit codes.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::convert::{self, ConvertOptions};
+use crate::error::{EXIT_IO, EXIT_OK, Error};
+use crate::parquet_sink::SinkOptions;
+use crate::report::Report;
+
+#[derive(Debug, Parser)]
+#[command(name = "s3logs", version, about = "Convert S3 server access logs into typed, date-partitioned Parquet")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Convert log objects into DEST/data/dt=YYYY-MM-DD/*.parquet (rejected lines: DEST/rejects/).
+    Convert(ConvertArgs),
+}
+
+/// Parses `1048576`, `64KiB`, `256MiB`, `1GiB` (also `K`, `M`, `G`, `KB`, `MB`, `GB`; powers of 1024).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size such as 1048576 or 256MiB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use KiB, MiB or GiB)")),
+    };
+    n.checked_mul(mult).filter(|&v| v > 0).ok_or_else(|| format!("{s:?} is out of range"))
+}
+
+#[derive(Debug, Args)]
+struct ConvertArgs {
+    /// Log objects: files, directories (walked recursively, sorted), or - for standard input.
+    /// gzip and zstd objects are decompressed automatically.
+    #[arg(required = true, value_name = "SOURCE")]
+    sources: Vec<String>,
+    /// Output root: data goes to DEST/data/, rejected lines to DEST/rejects/.
+    #[arg(short, long, value_name = "DEST")]
+    output: PathBuf,
+    /// Write a JSON report of the run to FILE.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Fail (exit 65, commit nothing) when more than this share of lines is rejected.
+    #[arg(long, default_value_t = 0.05, value_name = "RATIO")]
+    max_reject_ratio: f64,
+    /// A line longer than this is a reject.
+    #[arg(long, default_value = "1MiB", value_parser = parse_size, value_name = "SIZE")]
+    max_line_bytes: u64,
+    /// Roll to a new Parquet file when a file reaches this size.
+    #[arg(long, default_value = "256MiB", value_parser = parse_size, value_name = "SIZE")]
+    target_file_size: u64,
+    /// Rows per Parquet row group.
+    #[arg(long, default_value_t = 128 * 1024, value_name = "N")]
+    row_group_rows: usize,
+    /// ZSTD compression level (1-22).
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    zstd_level: i32,
+    /// Parser threads (default: one per core).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// Do not print the summary on stderr.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+impl ConvertArgs {
+    fn options(&self) -> ConvertOptions {
+        ConvertOptions {
+            sources: self.sources.clone(),
+            output: self.output.clone(),
+            max_reject_ratio: self.max_reject_ratio,
+            max_line_bytes: self.max_line_bytes as usize,
+            threads: self.threads,
+            sink: SinkOptions {
+                target_file_bytes: self.target_file_size,
+                row_group_rows: self.row_group_rows,
+                zstd_level: self.zstd_level,
+                ..SinkOptions::default()
+            },
+            ..ConvertOptions::default()
+        }
+    }
+}
+
+fn write_report(path: &PathBuf, report: &Report) -> Result<(), Error> {
+    let json = serde_json::to_vec_pretty(report).expect("the report serializes");
+    std::fs::write(path, json).map_err(|e| Error::write(path, e))
+}
+
+fn convert(args: &ConvertArgs) -> i32 {
+    let result = convert::run(&args.options());
+    let report = match &result {
+        Ok(r) => Some(r),
+        Err(e) => e.report(),
+    };
+    if let Some(r) = report {
+        if !args.quiet {
+            eprint!("{}", r.summary());
+        }
+        if let Some(path) = &args.report {
+            if let Err(e) = write_report(path, r) {
+                eprintln!("s3logs: error: {e}");
+                return EXIT_IO;
+            }
+        }
+    }
+    match result {
+        Ok(_) => EXIT_OK,
+        Err(e) => {
+            eprintln!("s3logs: error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// Parses the command line, runs the command, and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match &cli.command {
+        Command::Convert(args) => convert(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
+        assert_eq!(parse_size("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("MiB").is_err());
+    }
+}

@@ -1,0 +1,276 @@
+//! The `convert` run: list objects, parse them in parallel, write partitioned Parquet, commit.
+//!
+//! Objects are taken in windows of bounded size. Within a window, rayon parses objects (and
+//! newline-aligned chunks of large ones) in parallel; the results go, in input order, to one writer
+//! thread that encodes Parquet while the next window is parsed. Input order is kept everywhere, so
+//! the same input gives the same files and rows. Files are staged in `DEST/_staging/<run>/` and
+//! moved into `DEST/data/` and `DEST/rejects/` only when the whole run succeeded; on any error the
+//! staging folder is removed and nothing under `DEST/data/` changes.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::sync_channel;
+use std::time::Instant;
+
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::access_log::time::format_day;
+use crate::batch_builder::{ChunkOutput, MAX_SAMPLES, parse_chunk};
+use crate::error::Error;
+use crate::lines::chunks;
+use crate::object_source::{self, SourceObject};
+use crate::parquet_sink::{PartitionedWriter, SinkOptions, WrittenFile, commit};
+use crate::report::Report;
+use crate::schema::{arrow_schema, reject_schema};
+
+/// Everything a conversion needs to know; the CLI fills it from flags.
+#[derive(Debug, Clone)]
+pub struct ConvertOptions {
+    pub sources: Vec<String>,
+    pub output: PathBuf,
+    /// Above this share of rejected lines the run fails and commits nothing.
+    pub max_reject_ratio: f64,
+    /// A longer line is a reject.
+    pub max_line_bytes: usize,
+    /// Target size of the newline-aligned chunks a large object is cut into.
+    pub chunk_bytes: usize,
+    /// Objects are parsed in windows of about this many stored bytes.
+    pub window_bytes: u64,
+    /// Parser threads (default: one per core).
+    pub threads: Option<usize>,
+    pub sink: SinkOptions,
+}
+
+impl Default for ConvertOptions {
+    fn default() -> Self {
+        ConvertOptions {
+            sources: Vec::new(),
+            output: PathBuf::new(),
+            max_reject_ratio: 0.05,
+            max_line_bytes: 1 << 20,
+            chunk_bytes: 4 << 20,
+            window_bytes: 64 << 20,
+            threads: None,
+            sink: SinkOptions::default(),
+        }
+    }
+}
+
+/// The folders a run writes, all under DEST.
+pub struct Layout {
+    pub root: PathBuf,
+}
+
+impl Layout {
+    /// The table location: only committed data Parquet files live here.
+    pub fn data(&self) -> PathBuf {
+        self.root.join("data")
+    }
+    pub fn rejects(&self) -> PathBuf {
+        self.root.join("rejects")
+    }
+    pub fn staging(&self, run: &str) -> PathBuf {
+        self.root.join("_staging").join(run)
+    }
+}
+
+/// A short, stable identity of the run's input: the objects' names and sizes, in order.
+pub fn run_id(objects: &[SourceObject]) -> String {
+    let mut h = Sha256::new();
+    for o in objects {
+        h.update(o.name.as_bytes());
+        h.update([0]);
+        h.update(o.size.to_le_bytes());
+    }
+    h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+struct ObjectOutput {
+    stored: u64,
+    decoded: u64,
+    chunks: Vec<ChunkOutput>,
+}
+
+fn process_object(o: &SourceObject, opts: &ConvertOptions) -> Result<ObjectOutput, Error> {
+    let (stored, bytes) = o.read()?;
+    let chunks = chunks(&bytes, opts.chunk_bytes)
+        .into_par_iter()
+        .map(|c| parse_chunk(&bytes[c.range], c.first_line, &o.name, opts.max_line_bytes))
+        .collect();
+    Ok(ObjectOutput { stored, decoded: bytes.len() as u64, chunks })
+}
+
+/// Consecutive objects grouped so each group holds about `bytes` stored bytes.
+fn windows(objects: &[SourceObject], bytes: u64) -> Vec<&[SourceObject]> {
+    let mut out = Vec::new();
+    let (mut start, mut size) = (0, 0u64);
+    for (i, o) in objects.iter().enumerate() {
+        size += o.size;
+        if size >= bytes {
+            out.push(&objects[start..=i]);
+            (start, size) = (i + 1, 0);
+        }
+    }
+    if start < objects.len() {
+        out.push(&objects[start..]);
+    }
+    out
+}
+
+fn tally(report: &mut Report, o: &ObjectOutput) {
+    report.objects_read += 1;
+    report.bytes_read += o.stored;
+    report.bytes_decompressed += o.decoded;
+    for c in &o.chunks {
+        report.lines_read += c.lines;
+        report.rows_written += c.rows;
+        report.lines_rejected += c.rejected();
+        report.lines_lossy_utf8 += c.lossy_utf8;
+        for (code, n) in &c.reject_codes {
+            *report.reject_reasons.entry(code.to_string()).or_default() += n;
+        }
+        for s in &c.samples {
+            if report.reject_samples.len() < MAX_SAMPLES {
+                report.reject_samples.push(s.clone());
+            }
+        }
+    }
+}
+
+fn prepare_output(layout: &Layout, staging: &Path) -> Result<(), Error> {
+    for dir in [layout.data(), staging.to_path_buf()] {
+        std::fs::create_dir_all(&dir).map_err(|e| Error::write(&dir, e))?;
+    }
+    // A staging folder of an identical earlier run that crashed holds nothing committed.
+    for entry in std::fs::read_dir(staging).map_err(|e| Error::write(staging, e))? {
+        let p = entry.map_err(|e| Error::write(staging, e))?.path();
+        let removed = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+        removed.map_err(|e| Error::write(&p, e))?;
+    }
+    Ok(())
+}
+
+fn remove_staging(layout: &Layout, staging: &Path) {
+    let _ = std::fs::remove_dir_all(staging);
+    let _ = std::fs::remove_dir(layout.root.join("_staging"));
+}
+
+type Written = (Vec<WrittenFile>, Vec<WrittenFile>);
+
+/// Parses all objects and writes staged files; returns the data and rejects files written.
+fn parse_and_write(
+    objects: &[SourceObject],
+    opts: &ConvertOptions,
+    staging: &Path,
+    run: &str,
+    report: &mut Report,
+) -> Result<Written, Error> {
+    let mut pool = rayon::ThreadPoolBuilder::new();
+    if let Some(n) = opts.threads {
+        pool = pool.num_threads(n.max(1));
+    }
+    let pool = pool.build().map_err(|e| Error::Usage(format!("cannot start parser threads: {e}")))?;
+    let mut data = PartitionedWriter::new(staging.join("data"), run.to_string(), arrow_schema(), opts.sink.clone())?;
+    let mut rejects =
+        PartitionedWriter::new(staging.join("rejects"), run.to_string(), reject_schema(), opts.sink.clone())?;
+
+    let (tx, rx) = sync_channel::<ObjectOutput>(4);
+    std::thread::scope(|s| {
+        let writer = s.spawn(move || -> Result<Written, Error> {
+            for o in rx {
+                for c in &o.chunks {
+                    for (day, batch) in &c.days {
+                        data.write(&format!("dt={}", format_day(*day)), batch)?;
+                    }
+                    if let Some(r) = &c.rejects {
+                        rejects.write("", r)?;
+                    }
+                }
+            }
+            Ok((data.finish()?, rejects.finish()?))
+        });
+        let mut parsed = Ok(());
+        'windows: for window in windows(objects, opts.window_bytes) {
+            let outs: Vec<Result<ObjectOutput, Error>> =
+                pool.install(|| window.par_iter().map(|o| process_object(o, opts)).collect());
+            for out in outs {
+                match out {
+                    Ok(o) => {
+                        tally(report, &o);
+                        if tx.send(o).is_err() {
+                            break 'windows; // the writer stopped; its error is reported below
+                        }
+                    }
+                    Err(e) => {
+                        parsed = Err(e);
+                        break 'windows;
+                    }
+                }
+            }
+        }
+        drop(tx);
+        let written = writer.join().expect("the writer thread does not panic");
+        parsed.and(written)
+    })
+}
+
+/// Runs one conversion. On success every input line is a row under `DEST/data/` or a reject under
+/// `DEST/rejects/`; on error nothing under `DEST/data/` has changed.
+pub fn run(opts: &ConvertOptions) -> Result<Report, Error> {
+    let started = Instant::now();
+    if !(0.0..=1.0).contains(&opts.max_reject_ratio) {
+        return Err(Error::Usage(format!("--max-reject-ratio {} is not between 0 and 1", opts.max_reject_ratio)));
+    }
+    if opts.max_line_bytes == 0 {
+        return Err(Error::Usage("--max-line-bytes must be at least 1".into()));
+    }
+    let layout = Layout { root: opts.output.clone() };
+    let objects = object_source::list(&opts.sources, Some(&layout.root))?;
+    let run = run_id(&objects);
+    let staging = layout.staging(&run);
+    let mut report = Report { output: layout.root.display().to_string(), ..Report::default() };
+
+    let outcome =
+        prepare_output(&layout, &staging).and_then(|()| parse_and_write(&objects, opts, &staging, &run, &mut report));
+    let (data_files, reject_files) = match outcome {
+        Ok(w) => w,
+        Err(e) => {
+            remove_staging(&layout, &staging);
+            return Err(e);
+        }
+    };
+    report.files_written = with_prefix("data", data_files);
+    report.reject_files_written = with_prefix("rejects", reject_files);
+    report.duration_s = started.elapsed().as_secs_f64();
+
+    let ratio = if report.lines_read == 0 { 0.0 } else { report.lines_rejected as f64 / report.lines_read as f64 };
+    if ratio > opts.max_reject_ratio {
+        remove_staging(&layout, &staging);
+        report.files_written.clear();
+        report.reject_files_written.clear();
+        let first = report
+            .reject_samples
+            .first()
+            .map_or(String::new(), |s| format!("{}:{}: {}", s.source_object, s.source_line, s.reason));
+        return Err(Error::TooManyRejects {
+            rejected: report.lines_rejected,
+            lines: report.lines_read,
+            ratio,
+            max: opts.max_reject_ratio,
+            first,
+            report: Box::new(report),
+        });
+    }
+
+    let committed = commit(&staging, &layout.root, &report.files_written)
+        .and_then(|()| commit(&staging, &layout.root, &report.reject_files_written));
+    remove_staging(&layout, &staging);
+    committed?;
+    report.committed = true;
+    report.duration_s = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+fn with_prefix(prefix: &str, files: Vec<WrittenFile>) -> Vec<WrittenFile> {
+    files.into_iter().map(|f| WrittenFile { path: format!("{prefix}/{}", f.path), ..f }).collect()
+}

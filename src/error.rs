@@ -1,0 +1,67 @@
+//! The errors a run can end with, and the one place that maps them to exit codes.
+//!
+//! Each error names where it happened (the object or file path) and, for data problems, what was
+//! wrong. Messages include their cause inline, so `main` prints one line.
+
+use std::io;
+use std::path::Path;
+
+use crate::report::Report;
+
+/// Exit code for success.
+pub const EXIT_OK: i32 = 0;
+/// Exit code for a usage error (bad flag or value); clap uses the same code.
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code when more lines were rejected than `--max-reject-ratio` allows (sysexits EX_DATAERR).
+pub const EXIT_TOO_MANY_REJECTS: i32 = 65;
+/// Exit code for an I/O failure: unreadable input, unwritable output (sysexits EX_IOERR).
+pub const EXIT_IO: i32 = 74;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot read {path}: {cause}")]
+    Read { path: String, cause: io::Error },
+    #[error("cannot decompress {path} ({format}): {cause}")]
+    Decompress { path: String, format: &'static str, cause: io::Error },
+    #[error("cannot write {path}: {cause}")]
+    Write { path: String, cause: io::Error },
+    #[error("cannot write Parquet file {path}: {cause}")]
+    Parquet { path: String, cause: parquet::errors::ParquetError },
+    #[error(
+        "{rejected} of {lines} lines were rejected ({ratio:.4}), over --max-reject-ratio {max}; \
+         nothing was committed (first reject: {first})"
+    )]
+    TooManyRejects { rejected: u64, lines: u64, ratio: f64, max: f64, first: String, report: Box<Report> },
+}
+
+impl Error {
+    pub fn read(path: impl AsRef<Path>, cause: io::Error) -> Self {
+        Error::Read { path: path.as_ref().display().to_string(), cause }
+    }
+
+    pub fn write(path: impl AsRef<Path>, cause: io::Error) -> Self {
+        Error::Write { path: path.as_ref().display().to_string(), cause }
+    }
+
+    pub fn parquet(path: impl AsRef<Path>, cause: parquet::errors::ParquetError) -> Self {
+        Error::Parquet { path: path.as_ref().display().to_string(), cause }
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Usage(_) => EXIT_USAGE,
+            Error::Read { .. } | Error::Decompress { .. } | Error::Write { .. } | Error::Parquet { .. } => EXIT_IO,
+            Error::TooManyRejects { .. } => EXIT_TOO_MANY_REJECTS,
+        }
+    }
+
+    /// The run's report, when the run got far enough to have one.
+    pub fn report(&self) -> Option<&Report> {
+        match self {
+            Error::TooManyRejects { report, .. } => Some(report),
+            _ => None,
+        }
+    }
+}
