@@ -1,0 +1,517 @@
+//! Parser tests: every real-world line field for field, hand-written edge cases and rejects, all
+//! also run through the chunked path, and a property test that formatted records parse back.
+
+mod common;
+
+use std::borrow::Cow;
+
+use proptest::prelude::*;
+use s3logs::access_log::{Cell, RejectReason, parse_line};
+use s3logs::batch_builder::parse_chunk;
+use s3logs::schema::{FIELDS, col};
+use serde_json::{Map, Value};
+
+const REAL_LINES: &str = include_str!("fixtures/real-world-lines.log");
+const REAL_EXPECTED: &str = include_str!("fixtures/real-world-expected.json");
+
+fn cell_json(c: &Cell<'_>) -> Value {
+    match c {
+        Cell::Null => Value::Null,
+        Cell::Str(s) => Value::from(s.as_ref()),
+        Cell::Int(v) => Value::from(*v),
+        Cell::Ts(ms) => Value::from(common::iso(*ms)),
+    }
+}
+
+/// The parser's row for `line`, as a JSON map of the log columns.
+fn parsed(line: &str) -> Result<Map<String, Value>, RejectReason> {
+    let p = parse_line(line)?;
+    Ok(FIELDS.iter().zip(p.cells.iter()).map(|(f, c)| (f.name.to_string(), cell_json(c))).collect())
+}
+
+/// Parses `text` through the chunked path at several chunk sizes; every size must give the same
+/// rows (with source_line) and rejects, in line order.
+fn through_chunks(text: &[u8], max_line: usize) -> (Vec<Map<String, Value>>, Vec<Map<String, Value>>, u64) {
+    let mut results = Vec::new();
+    for target in [1usize, 7, 64, 1000, usize::MAX / 2] {
+        let (mut rows, mut rejects, mut lossy) = (Vec::new(), Vec::new(), 0);
+        for c in s3logs::lines::chunks(text, target) {
+            let out = parse_chunk(&text[c.range.clone()], c.first_line, "obj", max_line);
+            assert_eq!(out.lines, out.rows + out.rejected(), "every line is one row or one reject");
+            for (_, b) in &out.days {
+                rows.extend(common::rows(b));
+            }
+            if let Some(r) = &out.rejects {
+                rejects.extend(common::rows(r));
+            }
+            lossy += out.lossy_utf8;
+        }
+        let line_of = |m: &Map<String, Value>| m["source_line"].as_i64().unwrap();
+        rows.sort_by_key(line_of);
+        rejects.sort_by_key(line_of);
+        results.push((rows, rejects, lossy));
+    }
+    for r in &results[1..] {
+        assert_eq!(r, &results[0], "chunk sizes disagree");
+    }
+    results.swap_remove(0)
+}
+
+#[test]
+fn every_real_world_line_parses_field_for_field() {
+    let expected: Vec<Value> = serde_json::from_str(REAL_EXPECTED).unwrap();
+    let lines: Vec<&str> = REAL_LINES.lines().collect();
+    assert_eq!(lines.len(), 38);
+    assert_eq!(expected.len(), lines.len());
+    for (line, exp) in lines.iter().zip(&expected) {
+        let n = exp["line"].as_u64().unwrap();
+        let want = exp["row"].as_object().unwrap();
+        let got = parsed(line).unwrap_or_else(|r| panic!("line {n} rejected: {r}"));
+        for f in FIELDS.iter().take(col::SOURCE_OBJECT) {
+            assert_eq!(got[f.name], want[f.name], "line {n}, column {}", f.name);
+        }
+    }
+}
+
+#[test]
+fn real_world_lines_through_the_chunked_path() {
+    let expected: Vec<Value> = serde_json::from_str(REAL_EXPECTED).unwrap();
+    let (rows, rejects, lossy) = through_chunks(REAL_LINES.as_bytes(), 1 << 20);
+    assert!(rejects.is_empty());
+    assert_eq!(lossy, 0);
+    assert_eq!(rows.len(), expected.len());
+    for (got, exp) in rows.iter().zip(&expected) {
+        assert_eq!(got["source_line"], exp["line"]);
+        assert_eq!(got["source_object"], "obj");
+        for (k, v) in exp["row"].as_object().unwrap() {
+            assert_eq!(&got[k], v, "line {}, column {k}", exp["line"]);
+        }
+    }
+}
+
+/// A 27-field line to vary: every field present.
+const FULL: &str = "79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be amzn-s3-demo-bucket1 \
+[06/Feb/2019:00:00:38 +0000] 192.0.2.3 arn:aws:iam::123456789012:user/alice 3E57427F3EXAMPLE REST.GET.OBJECT \
+photos/2019/cat.jpg \"GET /amzn-s3-demo-bucket1/photos/2019/cat.jpg HTTP/1.1\" 200 - 2662992 3462992 70 10 \
+\"https://example.com/\" \"curl/8.0\" 3HL4kqtJvjVBH40Nrjfkd \
+s9lzHYrFp76ZVxRcpX9+5cjAnEH2ROuNkd2BHfIa6UkFVdtjf5mKR3/eTPFvsiP/XV/VLi31234= SigV4 \
+ECDHE-RSA-AES128-GCM-SHA256 AuthHeader amzn-s3-demo-bucket1.s3.us-west-1.amazonaws.com TLSv1.2 - Yes us-west-2";
+
+/// Expectations for one hand-written line: the listed columns must have these values (`null`
+/// for NULL); every other column must equal its value in `FULL`'s row.
+macro_rules! case {
+    ($name:ident, $line:expr, { $($col:literal : $val:tt),* $(,)? }) => {
+        #[test]
+        fn $name() {
+            let line: String = $line;
+            let got = parsed(&line).unwrap_or_else(|r| panic!("rejected: {r}\n{line}"));
+            #[allow(unused_mut)]
+            let mut want = parsed(FULL).unwrap();
+            $( assert!(want.contains_key($col), "no column {}", $col); want.insert($col.to_string(), serde_json::json!($val)); )*
+            for f in FIELDS.iter().take(col::SOURCE_OBJECT) {
+                assert_eq!(got[f.name], want[f.name], "column {}\n{line}", f.name);
+            }
+            let (rows, rejects, _) = through_chunks(format!("{line}\n").as_bytes(), 1 << 20);
+            assert!(rejects.is_empty());
+            assert_eq!(rows.len(), 1);
+        }
+    };
+}
+
+/// The line must be a reject with this reason code, and its reason must mention `$mention`.
+macro_rules! reject {
+    ($name:ident, $line:expr, $code:literal, $mention:literal) => {
+        #[test]
+        fn $name() {
+            let line: String = $line;
+            let r = parse_line(&line).expect_err(&line);
+            assert_eq!(r.code(), $code, "{r}");
+            assert!(r.to_string().contains($mention), "reason {r:?} should mention {:?}", $mention);
+            let (rows, rejects, _) = through_chunks(format!("{line}\n").as_bytes(), 1 << 20);
+            assert!(rows.is_empty());
+            assert_eq!(rejects.len(), 1);
+            assert_eq!(rejects[0]["reason_code"], $code);
+            assert_eq!(rejects[0]["raw_line"], line.as_str());
+        }
+    };
+}
+
+fn full() -> String {
+    FULL.to_string()
+}
+
+#[test]
+fn the_base_line_is_what_the_contract_says() {
+    let r = parsed(FULL).unwrap();
+    let exp = serde_json::json!({
+        "bucketowner": "79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be",
+        "bucket": "amzn-s3-demo-bucket1", "requestdatetime": "2019-02-06T00:00:38Z", "remoteip": "192.0.2.3",
+        "requester": "arn:aws:iam::123456789012:user/alice", "requestid": "3E57427F3EXAMPLE",
+        "operation": "REST.GET.OBJECT", "key": "photos/2019/cat.jpg", "requesturi_operation": "GET",
+        "requesturi_key": "/amzn-s3-demo-bucket1/photos/2019/cat.jpg", "requesturi_httpprotoversion": "HTTP/1.1",
+        "httpstatus": 200, "errorcode": null, "bytessent": 2662992, "objectsize": 3462992, "totaltime": 70,
+        "turnaroundtime": 10, "referrer": "https://example.com/", "useragent": "curl/8.0",
+        "versionid": "3HL4kqtJvjVBH40Nrjfkd",
+        "hostid": "s9lzHYrFp76ZVxRcpX9+5cjAnEH2ROuNkd2BHfIa6UkFVdtjf5mKR3/eTPFvsiP/XV/VLi31234=",
+        "sigv": "SigV4", "ciphersuite": "ECDHE-RSA-AES128-GCM-SHA256", "authtype": "AuthHeader",
+        "endpoint": "amzn-s3-demo-bucket1.s3.us-west-1.amazonaws.com", "tlsversion": "TLSv1.2",
+        "accesspointarn": null, "aclrequired": "Yes", "sourceregion": "us-west-2", "extrafields": null,
+    });
+    assert_eq!(Value::Object(r), exp);
+}
+
+case!(requester_with_spaces_is_one_value, full().replace(
+    "arn:aws:iam::123456789012:user/alice",
+    "arn:aws:iam::cloudfront:user/CloudFront Origin Access Identity E2EXAMPLEID"),
+    { "requester": "arn:aws:iam::cloudfront:user/CloudFront Origin Access Identity E2EXAMPLEID" });
+
+case!(requester_with_spaces_and_uuid_request_id_on_a_checksum_job, full()
+    .replace("arn:aws:iam::123456789012:user/alice 3E57427F3EXAMPLE REST.GET.OBJECT",
+        "arn:aws:iam::cloudfront:user/CloudFront  Origin Access Identity E2EXAMPLEID 5b1f6c1e-8a0e-4c1b-9a4e-2a0c1f9b7d3e S3.COMPUTE.OBJECT.CHECKSUM"),
+    { "requester": "arn:aws:iam::cloudfront:user/CloudFront Origin Access Identity E2EXAMPLEID",
+      "requestid": "5b1f6c1e-8a0e-4c1b-9a4e-2a0c1f9b7d3e", "operation": "S3.COMPUTE.OBJECT.CHECKSUM" });
+
+case!(two_token_host_id_is_kept_whole, full().replace("VLi31234= SigV4", "VLi31234= AbCdEf0123== SigV4"),
+    { "hostid": "s9lzHYrFp76ZVxRcpX9+5cjAnEH2ROuNkd2BHfIa6UkFVdtjf5mKR3/eTPFvsiP/XV/VLi31234= AbCdEf0123==" });
+
+case!(
+    double_spaces_between_fields_are_one_separator,
+    full().replace(" 200 - ", "  200  -  ").replace(" SigV4 ", "   SigV4 "),
+    {}
+);
+
+case!(ipv6_remote_ip, full().replace("192.0.2.3", "2001:db8:85a3::8a2e:370:7334"),
+    { "remoteip": "2001:db8:85a3::8a2e:370:7334" });
+
+case!(negative_offset_moves_to_next_utc_day, full().replace("[06/Feb/2019:00:00:38 +0000]", "[31/Dec/2023:22:30:00 -0130]"),
+    { "requestdatetime": "2024-01-01T00:00:00Z" });
+
+case!(positive_offset_moves_to_previous_utc_day, full().replace("[06/Feb/2019:00:00:38 +0000]", "[01/Mar/2024:01:00:00 +0200]"),
+    { "requestdatetime": "2024-02-29T23:00:00Z" });
+
+case!(empty_quoted_user_agent_is_empty_not_null, full().replace("\"curl/8.0\"", "\"\""), { "useragent": "" });
+
+case!(quoted_dash_is_null, full().replace("\"https://example.com/\"", "\"-\"").replace("\"curl/8.0\"", "-"),
+    { "referrer": null, "useragent": null });
+
+case!(stray_leading_quote_in_user_agent_is_kept, full().replace("\"curl/8.0\"", "\"\"Mozilla/5.0 (X11; Linux x86_64)\""),
+    { "useragent": "\"Mozilla/5.0 (X11; Linux x86_64)" });
+
+case!(escaped_quotes_in_user_agent_are_verbatim, full().replace("\"curl/8.0\"", r#""Mozilla/5.0 \"quoted\" (compatible)""#),
+    { "useragent": r#"Mozilla/5.0 \"quoted\" (compatible)"# });
+
+case!(junk_quotes_in_referer, full().replace("\"https://example.com/\"", r#""http://x/" or "1"="1""#),
+    { "referrer": r#"http://x/" or "1"="1"# });
+
+case!(presigned_uri_with_quoted_filename, full().replace(
+    "\"GET /amzn-s3-demo-bucket1/photos/2019/cat.jpg HTTP/1.1\"",
+    r#""GET /amzn-s3-demo-bucket1/a.json?response-content-disposition=attachment; filename="a.json"&X-Amz-Signature=abc HTTP/1.1""#),
+    { "requesturi_key": r#"/amzn-s3-demo-bucket1/a.json?response-content-disposition=attachment; filename="a.json"&X-Amz-Signature=abc"# });
+
+case!(uri_without_protocol, full().replace("\"GET /amzn-s3-demo-bucket1/photos/2019/cat.jpg HTTP/1.1\"", "\"GET /x y\""),
+    { "requesturi_key": "/x y", "requesturi_httpprotoversion": null });
+
+case!(bare_dash_uri_and_numbers, full().replace("\"GET /amzn-s3-demo-bucket1/photos/2019/cat.jpg HTTP/1.1\" 200 - 2662992 3462992 70 10", "- - - - 5000000000 - -"),
+    { "requesturi_operation": null, "requesturi_key": null, "requesturi_httpprotoversion": null, "httpstatus": null,
+      "bytessent": null, "objectsize": 5_000_000_000i64, "totaltime": null, "turnaroundtime": null });
+
+case!(batch_delete_key_with_plus, full().replace("REST.GET.OBJECT photos/2019/cat.jpg", "BATCH.DELETE.OBJECT Screen+Shot+2019.png"),
+    { "operation": "BATCH.DELETE.OBJECT", "key": "Screen+Shot+2019.png" });
+
+case!(host_header_with_port, full().replace("amzn-s3-demo-bucket1.s3.us-west-1.amazonaws.com", "s3.amazonaws.com:80"),
+    { "endpoint": "s3.amazonaws.com:80" });
+
+case!(unknown_trailing_fields_are_kept_verbatim, format!("{FULL} newfield -  third"),
+    { "extrafields": "newfield - third" });
+
+case!(trailing_spaces_are_not_a_field, format!("{FULL}   "), {});
+
+case!(old_17_field_record, FULL.split(" 3HL4kqtJvjVBH40Nrjfkd").next().unwrap().to_string(),
+    { "versionid": null, "hostid": null, "sigv": null, "ciphersuite": null, "authtype": null, "endpoint": null,
+      "tlsversion": null, "accesspointarn": null, "aclrequired": null, "sourceregion": null });
+
+case!(record_of_25_fields_has_no_acl_or_region, FULL.split(" Yes us-west-2").next().unwrap().to_string(),
+    { "aclrequired": null, "sourceregion": null });
+
+case!(spliced_looking_text_without_a_time_is_fine, full().replace("\"curl/8.0\"", "\"app [build 42] [06/Feb/2019]\""),
+    { "useragent": "app [build 42] [06/Feb/2019]" });
+
+reject!(empty_line, String::new(), "empty", "empty");
+reject!(spaces_only, "   ".to_string(), "empty", "empty");
+reject!(garbage, "hello world this is not a log".to_string(), "bad_time", "requestdatetime");
+reject!(impossible_date, full().replace("06/Feb/2019", "30/Feb/2019"), "bad_time", "30/Feb/2019");
+reject!(truncated_after_the_key, FULL.split(" \"GET").next().unwrap().to_string(), "truncated", "8 fields");
+reject!(truncated_after_the_numbers, FULL.split(" \"https").next().unwrap().to_string(), "truncated", "15 fields");
+reject!(
+    truncated_inside_the_user_agent,
+    FULL.split("curl").next().unwrap().to_string(),
+    "unterminated_quote",
+    "useragent"
+);
+reject!(
+    unterminated_request_uri,
+    FULL.split(" HTTP/1.1").next().unwrap().to_string(),
+    "unterminated_quote",
+    "requesturi"
+);
+reject!(status_not_a_number, full().replace("HTTP/1.1\" 200", "HTTP/1.1\" 2x0"), "bad_number", "httpstatus");
+reject!(bytes_sent_not_a_number, full().replace(" 2662992 ", " 26629x2 "), "bad_number", "bytessent");
+reject!(number_too_large, full().replace(" 2662992 ", " 99999999999999999999 "), "bad_number", "bytessent");
+reject!(two_records_spliced, format!("{} {FULL}", &FULL[..180]), "spliced", "second record");
+
+#[test]
+fn crlf_and_missing_final_newline() {
+    let text = format!("{FULL}\r\n{FULL}\r\n{FULL}");
+    let (rows, rejects, _) = through_chunks(text.as_bytes(), 1 << 20);
+    assert!(rejects.is_empty());
+    assert_eq!(rows.len(), 3);
+    let want = parsed(FULL).unwrap();
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r["source_line"], i as i64 + 1);
+        assert_eq!(r["sourceregion"], want["sourceregion"], "no \\r left in the last field");
+    }
+}
+
+#[test]
+fn invalid_utf8_keeps_the_row_with_replacement_and_counts_it() {
+    let mut text = FULL.replace("curl/8.0", "curl/\u{0}").into_bytes();
+    let at = text.iter().position(|&b| b == 0).unwrap();
+    text[at] = 0xff;
+    text.extend_from_slice(b"\n");
+    text.extend_from_slice(FULL.as_bytes());
+    let (rows, rejects, lossy) = through_chunks(&text, 1 << 20);
+    assert!(rejects.is_empty());
+    assert_eq!(lossy, 1);
+    assert_eq!(rows[0]["useragent"], "curl/\u{fffd}");
+    assert_eq!(rows[1]["useragent"], "curl/8.0");
+}
+
+#[test]
+fn a_line_over_the_limit_is_a_reject_with_its_head_kept() {
+    let text = format!("{FULL}\n{}\n{FULL}\n", "x".repeat(5000));
+    let (rows, rejects, _) = through_chunks(text.as_bytes(), 1024);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rejects.len(), 1);
+    assert_eq!(rejects[0]["source_line"], 2);
+    assert_eq!(rejects[0]["reason_code"], "too_long");
+    assert_eq!(rejects[0]["raw_line"].as_str().unwrap().len(), 1024);
+}
+
+#[test]
+fn rows_and_rejects_interleaved_keep_their_line_numbers() {
+    let text = format!("{FULL}\ngarbage\n\n{FULL}\n{}\n", &FULL[..100]);
+    let (rows, rejects, _) = through_chunks(text.as_bytes(), 1 << 20);
+    let lines = |v: &[Map<String, Value>]| v.iter().map(|m| m["source_line"].as_i64().unwrap()).collect::<Vec<_>>();
+    assert_eq!(lines(&rows), vec![1, 4]);
+    assert_eq!(lines(&rejects), vec![2, 3, 5]);
+}
+
+// ---- Property test: any record formatted the way S3 writes it parses back to its values. ----
+
+#[derive(Debug, Clone)]
+struct Rec {
+    owner: String,
+    bucket: String,
+    secs: i64,
+    offset_min: i32,
+    ip: String,
+    requester: Option<String>,
+    request_id: String,
+    operation: String,
+    key: Option<String>,
+    uri: Option<(String, String, Option<String>)>,
+    status: Option<i64>,
+    error: Option<String>,
+    nums: [Option<i64>; 4],
+    referer: Option<String>,
+    agent: Option<String>,
+    tail: Vec<Option<String>>,
+    extra: Vec<String>,
+}
+
+fn token() -> impl Strategy<Value = String> {
+    "[A-Za-z0-9+/=._:@%*-]{1,24}".prop_filter("not a bare dash", |s| s != "-")
+}
+
+fn opt_token() -> impl Strategy<Value = Option<String>> {
+    prop::option::of(token())
+}
+
+/// Quoted text with spaces and quotes, but never a quote followed by a space and something that
+/// could start the next field: S3 itself cannot make that unambiguous.
+fn quoted_text() -> impl Strategy<Value = String> {
+    "[A-Za-z0-9 ;:/()=.,\"-]{0,40}".prop_filter("ambiguous or a dash", |s| {
+        s != "-" && !s.ends_with(' ') && !s.contains("\" ") && !s.starts_with(' ')
+    })
+}
+
+fn rec() -> impl Strategy<Value = Rec> {
+    let head = (
+        "[0-9a-f]{8,64}",
+        "[a-z0-9][a-z0-9.-]{2,40}",
+        0i64..4_102_444_800,
+        -720i32..=840,
+        prop_oneof!["[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}", "[0-9a-f]{1,4}(:[0-9a-f]{0,4}){2,7}"],
+        prop::option::of(prop_oneof![
+            "arn:aws:iam::[0-9]{12}:user/[a-z]{1,10}",
+            "arn:aws:iam::cloudfront:user/CloudFront Origin Access Identity E[A-Z0-9]{6,13}",
+            "[0-9a-f]{64}",
+        ]),
+        "[A-Z0-9]{16}",
+        "(REST|WEBSITE|BATCH|S3)\\.[A-Z_]{3,10}\\.[A-Z_]{3,10}",
+        opt_token(),
+    );
+    let uri = prop::option::of((
+        "[A-Z]{3,7}",
+        "/[A-Za-z0-9/?&=%.\"_ -]{0,40}".prop_filter("ambiguous", |s| !s.contains("\" ") && !s.ends_with(' ')),
+        prop::option::of("HTTP/1\\.[01]"),
+    ));
+    let mid = (
+        uri,
+        prop::option::of(100i64..600),
+        opt_token(),
+        [
+            prop::option::of(0i64..1 << 40),
+            prop::option::of(0i64..1 << 40),
+            prop::option::of(0i64..100_000),
+            prop::option::of(0i64..100_000),
+        ],
+        prop::option::of(quoted_text()),
+        prop::option::of(quoted_text()),
+        (0usize..=10).prop_flat_map(|n| prop::collection::vec(opt_token(), n)),
+        prop::collection::vec("[a-z0-9-]{1,10}", 0..3),
+    );
+    (head, mid).prop_map(|((owner, bucket, secs, offset_min, ip, requester, request_id, operation, key), m)| {
+        let (uri, status, error, nums, referer, agent, mut tail, mut extra) = m;
+        if tail.len() > 2 {
+            // The signature version field is `-` or SigV*; that is what tells a two-token Host Id.
+            tail[2] = tail[2].as_ref().map(|_| "SigV4".to_string());
+        }
+        if tail.len() < 10 {
+            extra.clear();
+        }
+        Rec {
+            owner,
+            bucket,
+            secs,
+            offset_min,
+            ip,
+            requester,
+            request_id,
+            operation,
+            key,
+            uri,
+            status,
+            error,
+            nums,
+            referer,
+            agent,
+            tail,
+            extra,
+        }
+    })
+}
+
+fn dash(v: &Option<String>) -> &str {
+    v.as_deref().unwrap_or("-")
+}
+
+fn quoted(v: &Option<String>) -> String {
+    v.as_ref().map_or("-".to_string(), |s| format!("\"{s}\""))
+}
+
+fn format_rec(r: &Rec) -> String {
+    let local = chrono::DateTime::from_timestamp(r.secs, 0)
+        .unwrap()
+        .with_timezone(&chrono::FixedOffset::east_opt(r.offset_min * 60).unwrap());
+    let uri = r.uri.as_ref().map_or("-".to_string(), |(m, p, v)| match v {
+        Some(v) => format!("\"{m} {p} {v}\""),
+        None => format!("\"{m} {p}\""),
+    });
+    let num = |v: &Option<i64>| v.map_or("-".to_string(), |n| n.to_string());
+    let mut s = format!(
+        "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}",
+        r.owner,
+        r.bucket,
+        local.format("[%d/%b/%Y:%H:%M:%S %z]"),
+        r.ip,
+        r.requester.as_deref().unwrap_or("-"),
+        r.request_id,
+        r.operation,
+        dash(&r.key),
+        uri,
+        num(&r.status),
+        dash(&r.error),
+        num(&r.nums[0]),
+        num(&r.nums[1]),
+        num(&r.nums[2]),
+        num(&r.nums[3]),
+        quoted(&r.referer),
+        quoted(&r.agent)
+    );
+    for t in &r.tail {
+        s.push(' ');
+        s.push_str(dash(t));
+    }
+    for e in &r.extra {
+        s.push(' ');
+        s.push_str(e);
+    }
+    s
+}
+
+fn s(v: &Option<String>) -> Cell<'static> {
+    v.clone().map_or(Cell::Null, |v| Cell::Str(Cow::Owned(v)))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #[test]
+    fn formatted_records_parse_back(r in rec()) {
+        let line = format_rec(&r);
+        let p = parse_line(&line).map_err(|e| TestCaseError::fail(format!("{e}: {line}")))?;
+        let c = &p.cells;
+        prop_assert_eq!(&c[col::BUCKETOWNER], &s(&Some(r.owner.clone())));
+        prop_assert_eq!(&c[col::BUCKET], &s(&Some(r.bucket.clone())));
+        prop_assert_eq!(&c[col::REQUESTDATETIME], &Cell::Ts(r.secs * 1000));
+        prop_assert_eq!(p.time.day as i64, r.secs.div_euclid(86_400));
+        prop_assert_eq!(&c[col::REMOTEIP], &s(&Some(r.ip.clone())));
+        prop_assert_eq!(&c[col::REQUESTER], &s(&r.requester));
+        prop_assert_eq!(&c[col::REQUESTID], &s(&Some(r.request_id.clone())));
+        prop_assert_eq!(&c[col::OPERATION], &s(&Some(r.operation.clone())));
+        prop_assert_eq!(&c[col::KEY], &s(&r.key));
+        match &r.uri {
+            None => {
+                prop_assert_eq!(&c[col::REQUESTURI_OPERATION], &Cell::Null);
+                prop_assert_eq!(&c[col::REQUESTURI_KEY], &Cell::Null);
+            }
+            Some((m, path, v)) => {
+                prop_assert_eq!(&c[col::REQUESTURI_OPERATION], &s(&Some(m.clone())));
+                // The path may itself end in an ` HTTP/...`-looking token; the join is what must hold.
+                let parts: Vec<String> = [col::REQUESTURI_OPERATION, col::REQUESTURI_KEY, col::REQUESTURI_HTTPPROTOVERSION]
+                    .iter().filter_map(|&i| match &c[i] { Cell::Str(v) => Some(v.to_string()), _ => None }).collect();
+                let logged = match v { Some(v) => format!("{m} {path} {v}"), None => format!("{m} {path}") };
+                prop_assert_eq!(parts.join(" "), logged);
+                if v.is_some() {
+                    prop_assert_eq!(&c[col::REQUESTURI_KEY], &s(&Some(path.clone())));
+                    prop_assert_eq!(&c[col::REQUESTURI_HTTPPROTOVERSION], &s(v));
+                }
+            }
+        }
+        prop_assert_eq!(&c[col::HTTPSTATUS], &r.status.map_or(Cell::Null, Cell::Int));
+        prop_assert_eq!(&c[col::ERRORCODE], &s(&r.error));
+        for (i, n) in [col::BYTESSENT, col::OBJECTSIZE, col::TOTALTIME, col::TURNAROUNDTIME].iter().zip(&r.nums) {
+            prop_assert_eq!(&c[*i], &n.map_or(Cell::Null, Cell::Int));
+        }
+        prop_assert_eq!(&c[col::REFERRER], &s(&r.referer));
+        prop_assert_eq!(&c[col::USERAGENT], &s(&r.agent));
+        for (i, t) in r.tail.iter().enumerate() {
+            prop_assert_eq!(&c[col::VERSIONID + i], &s(t), "tail field {}", i);
+        }
+        for i in r.tail.len()..10 {
+            prop_assert_eq!(&c[col::VERSIONID + i], &Cell::Null);
+        }
+        let extra = (!r.extra.is_empty()).then(|| r.extra.join(" "));
+        prop_assert_eq!(&c[col::EXTRAFIELDS], &s(&extra));
+    }
+}
