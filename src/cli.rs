@@ -108,11 +108,11 @@ fn convert(args: &ConvertArgs) -> i32 {
         if !args.quiet {
             eprint!("{}", r.summary());
         }
-        if let Some(path) = &args.report {
-            if let Err(e) = write_report(path, r) {
-                eprintln!("s3logs: error: {e}");
-                return EXIT_IO;
-            }
+        if let Some(path) = &args.report
+            && let Err(e) = write_report(path, r)
+        {
+            eprintln!("s3logs: error: {e}");
+            return EXIT_IO;
         }
     }
     match result {

@@ -24,7 +24,8 @@ use crate::error::Error;
 /// How Parquet files are written.
 #[derive(Debug, Clone)]
 pub struct SinkOptions {
-    /// Roll to a new file once a file reaches this many bytes.
+    /// Roll to a new file once a file's finished row groups reach this many bytes (a file
+    /// overshoots by at most one row group).
     pub target_file_bytes: u64,
     /// Rows per row group.
     pub row_group_rows: usize,
@@ -107,11 +108,21 @@ impl PartitionedWriter {
         })
     }
 
-    /// Appends `batch` to the file of partition folder `folder` (such as `dt=2024-01-15`).
+    /// Appends `batch` to the file of partition folder `folder` (such as `dt=2024-01-15`), rolling
+    /// to a new file whenever the current one reaches the target size. The batch is written in
+    /// slices of at most a row group, so a file rolls close to its target whatever the batch size.
     pub fn write(&mut self, folder: &str, batch: &RecordBatch) -> Result<(), Error> {
-        if batch.num_rows() == 0 {
-            return Ok(());
+        let step = self.opts.row_group_rows.max(1);
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let len = step.min(batch.num_rows() - offset);
+            self.write_slice(folder, &batch.slice(offset, len))?;
+            offset += len;
         }
+        Ok(())
+    }
+
+    fn write_slice(&mut self, folder: &str, batch: &RecordBatch) -> Result<(), Error> {
         self.tick += 1;
         let i = match self.open.iter().position(|f| f.folder == folder) {
             Some(i) => i,
@@ -122,7 +133,9 @@ impl PartitionedWriter {
         f.rows += batch.num_rows() as u64;
         let path = self.staging.join(&f.rel_path);
         f.writer.write(batch).map_err(|e| Error::parquet(&path, e))?;
-        if (f.writer.bytes_written() + f.writer.in_progress_size()) as u64 >= self.opts.target_file_bytes {
+        // Only flushed row groups count: the estimate of the open row group is of its size before
+        // compression, several times too large, and would roll files early and unevenly.
+        if f.writer.bytes_written() as u64 >= self.opts.target_file_bytes {
             let f = self.open.swap_remove(i);
             self.close(f)?;
         }

@@ -31,7 +31,9 @@ fn parsed(line: &str) -> Result<Map<String, Value>, RejectReason> {
 
 /// Parses `text` through the chunked path at several chunk sizes; every size must give the same
 /// rows (with source_line) and rejects, in line order.
-fn through_chunks(text: &[u8], max_line: usize) -> (Vec<Map<String, Value>>, Vec<Map<String, Value>>, u64) {
+type Rows = Vec<Map<String, Value>>;
+
+fn through_chunks(text: &[u8], max_line: usize) -> (Rows, Rows, u64) {
     let mut results = Vec::new();
     for target in [1usize, 7, 64, 1000, usize::MAX / 2] {
         let (mut rows, mut rejects, mut lossy) = (Vec::new(), Vec::new(), 0);

@@ -370,12 +370,7 @@ pub fn parse_line(s: &str) -> Result<ParsedLine<'_>, RejectReason> {
     pos = ua_end;
 
     // The tail: plain tokens, a Host Id of one or two tokens, then anything AWS adds.
-    let tail = |pos: &mut usize| {
-        token_at(b, *pos).map(|t| {
-            *pos = t.end;
-            t
-        })
-    };
+    let tail = |pos: &mut usize| token_at(b, *pos).inspect(|t| *pos = t.end);
     if let Some(t) = tail(&mut pos) {
         cells[col::VERSIONID] = text(&s[t]);
     }
@@ -390,9 +385,9 @@ pub fn parse_line(s: &str) -> Result<ParsedLine<'_>, RejectReason> {
             text(&s[t])
         };
     }
-    for c in col::SIGV..=col::SOURCEREGION {
+    for cell in &mut cells[col::SIGV..=col::SOURCEREGION] {
         match tail(&mut pos) {
-            Some(t) => cells[c] = text(&s[t]),
+            Some(t) => *cell = text(&s[t]),
             None => break,
         }
     }

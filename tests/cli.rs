@@ -1,0 +1,351 @@
+//! End-to-end tests of the `s3logs` binary as a user runs it: convert the shipped sample, read the
+//! Parquet back with the parquet crate, check the report, the rejects, the exit codes, and that the
+//! same input gives the same files.
+
+mod common;
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression, LogicalType, TimeUnit, Type as PhysicalType};
+use serde_json::{Map, Value};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_s3logs"))
+}
+
+fn testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/logs")
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("the binary runs")
+}
+
+fn convert(src: &Path, dest: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["convert", src.to_str().unwrap(), "--output", dest.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Every file below `dir`, relative, sorted.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = walk(dir).iter().map(|p| p.strip_prefix(dir).unwrap().display().to_string()).collect();
+    out.sort();
+    out
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd {
+            let p = e.unwrap().path();
+            if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+        }
+    }
+    out
+}
+
+/// All rows of all Parquet files under `dir`, with `dt` from the folder name, sorted by object and line.
+fn read_rows(dir: &Path) -> Vec<Map<String, Value>> {
+    let mut rows = Vec::new();
+    for path in walk(dir) {
+        let dt = path.parent().unwrap().file_name().unwrap().to_str().unwrap().strip_prefix("dt=").map(str::to_string);
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap().build().unwrap();
+        for batch in reader {
+            for mut r in common::rows(&batch.unwrap()) {
+                if let Some(dt) = &dt {
+                    r.insert("dt".into(), Value::from(dt.as_str()));
+                }
+                rows.push(r);
+            }
+        }
+    }
+    rows.sort_by_key(|r| (r["source_object"].as_str().unwrap().to_string(), r["source_line"].as_i64().unwrap()));
+    rows
+}
+
+const OBJ_A: &str = "2024-03-15-00-10-11-4C3B2A1908F7E6D5";
+const OBJ_B: &str = "2024-03-15-02-20-45-9E8D7C6B5A493827";
+const OBJ_C: &str = "2024-03-15-13-00-02-0A1B2C3D4E5F6071.gz";
+
+#[test]
+fn converts_the_sample_into_typed_partitioned_parquet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("out");
+    let report_path = tmp.path().join("report.json");
+    let out = convert(&testdata(), &dest, &["--report", report_path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("24 lines") && err.contains("23 rows") && err.contains("1 lines rejected"), "{err}");
+
+    // Layout: only data Parquet under data/, one file per date; rejects beside it; no staging left.
+    let files = files_under(&dest);
+    let data: Vec<&String> = files.iter().filter(|f| f.starts_with("data/")).collect();
+    assert_eq!(data.len(), 2, "{files:?}");
+    assert!(data[0].starts_with("data/dt=2024-03-14/part-") && data[0].ends_with(".parquet"));
+    assert!(data[1].starts_with("data/dt=2024-03-15/part-") && data[1].ends_with(".parquet"));
+    assert_eq!(files.iter().filter(|f| f.starts_with("rejects/part-")).count(), 1);
+    assert_eq!(files.len(), 3, "nothing else is written: {files:?}");
+
+    // Physical types as Athena wants them.
+    let file = File::open(dest.join(data[0])).unwrap();
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let meta = builder.metadata();
+    let schema = meta.file_metadata().schema_descr();
+    let ts = schema.columns().iter().find(|c| c.name() == "requestdatetime").unwrap();
+    assert_eq!(ts.physical_type(), PhysicalType::INT64);
+    assert_eq!(ts.logical_type_ref(), Some(&LogicalType::timestamp(true, TimeUnit::MILLIS)));
+    let status = schema.columns().iter().find(|c| c.name() == "httpstatus").unwrap();
+    assert_eq!(status.physical_type(), PhysicalType::INT32);
+    assert!(schema.columns().iter().all(|c| c.name() != "dt"), "dt lives only in the folder name");
+    for rg in meta.row_groups() {
+        for c in rg.columns() {
+            assert!(matches!(c.compression(), Compression::ZSTD(_)), "{} is {:?}", c.column_path(), c.compression());
+            assert!(c.statistics().is_some(), "{} has statistics", c.column_path());
+            assert!(c.column_index_range().is_none() && c.offset_index_range().is_none(), "no page index");
+        }
+    }
+
+    // Rows, read back: spot values written out from the sample's records.
+    let rows = read_rows(&dest.join("data"));
+    assert_eq!(rows.len(), 23);
+    let by = |obj: &str, line: i64| {
+        rows.iter()
+            .find(|r| r["source_object"].as_str().unwrap().ends_with(obj) && r["source_line"] == line)
+            .unwrap_or_else(|| panic!("no row {obj}:{line}"))
+    };
+    let a1 = by(OBJ_A, 1);
+    assert_eq!(a1["dt"], "2024-03-14");
+    assert_eq!(a1["requestdatetime"], "2024-03-14T23:41:02Z");
+    assert_eq!(a1["requester"], "arn:aws:iam::111122223333:user/alice");
+    assert_eq!(a1["bytessent"], 48213);
+    assert_eq!(a1["sourceregion"], "us-east-1");
+    assert_eq!(a1["source_object"], testdata().canonicalize().unwrap().join(OBJ_A).display().to_string());
+    assert_eq!(by(OBJ_A, 2)["useragent"], "\"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36");
+    assert_eq!(by(OBJ_A, 2)["remoteip"], "2001:db8::1");
+    assert_eq!(by(OBJ_A, 4)["requester"], "arn:aws:iam::cloudfront:user/CloudFront Origin Access Identity E2EXAMPLEID");
+    assert_eq!(by(OBJ_A, 4)["dt"], "2024-03-15");
+    assert_eq!(by(OBJ_A, 7)["requesturi_key"], "/example-app-assets/secret/\"");
+    assert_eq!(by(OBJ_B, 2)["operation"], "BATCH.DELETE.OBJECT");
+    assert_eq!(by(OBJ_B, 2)["requesturi_operation"], Value::Null);
+    assert_eq!(by(OBJ_B, 4)["requestdatetime"], "2024-03-15T02:15:00Z", "+0100 converted to UTC");
+    assert_eq!(by(OBJ_B, 5)["httpstatus"], Value::Null);
+    assert_eq!(by(OBJ_B, 6)["versionid"], Value::Null);
+    assert_eq!(by(OBJ_B, 6)["hostid"], Value::Null, "an 18-field record");
+    assert_eq!(by(OBJ_B, 7)["extrafields"], "- newfield=1");
+    assert_eq!(by(OBJ_B, 8)["useragent"], "etl-loader/1.0 \u{fffd}");
+    assert_eq!(by(OBJ_B, 9)["endpoint"], "example-app-uploads.s3.us-east-1.amazonaws.com", "no \\r from CRLF");
+    assert_eq!(by(OBJ_C, 7)["operation"], "REST.COPY.OBJECT");
+
+    // Rejects: the truncated line of the gzip object, with its raw bytes.
+    let rejects = read_rows(&dest.join("rejects"));
+    assert_eq!(rejects.len(), 1);
+    assert!(rejects[0]["source_object"].as_str().unwrap().ends_with(OBJ_C));
+    assert_eq!(rejects[0]["source_line"], 4);
+    assert_eq!(rejects[0]["reason_code"], "truncated");
+    assert!(rejects[0]["raw_line"].as_str().unwrap().ends_with("HTTP/1.1\" 200 -"));
+
+    // The report agrees with what is on disk.
+    let report: Value = serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    assert_eq!(report["objects_read"], 3);
+    assert_eq!(report["lines_read"], 24);
+    assert_eq!(report["rows_written"], 23);
+    assert_eq!(report["lines_rejected"], 1);
+    assert_eq!(report["lines_lossy_utf8"], 1);
+    assert_eq!(report["reject_reasons"]["truncated"], 1);
+    assert_eq!(report["committed"], true);
+    assert!(report["duration_s"].as_f64().unwrap() >= 0.0);
+    let written = report["files_written"].as_array().unwrap();
+    assert_eq!(written.iter().map(|f| f["rows"].as_u64().unwrap()).sum::<u64>(), 23);
+    assert_eq!(written.iter().map(|f| f["rows"].as_u64().unwrap()).collect::<Vec<_>>(), vec![3, 20]);
+    for f in written {
+        let p = dest.join(f["path"].as_str().unwrap());
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), f["bytes"].as_u64().unwrap());
+        assert_eq!(f["dt"], p.parent().unwrap().file_name().unwrap().to_str().unwrap().strip_prefix("dt=").unwrap());
+    }
+    assert!(report["bytes_read"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn same_input_gives_the_same_files_and_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (d1, d2) = (tmp.path().join("one"), tmp.path().join("two"));
+    assert!(convert(&testdata(), &d1, &["--threads", "1"]).status.success());
+    assert!(convert(&testdata(), &d2, &["--threads", "2"]).status.success());
+    let (f1, f2) = (files_under(&d1), files_under(&d2));
+    assert_eq!(f1, f2);
+    for f in &f1 {
+        assert_eq!(std::fs::read(d1.join(f)).unwrap(), std::fs::read(d2.join(f)).unwrap(), "{f} differs");
+    }
+    // Converting again into the same place replaces the same files: no duplicate rows.
+    assert!(convert(&testdata(), &d1, &[]).status.success());
+    assert_eq!(files_under(&d1), f1);
+    assert_eq!(read_rows(&d1.join("data")).len(), 23);
+}
+
+/// A larger object: several chunks, several row groups and rolled files, across three dates.
+#[test]
+fn a_large_object_is_chunked_and_files_roll_at_the_target_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("big.log");
+    let mut f = std::io::BufWriter::new(File::create(&src).unwrap());
+    let n = 30_000;
+    for i in 0..n {
+        let (day, secs) = (10 + i * 3 / n, i % 86_400);
+        writeln!(
+            f,
+            "owner bkt [{day:02}/Jan/2024:{:02}:{:02}:{:02} +0000] 192.0.2.{} - REQ{i:013} REST.GET.OBJECT k/{i} \
+             \"GET /bkt/k/{i} HTTP/1.1\" 200 - {i} {i} 5 4 \"-\" \"agent {i}\" - host{i} SigV4 C AuthHeader h TLSv1.2",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60,
+            i % 250
+        )
+        .unwrap();
+    }
+    f.flush().unwrap();
+    drop(f);
+    let dest = tmp.path().join("out");
+    let out = convert(&src, &dest, &["--target-file-size", "64KiB", "--row-group-rows", "2000"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let files = files_under(&dest.join("data"));
+    for dt in ["dt=2024-01-10", "dt=2024-01-11", "dt=2024-01-12"] {
+        let per_date = files.iter().filter(|f| f.starts_with(dt)).count();
+        assert!(per_date >= 2, "{dt} should have rolled into several files: {files:?}");
+    }
+    let rows = read_rows(&dest.join("data"));
+    assert_eq!(rows.len(), n);
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r["source_line"], i as i64 + 1, "every line exactly once");
+        assert_eq!(r["bytessent"], i as i64);
+    }
+    let file = File::open(dest.join("data").join(&files[0])).unwrap();
+    let meta = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().metadata().clone();
+    assert!(meta.num_row_groups() >= 2 && meta.row_groups().iter().all(|rg| rg.num_rows() <= 2000));
+}
+
+#[test]
+fn stdin_and_zstd_objects() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = std::fs::read(testdata().join(OBJ_A)).unwrap();
+    let dest = tmp.path().join("from-stdin");
+    let mut child = bin()
+        .args(["convert", "-", "--output", dest.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&plain).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = read_rows(&dest.join("data"));
+    assert_eq!(rows.len(), 8);
+    assert!(rows.iter().all(|r| r["source_object"] == "stdin"));
+
+    let zst = tmp.path().join("obj.zst");
+    std::fs::write(&zst, zstd::stream::encode_all(plain.as_slice(), 3).unwrap()).unwrap();
+    let dest = tmp.path().join("from-zstd");
+    assert!(convert(&zst, &dest, &[]).status.success());
+    let rows = read_rows(&dest.join("data"));
+    assert_eq!(rows.len(), 8);
+    assert_eq!(rows[6]["requesturi_key"], "/example-app-assets/secret/\"");
+}
+
+#[test]
+fn too_many_rejects_fails_with_its_own_code_and_commits_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("junk.log");
+    let good = std::fs::read_to_string(testdata().join(OBJ_A)).unwrap();
+    std::fs::write(&src, format!("{good}not a log line\nnor this\n")).unwrap();
+    let dest = tmp.path().join("out");
+    let report = tmp.path().join("r.json");
+    let out = convert(&src, &dest, &["--max-reject-ratio", "0.1", "--report", report.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(65), "{}", stderr(&out));
+    assert!(stderr(&out).contains("2 of 10 lines were rejected"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("junk.log:9"), "names the first rejected line: {}", stderr(&out));
+    assert_eq!(files_under(&dest), Vec::<String>::new(), "nothing committed, nothing staged");
+    let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(
+        (r["lines_read"].as_u64(), r["lines_rejected"].as_u64(), r["committed"].as_bool()),
+        (Some(10), Some(2), Some(false))
+    );
+
+    // The same input under a looser gate converts.
+    let out = convert(&src, &dest, &["--max-reject-ratio", "0.25"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(read_rows(&dest.join("data")).len(), 8);
+    assert_eq!(read_rows(&dest.join("rejects")).len(), 2);
+}
+
+#[test]
+fn io_and_usage_errors_are_one_clear_message_and_a_distinct_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("out");
+
+    let missing = tmp.path().join("no-such-file.log");
+    let out = convert(&missing, &dest, &[]);
+    assert_eq!(out.status.code(), Some(74));
+    let err = stderr(&out);
+    assert!(err.contains("cannot read") && err.contains("no-such-file.log"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one message: {err}");
+    assert!(!dest.join("data").exists());
+
+    // The destination's parent is a file: nothing can be created there.
+    let blocker = tmp.path().join("a-file");
+    std::fs::write(&blocker, "x").unwrap();
+    let out = convert(&testdata(), &blocker.join("out"), &[]);
+    assert_eq!(out.status.code(), Some(74));
+    assert!(stderr(&out).contains("cannot write") && stderr(&out).contains("a-file"), "{}", stderr(&out));
+
+    let corrupt = tmp.path().join("broken.gz");
+    std::fs::write(&corrupt, [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3]).unwrap();
+    let out = convert(&corrupt, &dest, &[]);
+    assert_eq!(out.status.code(), Some(74));
+    assert!(stderr(&out).contains("broken.gz") && stderr(&out).contains("gzip"), "{}", stderr(&out));
+    assert_eq!(files_under(&dest.join("data")), Vec::<String>::new());
+    assert!(!dest.join("_staging").exists());
+
+    let out = convert(&testdata(), &dest, &["--max-reject-ratio", "2"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&["convert", "--output", dest.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "a source is required");
+    let out = convert(&testdata(), &dest, &["--target-file-size", "12 parsecs"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_directory_inside_the_output_is_not_read_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("logs");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::copy(testdata().join(OBJ_A), src.join(OBJ_A)).unwrap();
+    let dest = src.join("converted");
+    assert!(convert(&src, &dest, &[]).status.success());
+    // A second run over the same folder must not read its own Parquet output as logs.
+    let out = convert(&src, &dest, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("read 1 objects"), "{}", stderr(&out));
+}
+
+/// The README's schema table is the field table's; `S3LOGS_BLESS=1 cargo test` rewrites it.
+#[test]
+fn readme_schema_table_is_generated_from_the_field_table() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let readme = std::fs::read_to_string(&path).unwrap();
+    let start = readme.find("<!-- schema:start -->\n").expect("schema start marker") + "<!-- schema:start -->\n".len();
+    let end = readme.find("<!-- schema:end -->").expect("schema end marker");
+    let table = s3logs::schema::markdown_table();
+    if std::env::var_os("S3LOGS_BLESS").is_some() {
+        std::fs::write(&path, format!("{}{table}{}", &readme[..start], &readme[end..])).unwrap();
+        return;
+    }
+    assert_eq!(&readme[start..end], table, "README schema table is stale: run S3LOGS_BLESS=1 cargo test");
+}
