@@ -143,11 +143,39 @@ pub struct RejectSample {
     pub reason: String,
 }
 
+/// Where a row goes: its UTC day and, when partitioning by bucket, its source bucket.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PartitionKey {
+    pub bucket: Option<String>,
+    pub day: i32,
+}
+
+impl PartitionKey {
+    /// The partition folder, relative to the table location: `dt=2024-01-15` or
+    /// `source_bucket=my-bucket/dt=2024-01-15`. The bucket is a checked bucket name (no `/`, no `..`).
+    pub fn folder(&self) -> String {
+        let dt = crate::access_log::time::format_day(self.day);
+        match &self.bucket {
+            Some(b) => format!("{}={b}/dt={dt}", crate::ddl::BUCKET_PARTITION_COLUMN),
+            None => format!("dt={dt}"),
+        }
+    }
+}
+
+/// How lines are parsed and routed.
+#[derive(Debug, Clone, Copy)]
+pub struct ParseOptions {
+    /// A longer line is a reject.
+    pub max_line_bytes: usize,
+    /// Route rows by source bucket as well as by day.
+    pub partition_by_bucket: bool,
+}
+
 /// What one chunk produced.
 #[derive(Default)]
 pub struct ChunkOutput {
-    /// Finished batches by UTC day number, in day order.
-    pub days: Vec<(i32, RecordBatch)>,
+    /// Finished batches by partition, in partition order.
+    pub partitions: Vec<(PartitionKey, RecordBatch)>,
     pub rejects: Option<RecordBatch>,
     pub lines: u64,
     pub rows: u64,
@@ -167,9 +195,10 @@ impl ChunkOutput {
 pub const MAX_SAMPLES: usize = 5;
 
 /// Parses every line of `chunk` (lines numbered from `first_line`) from the object `source`.
-pub fn parse_chunk(chunk: &[u8], first_line: u64, source: &str, max_line: usize) -> ChunkOutput {
+pub fn parse_chunk(chunk: &[u8], first_line: u64, source: &str, opts: ParseOptions) -> ChunkOutput {
+    let max_line = opts.max_line_bytes;
     let expected_rows = chunk.len() / BYTES_PER_LINE + 1;
-    let mut days: Vec<(i32, DayBuilder)> = Vec::new();
+    let mut parts: Vec<(PartitionKey, DayBuilder)> = Vec::new();
     let mut rejects = RejectBuilder::new();
     let mut out = ChunkOutput::default();
     let mut reject = |out: &mut ChunkOutput, number: u64, reason: RejectReason, raw: &[u8]| {
@@ -194,14 +223,20 @@ pub fn parse_chunk(chunk: &[u8], first_line: u64, source: &str, max_line: usize)
                 match parse_line(&text) {
                     Ok(parsed) => {
                         let day = parsed.time.day;
-                        let builder = match days.iter_mut().position(|(d, _)| *d == day) {
-                            Some(i) => &mut days[i].1,
-                            None => {
-                                let rows = if days.is_empty() { expected_rows } else { 64 };
-                                days.push((day, DayBuilder::new(rows)));
-                                &mut days.last_mut().expect("just pushed").1
-                            }
+                        let bucket = match (&parsed.cells[col::BUCKET], opts.partition_by_bucket) {
+                            (Cell::Str(b), true) => Some(b.as_ref()),
+                            _ => None,
                         };
+                        let builder =
+                            match parts.iter().position(|(k, _)| k.day == day && k.bucket.as_deref() == bucket) {
+                                Some(i) => &mut parts[i].1,
+                                None => {
+                                    let rows = if parts.is_empty() { expected_rows } else { 64 };
+                                    let key = PartitionKey { bucket: bucket.map(str::to_string), day };
+                                    parts.push((key, DayBuilder::new(rows)));
+                                    &mut parts.last_mut().expect("just pushed").1
+                                }
+                            };
                         builder.append(&parsed, source, number);
                         out.rows += 1;
                     }
@@ -210,8 +245,8 @@ pub fn parse_chunk(chunk: &[u8], first_line: u64, source: &str, max_line: usize)
             }
         }
     });
-    days.sort_by_key(|(d, _)| *d);
-    out.days = days.into_iter().map(|(d, b)| (d, b.finish())).collect();
+    parts.sort_by(|a, b| a.0.cmp(&b.0));
+    out.partitions = parts.into_iter().map(|(k, b)| (k, b.finish())).collect();
     out.rejects = rejects.finish();
     out
 }

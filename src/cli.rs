@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::convert::{self, ConvertOptions};
+use crate::ddl::{self, DdlOptions, Dialect, TableKind};
 use crate::error::{EXIT_IO, EXIT_OK, Error};
 use crate::parquet_sink::SinkOptions;
 use crate::report::Report;
@@ -21,6 +22,22 @@ pub struct Cli {
 enum Command {
     /// Convert log objects into DEST/data/dt=YYYY-MM-DD/*.parquet (rejected lines: DEST/rejects/).
     Convert(ConvertArgs),
+    /// Print the table definition (Athena, Glue, Spark or DuckDB) for a dataset written by convert.
+    Ddl(DdlArgs),
+}
+
+/// The partition levels of a dataset: `dt`, or `bucket,dt`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PartitionBy {
+    bucket: bool,
+}
+
+fn parse_partition_by(s: &str) -> Result<PartitionBy, String> {
+    match s.replace(' ', "").as_str() {
+        "dt" => Ok(PartitionBy { bucket: false }),
+        "bucket,dt" => Ok(PartitionBy { bucket: true }),
+        _ => Err(format!("{s:?}: use dt or bucket,dt")),
+    }
 }
 
 /// Parses `1048576`, `64KiB`, `256MiB`, `1GiB` (also `K`, `M`, `G`, `KB`, `MB`, `GB`; powers of 1024).
@@ -69,6 +86,9 @@ struct ConvertArgs {
     /// Parser threads (default: one per core).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    /// Partition levels: dt, or bucket,dt for DEST/data/source_bucket=NAME/dt=YYYY-MM-DD/.
+    #[arg(long, default_value = "dt", value_parser = parse_partition_by, value_name = "LEVELS")]
+    partition_by: PartitionBy,
     /// Do not print the summary on stderr.
     #[arg(short, long)]
     quiet: bool,
@@ -82,6 +102,7 @@ impl ConvertArgs {
             max_reject_ratio: self.max_reject_ratio,
             max_line_bytes: self.max_line_bytes as usize,
             threads: self.threads,
+            partition_by_bucket: self.partition_by.bucket,
             sink: SinkOptions {
                 target_file_bytes: self.target_file_size,
                 row_group_rows: self.row_group_rows,
@@ -89,6 +110,56 @@ impl ConvertArgs {
                 ..SinkOptions::default()
             },
             ..ConvertOptions::default()
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct DdlArgs {
+    /// The dataset root given to `convert --output` (a local path or an s3:// URL).
+    #[arg(value_name = "DEST")]
+    dest: String,
+    #[arg(long, value_enum, default_value_t = Dialect::Athena)]
+    dialect: Dialect,
+    /// Which dataset: the log table (DEST/data/) or the rejected lines (DEST/rejects/).
+    #[arg(long, value_enum, default_value_t = TableKind::Data)]
+    table_kind: TableKind,
+    #[arg(long, default_value = "default", value_name = "NAME")]
+    database: String,
+    /// Table name [default: s3_access, or s3_access_rejects with --table-kind rejects].
+    #[arg(long, value_name = "NAME")]
+    table: Option<String>,
+    /// First day of the dt partition projection [default: the earliest dt= folder of a local DEST].
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    projection_start: Option<String>,
+    /// Partition levels the data was written with [default: detected in a local DEST, else dt].
+    #[arg(long, value_parser = parse_partition_by, value_name = "LEVELS")]
+    partition_by: Option<PartitionBy>,
+    /// Bucket names for an enum projection of the bucket level [default: the source_bucket=
+    /// folders of a local DEST, else an injected projection].
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    buckets: Vec<String>,
+}
+
+fn print_ddl(args: &DdlArgs) -> i32 {
+    let opts = DdlOptions {
+        dialect: args.dialect,
+        kind: args.table_kind,
+        database: args.database.clone(),
+        table: args.table.clone(),
+        dest: args.dest.clone(),
+        projection_start: args.projection_start.clone(),
+        partition_by_bucket: args.partition_by.map(|p| p.bucket),
+        buckets: args.buckets.clone(),
+    };
+    match ddl::render(&opts) {
+        Ok(text) => {
+            print!("{text}");
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("s3logs: error: {e}");
+            e.exit_code()
         }
     }
 }
@@ -129,6 +200,7 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     match &cli.command {
         Command::Convert(args) => convert(args),
+        Command::Ddl(args) => print_ddl(args),
     }
 }
 

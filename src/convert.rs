@@ -14,8 +14,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-use crate::access_log::time::format_day;
-use crate::batch_builder::{ChunkOutput, MAX_SAMPLES, parse_chunk};
+use crate::batch_builder::{ChunkOutput, MAX_SAMPLES, ParseOptions, parse_chunk};
 use crate::error::Error;
 use crate::lines::chunks;
 use crate::object_source::{self, SourceObject};
@@ -38,6 +37,8 @@ pub struct ConvertOptions {
     pub window_bytes: u64,
     /// Parser threads (default: one per core).
     pub threads: Option<usize>,
+    /// Partition by source bucket, then by day (`source_bucket=.../dt=.../`).
+    pub partition_by_bucket: bool,
     pub sink: SinkOptions,
 }
 
@@ -51,6 +52,7 @@ impl Default for ConvertOptions {
             chunk_bytes: 4 << 20,
             window_bytes: 64 << 20,
             threads: None,
+            partition_by_bucket: false,
             sink: SinkOptions::default(),
         }
     }
@@ -93,9 +95,10 @@ struct ObjectOutput {
 
 fn process_object(o: &SourceObject, opts: &ConvertOptions) -> Result<ObjectOutput, Error> {
     let (stored, bytes) = o.read()?;
+    let parse = ParseOptions { max_line_bytes: opts.max_line_bytes, partition_by_bucket: opts.partition_by_bucket };
     let chunks = chunks(&bytes, opts.chunk_bytes)
         .into_par_iter()
-        .map(|c| parse_chunk(&bytes[c.range], c.first_line, &o.name, opts.max_line_bytes))
+        .map(|c| parse_chunk(&bytes[c.range], c.first_line, &o.name, parse))
         .collect();
     Ok(ObjectOutput { stored, decoded: bytes.len() as u64, chunks })
 }
@@ -179,8 +182,8 @@ fn parse_and_write(
         let writer = s.spawn(move || -> Result<Written, Error> {
             for o in rx {
                 for c in &o.chunks {
-                    for (day, batch) in &c.days {
-                        data.write(&format!("dt={}", format_day(*day)), batch)?;
+                    for (key, batch) in &c.partitions {
+                        data.write(&key.folder(), batch)?;
                     }
                     if let Some(r) = &c.rejects {
                         rejects.write("", r)?;

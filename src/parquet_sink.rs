@@ -173,7 +173,7 @@ impl PartitionedWriter {
         let file = buffered.into_inner().map_err(|e| Error::write(&path, e.into_error()))?;
         file.sync_all().map_err(|e| Error::write(&path, e))?;
         let bytes = file.metadata().map_err(|e| Error::write(&path, e))?.len();
-        let dt = f.folder.strip_prefix("dt=").unwrap_or(&f.folder).to_string();
+        let dt = f.folder.rsplit('/').next().and_then(|d| d.strip_prefix("dt=")).unwrap_or_default().to_string();
         self.written.push(WrittenFile { path: f.rel_path, dt, rows: f.rows, bytes });
         Ok(())
     }

@@ -73,7 +73,7 @@ macro_rules! field_table {
 }
 
 field_table! {
-    BUCKETOWNER = "bucketowner", Utf8, "Canonical user ID of the source bucket's owner (field 1).";
+    BUCKETOWNER = "bucketowner", Utf8, "Canonical user ID of the owner of the source bucket (field 1).";
     BUCKET = "bucket", Utf8, "Name of the bucket the request was for (field 2).";
     REQUESTDATETIME = "requestdatetime", TimestampMs, "Time the request was received, UTC (field 3).";
     REMOTEIP = "remoteip", Utf8, "Apparent IP address of the requester, IPv4 or IPv6 (field 4).";

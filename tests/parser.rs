@@ -7,7 +7,7 @@ use std::borrow::Cow;
 
 use proptest::prelude::*;
 use s3logs::access_log::{Cell, RejectReason, parse_line};
-use s3logs::batch_builder::parse_chunk;
+use s3logs::batch_builder::{ParseOptions, parse_chunk};
 use s3logs::schema::{FIELDS, col};
 use serde_json::{Map, Value};
 
@@ -38,9 +38,10 @@ fn through_chunks(text: &[u8], max_line: usize) -> (Rows, Rows, u64) {
     for target in [1usize, 7, 64, 1000, usize::MAX / 2] {
         let (mut rows, mut rejects, mut lossy) = (Vec::new(), Vec::new(), 0);
         for c in s3logs::lines::chunks(text, target) {
-            let out = parse_chunk(&text[c.range.clone()], c.first_line, "obj", max_line);
+            let opts = ParseOptions { max_line_bytes: max_line, partition_by_bucket: false };
+            let out = parse_chunk(&text[c.range.clone()], c.first_line, "obj", opts);
             assert_eq!(out.lines, out.rows + out.rejected(), "every line is one row or one reject");
-            for (_, b) in &out.days {
+            for (_, b) in &out.partitions {
                 rows.extend(common::rows(b));
             }
             if let Some(r) = &out.rejects {
@@ -259,6 +260,8 @@ reject!(
 reject!(status_not_a_number, full().replace("HTTP/1.1\" 200", "HTTP/1.1\" 2x0"), "bad_number", "httpstatus");
 reject!(bytes_sent_not_a_number, full().replace(" 2662992 ", " 26629x2 "), "bad_number", "bytessent");
 reject!(number_too_large, full().replace(" 2662992 ", " 99999999999999999999 "), "bad_number", "bytessent");
+reject!(bucket_that_is_a_path, full().replace("amzn-s3-demo-bucket1 [", "../../etc ["), "bad_bucket", "../../etc");
+reject!(bucket_with_a_slash, full().replace("amzn-s3-demo-bucket1 [", "a/b ["), "bad_bucket", "a/b");
 reject!(two_records_spliced, format!("{} {FULL}", &FULL[..180]), "spliced", "second record");
 
 #[test]
@@ -350,7 +353,7 @@ fn quoted_text() -> impl Strategy<Value = String> {
 fn rec() -> impl Strategy<Value = Rec> {
     let head = (
         "[0-9a-f]{8,64}",
-        "[a-z0-9][a-z0-9.-]{2,40}",
+        "[a-z0-9][a-z0-9.-]{2,40}".prop_filter("a bucket name has no '..'", |b| !b.contains("..")),
         0i64..4_102_444_800,
         -720i32..=840,
         prop_oneof!["[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}", "[0-9a-f]{1,4}(:[0-9a-f]{0,4}){2,7}"],

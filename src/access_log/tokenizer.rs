@@ -50,6 +50,7 @@ pub enum RejectReason {
     UnterminatedQuote { field: &'static str },
     BadNumber { field: &'static str, value: String },
     Spliced { byte: usize },
+    BadBucket { value: String },
 }
 
 impl RejectReason {
@@ -63,6 +64,7 @@ impl RejectReason {
             RejectReason::UnterminatedQuote { .. } => "unterminated_quote",
             RejectReason::BadNumber { .. } => "bad_number",
             RejectReason::Spliced { .. } => "spliced",
+            RejectReason::BadBucket { .. } => "bad_bucket",
         }
     }
 }
@@ -96,6 +98,7 @@ impl fmt::Display for RejectReason {
             RejectReason::Spliced { byte } => {
                 write!(f, "spliced records: a second record's time starts at byte {byte}")
             }
+            RejectReason::BadBucket { value } => write!(f, "field bucket: not a bucket name: {:?}", shown(value)),
         }
     }
 }
@@ -138,6 +141,17 @@ fn is_operation(t: &[u8]) -> bool {
     t.first().is_some_and(u8::is_ascii_uppercase)
         && t.contains(&b'.')
         && t.iter().all(|&c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_' || c == b'.')
+}
+
+/// S3 bucket names, legacy ones included: letters, digits, `.`, `_`, `-`, starting with a letter
+/// or digit, at most 255 bytes, no `..`. Checked because the name may become a partition folder.
+pub fn is_bucket_name(t: &str) -> bool {
+    let b = t.as_bytes();
+    !b.is_empty()
+        && b.len() <= 255
+        && b[0].is_ascii_alphanumeric()
+        && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || c == b'-')
+        && !t.contains("..")
 }
 
 fn is_sigv(t: &[u8]) -> bool {
@@ -276,6 +290,9 @@ pub fn parse_line(s: &str) -> Result<ParsedLine<'_>, RejectReason> {
     let t = next_token!();
     cells[col::BUCKETOWNER] = text(&s[t]);
     let t = next_token!();
+    if !is_bucket_name(&s[t.clone()]) {
+        return Err(RejectReason::BadBucket { value: s[t].to_string() });
+    }
     cells[col::BUCKET] = text(&s[t]);
 
     // Time: a bracketed, fixed-width field that holds one space.

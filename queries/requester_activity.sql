@@ -1,0 +1,7 @@
+-- Everything one requester (an IAM user, role session or canonical user) did in a period.
+-- Guide: "show all operations executed by an IAM user".
+SELECT requestdatetime, operation, bucket, key, httpstatus, remoteip
+FROM s3_access
+WHERE requester = 'arn:aws:iam::111122223333:user/alice'
+  AND dt BETWEEN '2024-03-14' AND '2024-03-15'
+ORDER BY requestdatetime, requestid;

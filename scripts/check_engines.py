@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Runs queries/*.sql on DuckDB and Spark over testdata/ converted by s3logs (see check-engines.sh).
+
+Usage: python3 scripts/check_engines.py [--skip-spark]
+"""
+import datetime as dt
+import json, os, subprocess, sys, tempfile
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / "target/release/s3logs"
+
+
+def norm(v):
+    """One comparable form for every engine's values: timestamps as UTC text, numbers as int."""
+    if isinstance(v, dt.datetime):
+        if v.tzinfo is not None:
+            v = v.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return v.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(v, Decimal):
+        return int(v)
+    return v
+
+
+# Each layout convert can write, with the database its table goes into.
+LAYOUTS = [("dt", "logs"), ("bucket,dt", "logs_by_bucket")]
+
+
+def ddl(dest, dialect, db):
+    return subprocess.run([BIN, "ddl", dest, "--dialect", dialect, "--database", db],
+                          check=True, capture_output=True, text=True).stdout
+
+
+def queries():
+    return sorted((ROOT / "queries").glob("*.sql"))
+
+
+def expected(q):
+    return json.loads((ROOT / "queries/expected" / (q.stem + ".json")).read_text())
+
+
+def compare(engine, name, got, want):
+    if got != want:
+        print(f"{engine}: {name}: MISMATCH\n  got:  {got}\n  want: {want}")
+        return False
+    print(f"{engine}: {name}: {len(got)} rows ok")
+    return True
+
+
+def run_duckdb(dest, db):
+    import duckdb
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(ddl(dest, "duckdb", db))
+    con.execute(f"USE {db}")
+    results, ok = {}, True
+    for q in queries():
+        rows = [[norm(v) for v in r] for r in con.execute(q.read_text()).fetchall()]
+        results[q.stem] = rows
+        ok &= compare(f"duckdb {db}", q.stem, rows, expected(q))
+    return results, ok
+
+
+def run_spark(datasets, tmp, duck):
+    from pyspark.sql import SparkSession
+    os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"  # stay on loopback
+    spark = (SparkSession.builder.master("local[1]").appName("s3logs-check")
+             .config("spark.driver.bindAddress", "127.0.0.1")
+             .config("spark.driver.host", "127.0.0.1")
+             .config("spark.sql.session.timeZone", "UTC")
+             .config("spark.sql.warehouse.dir", str(tmp / "warehouse"))
+             .config("spark.ui.enabled", "false")
+             .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={tmp}")
+             .config("spark.hadoop.javax.jdo.option.ConnectionURL", f"jdbc:derby:;databaseName={tmp}/metastore_db;create=true")
+             .enableHiveSupport().getOrCreate())
+    spark.sparkContext.setLogLevel("ERROR")
+    try:
+        ok = True
+        for dest, db in datasets:
+            for stmt in ddl(dest, "spark", db).split(";\n"):
+                body = "\n".join(l for l in stmt.splitlines() if not l.startswith("--")).strip()
+                if body:
+                    spark.sql(body)
+            spark.sql(f"USE {db}")
+            n = spark.sql("SELECT count(*) FROM s3_access").collect()[0][0]
+            assert n == 23, f"spark sees {n} rows in {db}, want 23 (page-index or timestamp trouble?)"
+            for q in queries():
+                rows = [[norm(v) for v in r] for r in spark.sql(q.read_text().strip().rstrip(";")).collect()]
+                ok &= compare(f"spark {db}", q.stem, rows, duck[q.stem])
+        return ok
+    finally:
+        spark.stop()
+
+
+def main():
+    skip_spark = "--skip-spark" in sys.argv
+    with tempfile.TemporaryDirectory() as t:
+        tmp = Path(t)
+        ok, datasets = True, []
+        for layout, db in LAYOUTS:
+            dest = tmp / db
+            subprocess.run([BIN, "convert", ROOT / "testdata/logs", "--output", dest, "--quiet",
+                            "--partition-by", layout], check=True)
+            duck, same = run_duckdb(str(dest), db)
+            ok &= same
+            datasets.append((str(dest), db))
+        if not skip_spark:
+            ok &= run_spark(datasets, tmp, duck)
+    print("all engines agree" if ok else "ENGINE CHECK FAILED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

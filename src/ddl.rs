@@ -1,0 +1,343 @@
+//! Table definitions for a dataset written by `s3logs convert`: Athena (with partition projection),
+//! a Glue `TableInput` JSON, Spark/Hive (with `MSCK REPAIR TABLE`) and a DuckDB view.
+//!
+//! Every dialect is rendered from the field table in [`crate::schema`], the same one the writer
+//! builds its Arrow schema from, so the table and the files cannot drift apart. Identifiers are
+//! validated and quoted; string literals are escaped per dialect.
+
+use std::path::Path;
+
+use crate::access_log::time::{format_day, parse_day};
+use crate::error::Error;
+use crate::schema::{FIELDS, FieldDef, Kind, PARTITION_COLUMN, REJECT_FIELDS};
+
+/// The partition column of the source-bucket level (`convert --partition-by bucket,dt`). It is not
+/// named `bucket` because Hive forbids a partition column with the name of a data column.
+pub const BUCKET_PARTITION_COLUMN: &str = "source_bucket";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Dialect {
+    /// Athena CREATE EXTERNAL TABLE with partition projection.
+    Athena,
+    /// Glue TableInput JSON for `aws glue create-table --table-input file://...`.
+    GlueJson,
+    /// Spark SQL / Hive DDL, then MSCK REPAIR TABLE.
+    Spark,
+    /// A DuckDB view over read_parquet with hive partitioning.
+    Duckdb,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TableKind {
+    /// The log table, DEST/data/.
+    Data,
+    /// The rejected lines, DEST/rejects/.
+    Rejects,
+}
+
+/// What to render.
+#[derive(Debug, Clone)]
+pub struct DdlOptions {
+    pub dialect: Dialect,
+    pub kind: TableKind,
+    pub database: String,
+    /// Default: `s3_access`, or `s3_access_rejects` for the rejects table.
+    pub table: Option<String>,
+    /// The dataset root as given to `convert --output` (a local path or an `s3://` URL).
+    pub dest: String,
+    /// First day of the `dt` projection range; default: the earliest partition of a local DEST.
+    pub projection_start: Option<String>,
+    /// The data was written with `--partition-by bucket,dt`; default: detected from a local DEST.
+    pub partition_by_bucket: Option<bool>,
+    /// Enum projection values for the bucket level; empty means injected projection (or, for a
+    /// local DEST, the buckets found there).
+    pub buckets: Vec<String>,
+}
+
+fn is_url(s: &str) -> bool {
+    s.contains("://")
+}
+
+/// A dataset folder (`data/` or `rejects/`) as a location string ending in `/`.
+fn location(dest: &str, folder: &str) -> Result<String, Error> {
+    let root = if is_url(dest) {
+        dest.trim_end_matches('/').to_string()
+    } else {
+        let p = Path::new(dest);
+        let abs = match std::fs::canonicalize(p) {
+            Ok(a) => a,
+            Err(_) => std::env::current_dir().map_err(|e| Error::read(".", e))?.join(p),
+        };
+        abs.display().to_string().trim_end_matches('/').to_string()
+    };
+    Ok(format!("{root}/{folder}/"))
+}
+
+/// Names of the `name=value` folders directly below `dir` (local datasets only).
+fn partition_values(dir: &Path, name: &str) -> Vec<String> {
+    let prefix = format!("{name}=");
+    let mut out: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix(&prefix)).map(str::to_string))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Athena, Glue and Hive accept letters, digits and underscores in database and table names, and
+/// store them in lower case.
+fn checked_name(what: &str, name: &str) -> Result<String, Error> {
+    if name.is_empty() || name.len() > 255 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(Error::Usage(format!(
+            "{what} name {name:?}: use 1 to 255 letters, digits and underscores (Athena and Glue allow no others)"
+        )));
+    }
+    Ok(name.to_ascii_lowercase())
+}
+
+fn hive_ident(s: &str) -> String {
+    format!("`{}`", s.replace('`', "``"))
+}
+
+fn hive_string(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+fn duck_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+fn duck_string(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn duck_type(k: Kind) -> &'static str {
+    match k {
+        Kind::Utf8 => "VARCHAR",
+        Kind::Int32 => "INTEGER",
+        Kind::Int64 => "BIGINT",
+        Kind::TimestampMs => "TIMESTAMPTZ",
+        Kind::Binary => "BLOB",
+    }
+}
+
+/// Everything the dialects need, resolved once.
+struct Table {
+    database: String,
+    name: String,
+    location: String,
+    fields: &'static [FieldDef],
+    /// Partition columns, outermost first (all strings).
+    partitions: Vec<&'static str>,
+    /// `projection.*` and `storage.location.template` properties (empty for unpartitioned tables).
+    projection: Vec<(String, String)>,
+}
+
+fn resolve(o: &DdlOptions) -> Result<Table, Error> {
+    let database = checked_name("database", &o.database)?;
+    let default_name = match o.kind {
+        TableKind::Data => "s3_access",
+        TableKind::Rejects => "s3_access_rejects",
+    };
+    let name = checked_name("table", o.table.as_deref().unwrap_or(default_name))?;
+    let local_data = (!is_url(&o.dest)).then(|| Path::new(&o.dest).join("data"));
+    if o.kind == TableKind::Rejects {
+        let location = location(&o.dest, "rejects")?;
+        return Ok(Table { database, name, location, fields: REJECT_FIELDS, partitions: vec![], projection: vec![] });
+    }
+    let location = location(&o.dest, "data")?;
+    let found_buckets = local_data.as_deref().map(|d| partition_values(d, BUCKET_PARTITION_COLUMN)).unwrap_or_default();
+    let by_bucket = o.partition_by_bucket.unwrap_or(!found_buckets.is_empty());
+
+    let start = match &o.projection_start {
+        Some(s) => parse_day(s)
+            .ok_or_else(|| Error::Usage(format!("--projection-start {s:?} is not a date like 2024-01-31")))?,
+        None => {
+            let mut days: Vec<i32> = Vec::new();
+            if let Some(d) = &local_data {
+                let dirs: Vec<_> = if by_bucket {
+                    found_buckets.iter().map(|b| d.join(format!("{BUCKET_PARTITION_COLUMN}={b}"))).collect()
+                } else {
+                    vec![d.clone()]
+                };
+                for dir in dirs {
+                    days.extend(partition_values(&dir, PARTITION_COLUMN).iter().filter_map(|v| parse_day(v)));
+                }
+            }
+            *days.iter().min().ok_or_else(|| {
+                Error::Usage(format!("no dt= partitions found under {location}; give --projection-start YYYY-MM-DD"))
+            })?
+        }
+    };
+
+    let mut partitions = Vec::new();
+    let mut projection = vec![("projection.enabled".to_string(), "true".to_string())];
+    let mut template = location.clone();
+    if by_bucket {
+        partitions.push(BUCKET_PARTITION_COLUMN);
+        let buckets = if o.buckets.is_empty() { found_buckets } else { o.buckets.clone() };
+        let p = format!("projection.{BUCKET_PARTITION_COLUMN}");
+        if buckets.is_empty() {
+            projection.push((format!("{p}.type"), "injected".into()));
+        } else {
+            projection.push((format!("{p}.type"), "enum".into()));
+            projection.push((format!("{p}.values"), buckets.join(",")));
+        }
+        template.push_str(&format!("{BUCKET_PARTITION_COLUMN}=${{{BUCKET_PARTITION_COLUMN}}}/"));
+    }
+    partitions.push(PARTITION_COLUMN);
+    let p = format!("projection.{PARTITION_COLUMN}");
+    projection.extend([
+        (format!("{p}.type"), "date".to_string()),
+        (format!("{p}.format"), "yyyy-MM-dd".to_string()),
+        (format!("{p}.range"), format!("{},NOW", format_day(start))),
+        (format!("{p}.interval"), "1".to_string()),
+        (format!("{p}.interval.unit"), "DAYS".to_string()),
+    ]);
+    template.push_str(&format!("{PARTITION_COLUMN}=${{{PARTITION_COLUMN}}}/"));
+    projection.push(("storage.location.template".to_string(), template));
+    Ok(Table { database, name, location, fields: FIELDS, partitions, projection })
+}
+
+fn hive_columns(t: &Table) -> String {
+    t.fields
+        .iter()
+        .map(|f| format!("  {} {} COMMENT {}", hive_ident(f.name), f.kind.athena_type(), hive_string(f.doc)))
+        .collect::<Vec<_>>()
+        .join(",\n")
+}
+
+fn hive_partitions(t: &Table) -> String {
+    if t.partitions.is_empty() {
+        return String::new();
+    }
+    let cols: Vec<String> = t.partitions.iter().map(|p| format!("{} string", hive_ident(p))).collect();
+    format!("PARTITIONED BY ({})\n", cols.join(", "))
+}
+
+fn athena(t: &Table) -> String {
+    let mut props = vec![("parquet.compression".to_string(), "ZSTD".to_string())];
+    props.extend(t.projection.iter().cloned());
+    let props: Vec<String> = props.iter().map(|(k, v)| format!("  {} = {}", hive_string(k), hive_string(v))).collect();
+    format!(
+        "CREATE EXTERNAL TABLE IF NOT EXISTS {}.{} (\n{}\n)\n{}STORED AS PARQUET\nLOCATION {}\nTBLPROPERTIES (\n{}\n);\n",
+        hive_ident(&t.database),
+        hive_ident(&t.name),
+        hive_columns(t),
+        hive_partitions(t),
+        hive_string(&t.location),
+        props.join(",\n")
+    )
+}
+
+fn spark(t: &Table) -> String {
+    let name = format!("{}.{}", hive_ident(&t.database), hive_ident(&t.name));
+    let mut out = format!(
+        "CREATE DATABASE IF NOT EXISTS {};\n\nCREATE EXTERNAL TABLE IF NOT EXISTS {name} (\n{}\n)\n{}STORED AS PARQUET\nLOCATION {};\n",
+        hive_ident(&t.database),
+        hive_columns(t),
+        hive_partitions(t),
+        hive_string(&t.location),
+    );
+    if !t.partitions.is_empty() {
+        out.push_str(&format!("\n-- Registers the partitions found under the location; run again after new days arrive.\nMSCK REPAIR TABLE {name};\n"));
+    }
+    out
+}
+
+fn duckdb(t: &Table) -> String {
+    let mut cols: Vec<String> =
+        t.fields.iter().map(|f| format!("  CAST({0} AS {1}) AS {0}", duck_ident(f.name), duck_type(f.kind))).collect();
+    cols.extend(t.partitions.iter().map(|p| format!("  CAST({0} AS VARCHAR) AS {0}", duck_ident(p))));
+    let depth = "*/".repeat(t.partitions.len());
+    let source = if t.partitions.is_empty() {
+        format!("read_parquet({})", duck_string(&format!("{}*.parquet", t.location)))
+    } else {
+        let types: Vec<String> = t.partitions.iter().map(|p| format!("{}: 'VARCHAR'", duck_string(p))).collect();
+        format!(
+            "read_parquet({}, hive_partitioning = true, hive_types = {{{}}})",
+            duck_string(&format!("{}{depth}*.parquet", t.location)),
+            types.join(", ")
+        )
+    };
+    // DuckDB's default schema is `main`; `default` would make a second one of that name.
+    let schema = if t.database == "default" { "main" } else { &t.database };
+    let create_schema =
+        if schema == "main" { String::new() } else { format!("CREATE SCHEMA IF NOT EXISTS {};\n", duck_ident(schema)) };
+    format!(
+        "{create_schema}CREATE OR REPLACE VIEW {}.{} AS\nSELECT\n{}\nFROM {source};\n",
+        duck_ident(schema),
+        duck_ident(&t.name),
+        cols.join(",\n"),
+    )
+}
+
+fn glue_json(t: &Table) -> String {
+    use serde_json::{Map, Value, json};
+    let columns: Vec<Value> =
+        t.fields.iter().map(|f| json!({"Name": f.name, "Type": f.kind.athena_type(), "Comment": f.doc})).collect();
+    let partitions: Vec<Value> = t.partitions.iter().map(|p| json!({"Name": p, "Type": "string"})).collect();
+    let mut params = Map::new();
+    params.insert("classification".into(), "parquet".into());
+    params.insert("EXTERNAL".into(), "TRUE".into());
+    params.insert("parquet.compression".into(), "ZSTD".into());
+    for (k, v) in &t.projection {
+        params.insert(k.clone(), Value::from(v.as_str()));
+    }
+    let input = json!({
+        "Name": t.name,
+        "Description": format!("S3 server access logs converted by s3logs (database {})", t.database),
+        "TableType": "EXTERNAL_TABLE",
+        "Parameters": params,
+        "PartitionKeys": partitions,
+        "StorageDescriptor": {
+            "Columns": columns,
+            "Location": t.location,
+            "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+            "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
+            "Compressed": true,
+            "SerdeInfo": {
+                "SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe",
+                "Parameters": {"serialization.format": "1"}
+            }
+        }
+    });
+    serde_json::to_string_pretty(&input).expect("the table input serializes") + "\n"
+}
+
+/// Renders the table definition.
+pub fn render(o: &DdlOptions) -> Result<String, Error> {
+    let t = resolve(o)?;
+    Ok(match o.dialect {
+        Dialect::Athena => athena(&t),
+        Dialect::GlueJson => glue_json(&t),
+        Dialect::Spark => spark(&t),
+        Dialect::Duckdb => duckdb(&t),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_and_lower_cased() {
+        assert_eq!(checked_name("table", "S3_Access").unwrap(), "s3_access");
+        assert_eq!(checked_name("table", "_x1").unwrap(), "_x1");
+        for bad in ["", "a-b", "a.b", "a b", "a`b", "x'y"] {
+            assert!(checked_name("table", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn literals_and_identifiers_are_escaped() {
+        assert_eq!(hive_string("the bucket's owner"), r"'the bucket\'s owner'");
+        assert_eq!(hive_string(r"a\b"), r"'a\\b'");
+        assert_eq!(hive_ident("we`ird"), "`we``ird`");
+        assert_eq!(duck_string("it's"), "'it''s'");
+        assert_eq!(duck_ident("a\"b"), "\"a\"\"b\"");
+    }
+}
