@@ -78,10 +78,10 @@ struct ConvertArgs {
     #[arg(long, default_value = "256MiB", value_parser = parse_size, value_name = "SIZE")]
     target_file_size: u64,
     /// Rows per Parquet row group.
-    #[arg(long, default_value_t = 128 * 1024, value_name = "N")]
+    #[arg(long, default_value_t = SinkOptions::default().row_group_rows, value_name = "N")]
     row_group_rows: usize,
     /// ZSTD compression level (1-22).
-    #[arg(long, default_value_t = 3, value_name = "N")]
+    #[arg(long, default_value_t = SinkOptions::default().zstd_level, value_name = "N")]
     zstd_level: i32,
     /// Parser threads (default: one per core).
     #[arg(long, value_name = "N")]

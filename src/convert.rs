@@ -8,7 +8,6 @@
 //! staging folder is removed and nothing under `DEST/data/` changes.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -177,44 +176,26 @@ fn parse_and_write(
     let mut rejects =
         PartitionedWriter::new(staging.join("rejects"), run.to_string(), reject_schema(), opts.sink.clone())?;
 
-    let (tx, rx) = sync_channel::<ObjectOutput>(4);
-    std::thread::scope(|s| {
-        let writer = s.spawn(move || -> Result<Written, Error> {
-            for o in rx {
-                for c in &o.chunks {
-                    for (key, batch) in &c.partitions {
-                        data.write(&key.folder(), batch)?;
-                    }
-                    if let Some(r) = &c.rejects {
-                        rejects.write("", r)?;
-                    }
-                }
-            }
-            Ok((data.finish()?, rejects.finish()?))
-        });
-        let mut parsed = Ok(());
-        'windows: for window in windows(objects, opts.window_bytes) {
-            let outs: Vec<Result<ObjectOutput, Error>> =
-                pool.install(|| window.par_iter().map(|o| process_object(o, opts)).collect());
-            for out in outs {
-                match out {
-                    Ok(o) => {
-                        tally(report, &o);
-                        if tx.send(o).is_err() {
-                            break 'windows; // the writer stopped; its error is reported below
-                        }
-                    }
-                    Err(e) => {
-                        parsed = Err(e);
-                        break 'windows;
-                    }
-                }
-            }
+    // Phases alternate, each using every core: parse a window of objects, then encode it.
+    for window in windows(objects, opts.window_bytes) {
+        let outs: Vec<ObjectOutput> =
+            pool.install(|| window.par_iter().map(|o| process_object(o, opts)).collect::<Result<_, _>>())?;
+        for o in &outs {
+            tally(report, o);
         }
-        drop(tx);
-        let written = writer.join().expect("the writer thread does not panic");
-        parsed.and(written)
-    })
+        pool.install(|| -> Result<(), Error> {
+            for c in outs.iter().flat_map(|o| &o.chunks) {
+                for (key, batch) in &c.partitions {
+                    data.write(&key.folder(), batch)?;
+                }
+                if let Some(r) = &c.rejects {
+                    rejects.write("", r)?;
+                }
+            }
+            Ok(())
+        })?;
+    }
+    pool.install(|| Ok((data.finish()?, rejects.finish()?)))
 }
 
 /// Runs one conversion. On success every input line is a row under `DEST/data/` or a reject under

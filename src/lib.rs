@@ -10,6 +10,7 @@ pub mod access_log;
 pub mod batch_builder;
 pub mod cli;
 pub mod convert;
+pub mod corpus;
 pub mod ddl;
 pub mod error;
 pub mod lines;

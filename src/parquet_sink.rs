@@ -7,6 +7,10 @@
 //! table location; [`commit`] moves each finished file into place with one rename, so a reader never
 //! sees a half-written file. File names come from the run's identity and a per-folder sequence
 //! number, never from the clock, so the same input gives the same names.
+//!
+//! Encoding is the most expensive stage, so the columns of each batch are encoded (dictionary,
+//! pages, ZSTD) in parallel on the caller's rayon pool, one `ArrowColumnWriter` per column, and the
+//! finished column chunks are appended to the file in column order.
 
 use std::fs::{self, File};
 use std::io::BufWriter;
@@ -15,9 +19,12 @@ use std::path::{Path, PathBuf};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory, compute_leaves};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
+use rayon::prelude::*;
 
 use crate::error::Error;
 
@@ -36,12 +43,13 @@ pub struct SinkOptions {
 
 impl Default for SinkOptions {
     fn default() -> Self {
-        SinkOptions { target_file_bytes: 256 << 20, row_group_rows: 128 * 1024, zstd_level: 3, max_open_files: 64 }
+        SinkOptions { target_file_bytes: 256 << 20, row_group_rows: 128 * 1024, zstd_level: 1, max_open_files: 64 }
     }
 }
 
 /// Columns whose values are nearly all distinct: a dictionary costs time and saves nothing.
-const NO_DICTIONARY: &[&str] = &["requestdatetime", "requestid", "hostid", "source_line"];
+const NO_DICTIONARY: &[&str] =
+    &["requestdatetime", "requestid", "hostid", "source_line", "requesturi_key", "bytessent", "objectsize"];
 
 fn writer_properties(opts: &SinkOptions) -> Result<WriterProperties, Error> {
     let level = ZstdLevel::try_new(opts.zstd_level)
@@ -74,9 +82,47 @@ pub struct WrittenFile {
 struct OpenFile {
     folder: String,
     rel_path: String,
-    writer: ArrowWriter<BufWriter<File>>,
+    file: SerializedFileWriter<BufWriter<File>>,
+    factory: ArrowRowGroupWriterFactory,
+    /// The open row group's column writers, created on its first rows.
+    columns: Option<Vec<ArrowColumnWriter>>,
+    row_groups: usize,
+    rows_in_group: usize,
     rows: u64,
     last_used: u64,
+}
+
+impl OpenFile {
+    /// Encodes `batch` into the open row group, one rayon task per column.
+    fn append(&mut self, schema: &SchemaRef, batch: &RecordBatch) -> parquet::errors::Result<()> {
+        if self.columns.is_none() {
+            self.columns = Some(self.factory.create_column_writers(self.row_groups)?);
+        }
+        let columns = self.columns.as_mut().expect("just created");
+        let mut leaves = Vec::with_capacity(columns.len());
+        for (field, array) in schema.fields().iter().zip(batch.columns()) {
+            leaves.extend(compute_leaves(field, array)?);
+        }
+        columns.par_iter_mut().zip(leaves.par_iter()).try_for_each(|(w, leaf)| w.write(leaf))?;
+        self.rows_in_group += batch.num_rows();
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Closes the open row group (its column chunks in parallel) and appends it to the file.
+    fn flush_row_group(&mut self) -> parquet::errors::Result<()> {
+        let Some(columns) = self.columns.take() else { return Ok(()) };
+        let chunks: Vec<ArrowColumnChunk> =
+            columns.into_par_iter().map(ArrowColumnWriter::close).collect::<Result<_, _>>()?;
+        let mut row_group = self.file.next_row_group()?;
+        for chunk in chunks {
+            chunk.append_to_row_group(&mut row_group)?;
+        }
+        row_group.close()?;
+        self.row_groups += 1;
+        self.rows_in_group = 0;
+        Ok(())
+    }
 }
 
 /// Fans batches out to one rolling Parquet file per partition folder, under a staging root.
@@ -108,36 +154,31 @@ impl PartitionedWriter {
         })
     }
 
-    /// Appends `batch` to the file of partition folder `folder` (such as `dt=2024-01-15`), rolling
-    /// to a new file whenever the current one reaches the target size. The batch is written in
-    /// slices of at most a row group, so a file rolls close to its target whatever the batch size.
+    /// Appends `batch` to the file of partition folder `folder` (such as `dt=2024-01-15`). Row
+    /// groups hold exactly `row_group_rows` rows (the last of a file fewer), and a file rolls to the
+    /// next as soon as its finished row groups reach the target size.
     pub fn write(&mut self, folder: &str, batch: &RecordBatch) -> Result<(), Error> {
-        let step = self.opts.row_group_rows.max(1);
         let mut offset = 0;
         while offset < batch.num_rows() {
-            let len = step.min(batch.num_rows() - offset);
-            self.write_slice(folder, &batch.slice(offset, len))?;
+            self.tick += 1;
+            let i = match self.open.iter().position(|f| f.folder == folder) {
+                Some(i) => i,
+                None => self.open_file(folder)?,
+            };
+            let group = self.opts.row_group_rows.max(1);
+            let f = &mut self.open[i];
+            f.last_used = self.tick;
+            let len = (group - f.rows_in_group).min(batch.num_rows() - offset);
+            let path = self.staging.join(&f.rel_path);
+            f.append(&self.schema, &batch.slice(offset, len)).map_err(|e| Error::parquet(&path, e))?;
             offset += len;
-        }
-        Ok(())
-    }
-
-    fn write_slice(&mut self, folder: &str, batch: &RecordBatch) -> Result<(), Error> {
-        self.tick += 1;
-        let i = match self.open.iter().position(|f| f.folder == folder) {
-            Some(i) => i,
-            None => self.open_file(folder)?,
-        };
-        let f = &mut self.open[i];
-        f.last_used = self.tick;
-        f.rows += batch.num_rows() as u64;
-        let path = self.staging.join(&f.rel_path);
-        f.writer.write(batch).map_err(|e| Error::parquet(&path, e))?;
-        // Only flushed row groups count: the estimate of the open row group is of its size before
-        // compression, several times too large, and would roll files early and unevenly.
-        if f.writer.bytes_written() as u64 >= self.opts.target_file_bytes {
-            let f = self.open.swap_remove(i);
-            self.close(f)?;
+            if f.rows_in_group >= group {
+                f.flush_row_group().map_err(|e| Error::parquet(&path, e))?;
+                if f.file.bytes_written() as u64 >= self.opts.target_file_bytes {
+                    let f = self.open.swap_remove(i);
+                    self.close(f)?;
+                }
+            }
         }
         Ok(())
     }
@@ -157,19 +198,33 @@ impl PartitionedWriter {
             fs::create_dir_all(dir).map_err(|e| Error::write(dir, e))?;
         }
         let file = File::create(&path).map_err(|e| Error::write(&path, e))?;
-        let writer = ArrowWriter::try_new(
+        // ArrowWriter sets up the file (schema, and the Arrow schema in the metadata); its
+        // low-level halves let the columns be encoded in parallel.
+        let (file, factory) = ArrowWriter::try_new(
             BufWriter::with_capacity(1 << 20, file),
             self.schema.clone(),
             Some(self.props.clone()),
         )
+        .and_then(ArrowWriter::into_serialized_writer)
         .map_err(|e| Error::parquet(&path, e))?;
-        self.open.push(OpenFile { folder: folder.to_string(), rel_path, writer, rows: 0, last_used: self.tick });
+        self.open.push(OpenFile {
+            folder: folder.to_string(),
+            rel_path,
+            file,
+            factory,
+            columns: None,
+            row_groups: 0,
+            rows_in_group: 0,
+            rows: 0,
+            last_used: self.tick,
+        });
         Ok(self.open.len() - 1)
     }
 
-    fn close(&mut self, f: OpenFile) -> Result<(), Error> {
+    fn close(&mut self, mut f: OpenFile) -> Result<(), Error> {
         let path = self.staging.join(&f.rel_path);
-        let buffered = f.writer.into_inner().map_err(|e| Error::parquet(&path, e))?;
+        f.flush_row_group().map_err(|e| Error::parquet(&path, e))?;
+        let buffered = f.file.into_inner().map_err(|e| Error::parquet(&path, e))?;
         let file = buffered.into_inner().map_err(|e| Error::write(&path, e.into_error()))?;
         file.sync_all().map_err(|e| Error::write(&path, e))?;
         let bytes = file.metadata().map_err(|e| Error::write(&path, e))?.len();

@@ -1,0 +1,38 @@
+//! Parse-only throughput: generated log bytes into Arrow batches (tokenize, convert, route to
+//! days), without reading files or encoding Parquet. Reported as bytes per second, one thread.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use s3logs::batch_builder::{ParseOptions, parse_chunk};
+use s3logs::corpus::{CorpusSpec, object};
+
+fn parse(c: &mut Criterion) {
+    let spec = CorpusSpec { total_bytes: 64 << 20, objects: 16, malformed_ratio: 0.01, ..CorpusSpec::default() };
+    let objects: Vec<Vec<u8>> = (0..spec.objects).map(|i| object(&spec, i).1).collect();
+    let bytes: usize = objects.iter().map(Vec::len).sum();
+    let opts = ParseOptions { max_line_bytes: 1 << 20, partition_by_bucket: false };
+    let mut g = c.benchmark_group("parse");
+    g.throughput(Throughput::Bytes(bytes as u64));
+    g.sample_size(10);
+    g.bench_function("parse_chunk_64MiB_one_thread", |b| {
+        b.iter(|| {
+            let rows: u64 = objects.iter().map(|o| parse_chunk(o, 1, "bench", opts).rows).sum();
+            assert!(rows > 0);
+            rows
+        })
+    });
+    g.bench_function("tokenize_only_64MiB_one_thread", |b| {
+        b.iter(|| {
+            let mut rows = 0u64;
+            for o in &objects {
+                for line in std::str::from_utf8(o).unwrap().lines() {
+                    rows += s3logs::access_log::parse_line(line).is_ok() as u64;
+                }
+            }
+            rows
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, parse);
+criterion_main!(benches);

@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""The benchmark behind scripts/bench.sh: same corpus, same job, alternating tools, medians.
+
+The job for every tool: read all log objects, parse them into typed columns, write dt-partitioned
+ZSTD Parquet. Reported per tool: median wall time, MB/s and lines/s of input, peak RSS
+(/usr/bin/time -v), output bytes and file count; then ratios against DuckDB and zstd -1 -T2.
+s3logs' counts are checked against the generator's expected totals, so a fast wrong run fails.
+"""
+import argparse, json, os, re, shutil, statistics, subprocess, sys, tempfile, time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+S3LOGS = ROOT / "target/release/s3logs"
+GEN = ROOT / "target/release/examples/gen_corpus"
+
+STR_COLS = ["bucketowner", "bucket", None, "remoteip", "requester", "requestid", "operation", "key", "requesturi",
+            None, "errorcode", None, None, None, None, "referrer", "useragent", "versionid", "hostid", "sigv",
+            "ciphersuite", "authtype", "endpoint", "tlsversion", "accesspointarn", "aclrequired", "sourceregion"]
+NUM_COLS = {9: ("httpstatus", "INTEGER"), 11: ("bytessent", "BIGINT"), 12: ("objectsize", "BIGINT"),
+            13: ("totaltime", "BIGINT"), 14: ("turnaroundtime", "BIGINT")}
+
+DUCKDB_CSV = """
+import duckdb, sys
+corpus, out = sys.argv[1], sys.argv[2]
+con = duckdb.connect()
+con.execute("SET threads=2; SET TimeZone='UTC'; SET preserve_insertion_order=false")
+cols = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(32))
+# The bracketed time arrives as two columns (c2, c3): every later field is one column to the right.
+sel = []
+for i, name in enumerate(%(str_cols)r):
+    c = f"c{i + 1}" if i >= 3 else f"c{i}"
+    if name:
+        sel.append(f"NULLIF({c}, '-') AS {name}")
+    elif i in %(num_cols)r:
+        n, t = %(num_cols)r[i]
+        sel.append(f"TRY_CAST(NULLIF({c}, '-') AS {t}) AS {n}")
+ts = "try_strptime(c2 || ' ' || c3, '[%%d/%%b/%%Y:%%H:%%M:%%S %%z]')"
+con.execute(f'''COPY (SELECT {ts} AS requestdatetime, {", ".join(sel)}, CAST({ts} AS DATE) AS dt
+  FROM read_csv('{corpus}/*', delim=' ', quote='"', escape='\\\\', header=false, auto_detect=false,
+                null_padding=true, strict_mode=false, ignore_errors=true, all_varchar=true, columns={{{cols}}})
+  WHERE dt IS NOT NULL)
+  TO '{out}' (FORMAT PARQUET, PARTITION_BY (dt), COMPRESSION ZSTD)''')
+"""
+
+LOG_RE = (r'^(\S+) (\S+) \[([^\]]+)\] (\S+) (.+?) (\S+) ([A-Z0-9_.]+) (\S+) ("(?:[^"]|"[^ ])*"|-) (\S+) (\S+) '
+          r'(\S+) (\S+) (\S+) (\S+) ("(?:[^"]|"[^ ])*"|-) ("(?:[^"]|"[^ ])*"|-)' + r'(?: (\S+))?' * 10)
+NAMES = ["bucketowner", "bucket", "time", "remoteip", "requester", "requestid", "operation", "key", "requesturi",
+         "httpstatus", "errorcode", "bytessent", "objectsize", "totaltime", "turnaroundtime", "referrer", "useragent",
+         "versionid", "hostid", "sigv", "ciphersuite", "authtype", "endpoint", "tlsversion", "accesspointarn",
+         "aclrequired", "sourceregion"]
+
+DUCKDB_REGEX = """
+import duckdb, sys
+corpus, out = sys.argv[1], sys.argv[2]
+con = duckdb.connect()
+con.execute("SET threads=2; SET TimeZone='UTC'; SET preserve_insertion_order=false")
+names = %(names)r
+nums = {"httpstatus": "INTEGER", "bytessent": "BIGINT", "objectsize": "BIGINT", "totaltime": "BIGINT", "turnaroundtime": "BIGINT"}
+sel = []
+for n in names:
+    if n == "time":
+        continue
+    v = f"NULLIF(r.{n}, '')"
+    sel.append(f"TRY_CAST(NULLIF({v}, '-') AS {nums[n]}) AS {n}" if n in nums else f"NULLIF({v}, '-') AS {n}")
+ts = "try_strptime(r.time, '%%d/%%b/%%Y:%%H:%%M:%%S %%z')"
+pattern = %(pattern)r
+con.execute(f'''COPY (SELECT {ts} AS requestdatetime, {", ".join(sel)}, CAST({ts} AS DATE) AS dt
+  FROM (SELECT regexp_extract(line, '{pattern}', {names!r}) AS r
+        FROM read_csv('{corpus}/*', delim='\\x01', quote='', header=false, auto_detect=false, columns={{'line': 'VARCHAR'}}))
+  WHERE r.time <> '')
+  TO '{out}' (FORMAT PARQUET, PARTITION_BY (dt), COMPRESSION ZSTD)''')
+"""
+
+
+def tools(corpus, out):
+    csv_script = DUCKDB_CSV % {"str_cols": STR_COLS, "num_cols": NUM_COLS}
+    regex_script = DUCKDB_REGEX % {"names": NAMES, "pattern": LOG_RE}
+    return {
+        "s3logs": [str(S3LOGS), "convert", str(corpus), "--output", str(out), "--quiet",
+                   "--max-reject-ratio", "1", "--report", str(out) + ".json"],
+        "duckdb_csv": [sys.executable, "-c", csv_script, str(corpus), str(out)],
+        "duckdb_regex": [sys.executable, "-c", regex_script, str(corpus), str(out)],
+        "zstd": ["sh", "-c", f"zstd -q -1 -T2 -c -r '{corpus}' > '{out}.zst'"],
+    }
+
+
+def run(cmd):
+    t0 = time.perf_counter()
+    p = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise SystemExit(f"{cmd[0]} failed ({p.returncode}):\n{p.stderr[-3000:]}")
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr).group(1)) * 1024
+    return wall, rss
+
+
+def output_size(out):
+    paths = [out] if out.is_file() else [p for p in out.rglob("*") if p.is_file()] if out.exists() else []
+    extra = [Path(str(out) + ".zst")] if Path(str(out) + ".zst").exists() else []
+    files = paths + extra
+    return sum(p.stat().st_size for p in files), len(files)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bytes", default="1GiB")
+    ap.add_argument("--objects", type=int, default=2048)
+    ap.add_argument("--malformed", type=float, default=0.01)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--tools", default="s3logs,duckdb_csv,duckdb_regex,zstd")
+    ap.add_argument("--corpus-dir", default=str(ROOT / "target/bench"))
+    ap.add_argument("--json", help="also write the results here")
+    a = ap.parse_args()
+
+    base = Path(a.corpus_dir) / f"corpus-{a.bytes}-{a.objects}-{a.malformed}-{a.seed}"
+    if not (base / "expected.json").exists():
+        subprocess.run([str(GEN), "--out", str(base), "--bytes", a.bytes, "--objects", str(a.objects),
+                        "--malformed", str(a.malformed), "--seed", str(a.seed)], check=True)
+    expected = json.loads((base / "expected.json").read_text())
+    corpus = base / "logs"
+    subprocess.run(["sh", "-c", f"cat '{corpus}'/* > /dev/null"], check=True)  # warm the page cache
+    names = a.tools.split(",")
+    results = {n: [] for n in names}
+    with tempfile.TemporaryDirectory(dir=a.corpus_dir) as tmp:
+        for rep in range(a.reps):
+            for n in names:
+                out = Path(tmp) / f"{n}-{rep}"
+                wall, rss = run(tools(corpus, out)[n])
+                size, files = output_size(out)
+                results[n].append({"wall": wall, "rss": rss, "bytes": size, "files": files})
+                if n == "s3logs":
+                    r = json.loads(Path(str(out) + ".json").read_text())
+                    got = (r["rows_written"], r["lines_rejected"], r["lines_read"])
+                    want = (expected["records"], expected["malformed"], expected["lines"])
+                    if got != want:
+                        raise SystemExit(f"s3logs counts {got} != expected {want}")
+                shutil.rmtree(out, ignore_errors=True)
+                for extra in (Path(str(out) + ".json"), Path(str(out) + ".zst")):
+                    extra.unlink(missing_ok=True)
+                print(f"rep {rep + 1}/{a.reps} {n}: {wall:.2f}s, {rss / 2**20:.0f} MiB", file=sys.stderr)
+
+    mb, lines = expected["bytes"] / 1e6, expected["lines"]
+    summary = {}
+    print(f"\ncorpus: {expected['objects']} objects, {mb:.0f} MB, {lines} lines ({expected['malformed']} malformed); "
+          f"{os.cpu_count()} cores; median of {a.reps}")
+    print(f"{'tool':14s} {'wall s':>7s} {'MB/s':>7s} {'Mlines/s':>9s} {'peak RSS':>9s} {'out MB':>7s} {'files':>6s}")
+    for n in names:
+        w = statistics.median(r["wall"] for r in results[n])
+        rss = max(r["rss"] for r in results[n])
+        out_b, files = results[n][-1]["bytes"], results[n][-1]["files"]
+        summary[n] = {"wall_s": w, "mb_s": mb / w, "lines_s": lines / w, "peak_rss_mib": rss / 2**20,
+                      "out_mb": out_b / 1e6, "files": files}
+        print(f"{n:14s} {w:7.2f} {mb / w:7.0f} {lines / w / 1e6:9.2f} {rss / 2**20:8.0f}M {out_b / 1e6:7.1f} {files:6d}")
+    if "s3logs" in summary:
+        print()
+        for peer in names:
+            if peer != "s3logs":
+                print(f"s3logs / {peer}: {summary['s3logs']['wall_s'] / summary[peer]['wall_s']:.2f}x the time")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"expected": expected, "results": summary}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
