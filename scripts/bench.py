@@ -119,7 +119,7 @@ def main():
                         "--malformed", str(a.malformed), "--seed", str(a.seed)], check=True)
     expected = json.loads((base / "expected.json").read_text())
     corpus = base / "logs"
-    subprocess.run(["sh", "-c", f"cat '{corpus}'/* > /dev/null"], check=True)  # warm the page cache
+    subprocess.run(["sh", "-c", f"find '{corpus}' -type f -exec cat {{}} + > /dev/null"], check=True)  # warm the page cache
     names = a.tools.split(",")
     results = {n: [] for n in names}
     with tempfile.TemporaryDirectory(dir=a.corpus_dir) as tmp:

@@ -7,13 +7,16 @@
 //! moved into `DEST/data/` and `DEST/rejects/` only when the whole run succeeded; on any error the
 //! staging folder is removed and nothing under `DEST/data/` changes.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use arrow_array::RecordBatch;
+use arrow_select::concat::concat_batches;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-use crate::batch_builder::{ChunkOutput, MAX_SAMPLES, ParseOptions, parse_chunk};
+use crate::batch_builder::{ChunkOutput, MAX_SAMPLES, ParseOptions, PartitionKey, parse_chunk};
 use crate::error::Error;
 use crate::lines::chunks;
 use crate::object_source::{self, SourceObject};
@@ -49,7 +52,7 @@ impl Default for ConvertOptions {
             max_reject_ratio: 0.05,
             max_line_bytes: 1 << 20,
             chunk_bytes: 4 << 20,
-            window_bytes: 64 << 20,
+            window_bytes: 16 << 20,
             threads: None,
             partition_by_bucket: false,
             sink: SinkOptions::default(),
@@ -178,24 +181,42 @@ fn parse_and_write(
 
     // Phases alternate, each using every core: parse a window of objects, then encode it.
     for window in windows(objects, opts.window_bytes) {
+        let started = Instant::now();
         let outs: Vec<ObjectOutput> =
             pool.install(|| window.par_iter().map(|o| process_object(o, opts)).collect::<Result<_, _>>())?;
+        report.stage_seconds.read_parse += started.elapsed().as_secs_f64();
+        let started = Instant::now();
         for o in &outs {
             tally(report, o);
         }
+        // One batch per partition per window: small objects give many small batches, and one
+        // parallel encoding round each would cost more in coordination than in work.
+        let mut by_partition: BTreeMap<PartitionKey, Vec<RecordBatch>> = BTreeMap::new();
+        let mut reject_batches = Vec::new();
+        for c in outs.into_iter().flat_map(|o| o.chunks) {
+            for (key, batch) in c.partitions {
+                by_partition.entry(key).or_default().push(batch);
+            }
+            reject_batches.extend(c.rejects);
+        }
         pool.install(|| -> Result<(), Error> {
-            for c in outs.iter().flat_map(|o| &o.chunks) {
-                for (key, batch) in &c.partitions {
-                    data.write(&key.folder(), batch)?;
-                }
-                if let Some(r) = &c.rejects {
-                    rejects.write("", r)?;
-                }
+            for (key, batches) in by_partition {
+                let batch = concat_batches(&arrow_schema(), &batches).expect("batches share the schema");
+                drop(batches);
+                data.write(&key.folder(), &batch)?;
+            }
+            if !reject_batches.is_empty() {
+                let batch = concat_batches(&reject_schema(), &reject_batches).expect("batches share the schema");
+                rejects.write("", &batch)?;
             }
             Ok(())
         })?;
+        report.stage_seconds.encode += started.elapsed().as_secs_f64();
     }
-    pool.install(|| Ok((data.finish()?, rejects.finish()?)))
+    let started = Instant::now();
+    let written = pool.install(|| Ok((data.finish()?, rejects.finish()?)));
+    report.stage_seconds.encode += started.elapsed().as_secs_f64();
+    written
 }
 
 /// Runs one conversion. On success every input line is a row under `DEST/data/` or a reject under
@@ -246,10 +267,12 @@ pub fn run(opts: &ConvertOptions) -> Result<Report, Error> {
         });
     }
 
+    let started_commit = Instant::now();
     let committed = commit(&staging, &layout.root, &report.files_written)
         .and_then(|()| commit(&staging, &layout.root, &report.reject_files_written));
     remove_staging(&layout, &staging);
     committed?;
+    report.stage_seconds.commit = started_commit.elapsed().as_secs_f64();
     report.committed = true;
     report.duration_s = started.elapsed().as_secs_f64();
     Ok(report)

@@ -1,3 +1,11 @@
+//! The `s3logs` binary: everything is in the library; this only picks the allocator and exits
+//! with the code the CLI decided.
+
+/// glibc's allocator spent a fifth of the time on many small objects (freeing builders and
+/// pages across threads); mimalloc does not.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     std::process::exit(s3logs::cli::main());
 }

@@ -11,6 +11,13 @@ use crate::batch_builder::RejectSample;
 use crate::parquet_sink::WrittenFile;
 
 #[derive(Debug, Clone, Default, Serialize)]
+pub struct StageSeconds {
+    pub read_parse: f64,
+    pub encode: f64,
+    pub commit: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
     /// The output root (DEST).
     pub output: String,
@@ -31,6 +38,9 @@ pub struct Report {
     pub files_written: Vec<WrittenFile>,
     /// Rejects files, paths relative to DEST (`rejects/part-....parquet`).
     pub reject_files_written: Vec<WrittenFile>,
+    /// Wall time of each stage: reading and parsing objects, encoding and writing Parquet (both
+    /// on every core, one after the other per window), and moving files into place.
+    pub stage_seconds: StageSeconds,
     /// Whether the files were moved into place (false when the run stopped at the reject gate).
     pub committed: bool,
     pub duration_s: f64,
