@@ -113,6 +113,7 @@ def main():
     ap.add_argument("--json", help="also write the results here")
     a = ap.parse_args()
 
+    Path(a.corpus_dir).mkdir(parents=True, exist_ok=True)
     base = Path(a.corpus_dir) / f"corpus-{a.bytes}-{a.objects}-{a.malformed}-{a.seed}"
     if not (base / "expected.json").exists():
         subprocess.run([str(GEN), "--out", str(base), "--bytes", a.bytes, "--objects", str(a.objects),
