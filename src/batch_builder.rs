@@ -20,6 +20,16 @@ use crate::schema::{FIELDS, Kind, arrow_schema, col, reject_schema};
 /// Rough bytes per log line, to size builders before filling them.
 const BYTES_PER_LINE: usize = 300;
 
+/// Typical bytes per value of a string column in real logs, to size builders so they rarely grow.
+fn typical_width(name: &str) -> usize {
+    match name {
+        "bucketowner" | "hostid" | "useragent" | "requesturi_key" | "source_object" => 72,
+        "requester" | "key" | "endpoint" => 40,
+        "bucket" | "remoteip" | "requestid" | "operation" | "ciphersuite" => 20,
+        _ => 6,
+    }
+}
+
 enum ColumnBuilder {
     Str(StringBuilder),
     I32(Int32Builder),
@@ -28,9 +38,9 @@ enum ColumnBuilder {
 }
 
 impl ColumnBuilder {
-    fn new(kind: Kind, rows: usize) -> Self {
+    fn new(kind: Kind, name: &str, rows: usize) -> Self {
         match kind {
-            Kind::Utf8 => ColumnBuilder::Str(StringBuilder::with_capacity(rows, rows * 24)),
+            Kind::Utf8 => ColumnBuilder::Str(StringBuilder::with_capacity(rows, rows * typical_width(name))),
             Kind::Int32 => ColumnBuilder::I32(Int32Builder::with_capacity(rows)),
             Kind::Int64 => ColumnBuilder::I64(Int64Builder::with_capacity(rows)),
             Kind::TimestampMs => {
@@ -71,7 +81,7 @@ struct DayBuilder {
 
 impl DayBuilder {
     fn new(rows: usize) -> Self {
-        DayBuilder { columns: FIELDS.iter().map(|f| ColumnBuilder::new(f.kind, rows)).collect() }
+        DayBuilder { columns: FIELDS.iter().map(|f| ColumnBuilder::new(f.kind, f.name, rows)).collect() }
     }
 
     fn append(&mut self, line: &ParsedLine<'_>, source: &str, number: u64) {

@@ -228,13 +228,15 @@ fn close_quoted(b: &[u8], open: usize, accept: impl Fn(usize) -> bool) -> Option
 }
 
 /// After the Request-URI come status, error code, four numbers, and a quoted or `-` Referer.
-fn fits_after_request_uri(b: &[u8], pos: usize) -> bool {
+/// Returns those seven tokens when they fit, so they are not scanned twice.
+fn after_request_uri(b: &[u8], pos: usize) -> Option<[Span; 7]> {
     let mut t: [Span; 7] = Default::default();
-    peek_tokens(b, pos, &mut t) == 7
+    let fits = peek_tokens(b, pos, &mut t) == 7
         && is_num_or_dash(&b[t[0].clone()])
         && !starts_quote(&b[t[1].clone()])
         && t[2..6].iter().all(|r| is_num_or_dash(&b[r.clone()]))
-        && (starts_quote(&b[t[6].clone()]) || &b[t[6].clone()] == b"-")
+        && (starts_quote(&b[t[6].clone()]) || &b[t[6].clone()] == b"-");
+    fits.then_some(t)
 }
 
 /// After the User-Agent: nothing, or a Version Id and Host Id (quote-free) and then a signature
@@ -316,11 +318,13 @@ pub fn parse_line(s: &str) -> Result<ParsedLine<'_>, RejectReason> {
     cells[col::REMOTEIP] = text(&s[t]);
 
     // Requester, request id, operation: a requester may hold spaces, so find the operation.
+    // Look three tokens ahead; only a requester with spaces needs more.
     let mut look: [Span; 12] = Default::default();
-    let n = peek_tokens(b, pos, &mut look);
+    let mut n = peek_tokens(b, pos, &mut look[..3]);
     let op_at = if n > 2 && is_operation(&b[look[2].clone()]) {
         2
     } else {
+        n = peek_tokens(b, pos, &mut look);
         (3..n).find(|&j| is_operation(&b[look[j].clone()])).unwrap_or(2)
     };
     if n <= op_at {
@@ -337,14 +341,25 @@ pub fn parse_line(s: &str) -> Result<ParsedLine<'_>, RejectReason> {
     let t = next_token!();
     cells[col::KEY] = text(&s[t]);
 
-    // Request-URI.
+    // Request-URI: it closes at the first quote after which the next fields fit; those fields'
+    // tokens are then taken as found.
     let t = next_token!();
+    let mut after: Option<[Span; 7]> = None;
     let uri = if starts_quote(&b[t.clone()]) {
-        let q = close_quoted(b, t.start, |q| fits_after_request_uri(b, q + 1))
-            .ok_or(RejectReason::UnterminatedQuote { field: "requesturi" })?;
+        let mut first = None;
+        for q in closing_quotes(b, t.start) {
+            if let Some(spans) = after_request_uri(b, q + 1) {
+                after = Some(spans);
+                first = Some(q);
+                break;
+            }
+            first.get_or_insert(q);
+        }
+        let q = first.ok_or(RejectReason::UnterminatedQuote { field: "requesturi" })?;
         pos = q + 1;
         t.start..q + 1
     } else {
+        after = after_request_uri(b, t.end);
         t
     };
     let [method, path, proto] = match field_value(s, uri) {
@@ -355,13 +370,24 @@ pub fn parse_line(s: &str) -> Result<ParsedLine<'_>, RejectReason> {
     cells[col::REQUESTURI_KEY] = path;
     cells[col::REQUESTURI_HTTPPROTOVERSION] = proto;
 
-    let t = next_token!();
-    cells[col::HTTPSTATUS] = number(&s[t], col::HTTPSTATUS, 9)?;
-    let t = next_token!();
-    cells[col::ERRORCODE] = text(&s[t]);
-    for c in [col::BYTESSENT, col::OBJECTSIZE, col::TOTALTIME, col::TURNAROUNDTIME] {
+    let numbers = [col::BYTESSENT, col::OBJECTSIZE, col::TOTALTIME, col::TURNAROUNDTIME];
+    if let Some(t) = after {
+        cells[col::HTTPSTATUS] = number(&s[t[0].clone()], col::HTTPSTATUS, 9)?;
+        cells[col::ERRORCODE] = text(&s[t[1].clone()]);
+        for (c, span) in numbers.into_iter().zip(&t[2..6]) {
+            cells[c] = number(&s[span.clone()], c, 18)?;
+        }
+        pos = t[5].end;
+        fields += 6;
+    } else {
         let t = next_token!();
-        cells[c] = number(&s[t], c, 18)?;
+        cells[col::HTTPSTATUS] = number(&s[t], col::HTTPSTATUS, 9)?;
+        let t = next_token!();
+        cells[col::ERRORCODE] = text(&s[t]);
+        for c in numbers {
+            let t = next_token!();
+            cells[c] = number(&s[t], c, 18)?;
+        }
     }
 
     // Referer: where it may close, the User-Agent must then start and close well.
