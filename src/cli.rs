@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::convert::{self, ConvertOptions};
 use crate::ddl::{self, DdlOptions, Dialect, TableKind};
 use crate::error::{EXIT_IO, EXIT_OK, Error};
+use crate::object_source::StoreOptions;
 use crate::parquet_sink::SinkOptions;
 use crate::report::Report;
 
@@ -58,7 +59,8 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 #[derive(Debug, Args)]
 struct ConvertArgs {
-    /// Log objects: files, directories (walked recursively, sorted), or - for standard input.
+    /// Log objects: files, directories (walked recursively, sorted), s3://bucket/prefix (a key
+    /// prefix, listed in key order), or - for standard input.
     /// gzip and zstd objects are decompressed automatically.
     #[arg(required = true, value_name = "SOURCE")]
     sources: Vec<String>,
@@ -86,6 +88,15 @@ struct ConvertArgs {
     /// Parser threads (default: one per core).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    /// S3-compatible endpoint for s3:// sources [default: AWS_ENDPOINT_URL, else AWS].
+    #[arg(long, value_name = "URL")]
+    endpoint_url: Option<String>,
+    /// AWS region for s3:// sources [default: AWS_REGION or AWS_DEFAULT_REGION].
+    #[arg(long, value_name = "REGION")]
+    region: Option<String>,
+    /// s3:// objects fetched at once.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    concurrency: usize,
     /// Partition levels: dt, or bucket,dt for DEST/data/source_bucket=NAME/dt=YYYY-MM-DD/.
     #[arg(long, default_value = "dt", value_parser = parse_partition_by, value_name = "LEVELS")]
     partition_by: PartitionBy,
@@ -103,6 +114,8 @@ impl ConvertArgs {
             max_line_bytes: self.max_line_bytes as usize,
             threads: self.threads,
             partition_by_bucket: self.partition_by.bucket,
+            store: StoreOptions { endpoint_url: self.endpoint_url.clone(), region: self.region.clone() },
+            concurrency: self.concurrency,
             sink: SinkOptions {
                 target_file_bytes: self.target_file_size,
                 row_group_rows: self.row_group_rows,

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::batch_builder::{ChunkOutput, MAX_SAMPLES, ParseOptions, PartitionKey, parse_chunk};
 use crate::error::Error;
 use crate::lines::chunks;
-use crate::object_source::{self, SourceObject};
+use crate::object_source::{self, SourceObject, StoreOptions};
 use crate::parquet_sink::{PartitionedWriter, SinkOptions, WrittenFile, commit};
 use crate::report::Report;
 use crate::schema::{arrow_schema, reject_schema};
@@ -41,6 +41,10 @@ pub struct ConvertOptions {
     pub threads: Option<usize>,
     /// Partition by source bucket, then by day (`source_bucket=.../dt=.../`).
     pub partition_by_bucket: bool,
+    /// How to reach `s3://` sources.
+    pub store: StoreOptions,
+    /// Remote objects fetched at once.
+    pub concurrency: usize,
     pub sink: SinkOptions,
 }
 
@@ -55,6 +59,8 @@ impl Default for ConvertOptions {
             window_bytes: 16 << 20,
             threads: None,
             partition_by_bucket: false,
+            store: StoreOptions::default(),
+            concurrency: 16,
             sink: SinkOptions::default(),
         }
     }
@@ -95,14 +101,34 @@ struct ObjectOutput {
     chunks: Vec<ChunkOutput>,
 }
 
-fn process_object(o: &SourceObject, opts: &ConvertOptions) -> Result<ObjectOutput, Error> {
-    let (stored, bytes) = o.read()?;
+fn process_object(o: &SourceObject, fetched: Option<Vec<u8>>, opts: &ConvertOptions) -> Result<ObjectOutput, Error> {
+    let (stored, bytes) = o.read(fetched)?;
     let parse = ParseOptions { max_line_bytes: opts.max_line_bytes, partition_by_bucket: opts.partition_by_bucket };
     let chunks = chunks(&bytes, opts.chunk_bytes)
         .into_par_iter()
         .map(|c| parse_chunk(&bytes[c.range], c.first_line, &o.name, parse))
         .collect();
     Ok(ObjectOutput { stored, decoded: bytes.len() as u64, chunks })
+}
+
+/// Fetches the remote objects of `window`, at most `concurrency` at once, in window order; local
+/// objects get `None` and are read by the parser threads.
+fn prefetch(
+    window: &[SourceObject],
+    rt: Option<&tokio::runtime::Runtime>,
+    concurrency: usize,
+) -> Result<Vec<Option<Vec<u8>>>, Error> {
+    use futures::{StreamExt, TryStreamExt};
+    let Some(rt) = rt.filter(|_| window.iter().any(SourceObject::is_remote)) else {
+        return Ok(window.iter().map(|_| None).collect());
+    };
+    rt.block_on(
+        futures::stream::iter(
+            window.iter().map(|o| async move { if o.is_remote() { o.fetch().await.map(Some) } else { Ok(None) } }),
+        )
+        .buffered(concurrency.max(1))
+        .try_collect(),
+    )
 }
 
 /// Consecutive objects grouped so each group holds about `bytes` stored bytes.
@@ -165,6 +191,7 @@ type Written = (Vec<WrittenFile>, Vec<WrittenFile>);
 /// Parses all objects and writes staged files; returns the data and rejects files written.
 fn parse_and_write(
     objects: &[SourceObject],
+    rt: Option<&tokio::runtime::Runtime>,
     opts: &ConvertOptions,
     staging: &Path,
     run: &str,
@@ -182,8 +209,10 @@ fn parse_and_write(
     // Phases alternate, each using every core: parse a window of objects, then encode it.
     for window in windows(objects, opts.window_bytes) {
         let started = Instant::now();
-        let outs: Vec<ObjectOutput> =
-            pool.install(|| window.par_iter().map(|o| process_object(o, opts)).collect::<Result<_, _>>())?;
+        let fetched = prefetch(window, rt, opts.concurrency)?;
+        let outs: Vec<ObjectOutput> = pool.install(|| {
+            window.par_iter().zip(fetched).map(|(o, f)| process_object(o, f, opts)).collect::<Result<_, _>>()
+        })?;
         report.stage_seconds.read_parse += started.elapsed().as_secs_f64();
         let started = Instant::now();
         for o in &outs {
@@ -229,14 +258,31 @@ pub fn run(opts: &ConvertOptions) -> Result<Report, Error> {
     if opts.max_line_bytes == 0 {
         return Err(Error::Usage("--max-line-bytes must be at least 1".into()));
     }
+    if opts.output.to_str().is_some_and(|o| o.contains("://")) {
+        return Err(Error::Usage(format!(
+            "--output {}: only a local folder is supported as output so far",
+            opts.output.display()
+        )));
+    }
     let layout = Layout { root: opts.output.clone() };
-    let objects = object_source::list(&opts.sources, Some(&layout.root))?;
+    let rt = if opts.sources.iter().any(|s| s.starts_with("s3://")) {
+        Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| Error::read("the async runtime", e))?,
+        )
+    } else {
+        None
+    };
+    let objects = object_source::list(&opts.sources, Some(&layout.root), &opts.store, rt.as_ref())?;
     let run = run_id(&objects);
     let staging = layout.staging(&run);
     let mut report = Report { output: layout.root.display().to_string(), ..Report::default() };
 
-    let outcome =
-        prepare_output(&layout, &staging).and_then(|()| parse_and_write(&objects, opts, &staging, &run, &mut report));
+    let outcome = prepare_output(&layout, &staging)
+        .and_then(|()| parse_and_write(&objects, rt.as_ref(), opts, &staging, &run, &mut report));
     let (data_files, reject_files) = match outcome {
         Ok(w) => w,
         Err(e) => {

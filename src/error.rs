@@ -23,6 +23,8 @@ pub enum Error {
     Usage(String),
     #[error("cannot read {path}: {cause}")]
     Read { path: String, cause: io::Error },
+    #[error("cannot read {url}: {cause}")]
+    Store { url: String, cause: String },
     #[error("cannot decompress {path} ({format}): {cause}")]
     Decompress { path: String, format: &'static str, cause: io::Error },
     #[error("cannot write {path}: {cause}")]
@@ -52,7 +54,11 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) => EXIT_USAGE,
-            Error::Read { .. } | Error::Decompress { .. } | Error::Write { .. } | Error::Parquet { .. } => EXIT_IO,
+            Error::Read { .. }
+            | Error::Store { .. }
+            | Error::Decompress { .. }
+            | Error::Write { .. }
+            | Error::Parquet { .. } => EXIT_IO,
             Error::TooManyRejects { .. } => EXIT_TOO_MANY_REJECTS,
         }
     }

@@ -1,20 +1,38 @@
-//! Finding and reading log objects: files, directories (walked recursively in sorted order) and
-//! standard input, with gzip and zstd detected by their magic bytes.
+//! Finding and reading log objects: files, directories (walked recursively in sorted order),
+//! standard input, and `s3://bucket/prefix` (through `object_store`), with gzip and zstd detected by
+//! their magic bytes.
 //!
-//! Each object gets a stable name (its absolute path, or `stdin`) that becomes `source_object` in
-//! every row, and a size that, with the name, identifies the run's input.
+//! Each object gets a stable name (its absolute path, `s3://bucket/key`, or `stdin`) that becomes
+//! `source_object` in every row, and a size that, with the name, identifies the run's input. An S3
+//! prefix is a plain key prefix, as S3 defines it (`logs/2024-01-0` selects `logs/2024-01-05-...`):
+//! the listing starts at the prefix within its parent folder and stops matching past it.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt};
+
 use crate::error::Error;
+
+/// How to reach object stores.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// S3-compatible endpoint (otherwise `AWS_ENDPOINT_URL`, otherwise AWS).
+    pub endpoint_url: Option<String>,
+    /// AWS region (otherwise `AWS_REGION` / `AWS_DEFAULT_REGION`).
+    pub region: Option<String>,
+}
 
 /// Where an object's bytes come from.
 #[derive(Debug, Clone)]
 enum Location {
     File(PathBuf),
     Memory(Arc<Vec<u8>>),
+    Store(Arc<dyn ObjectStore>, StorePath),
 }
 
 /// One log object to convert.
@@ -28,15 +46,82 @@ pub struct SourceObject {
 }
 
 impl SourceObject {
-    /// Reads the object's bytes, decompressed.
-    pub fn read(&self) -> Result<(u64, Vec<u8>), Error> {
-        let raw = match &self.location {
-            Location::File(p) => std::fs::read(p).map_err(|e| Error::read(p, e))?,
-            Location::Memory(b) => b.as_ref().clone(),
+    /// Whether the object is fetched over the network (and so is worth fetching concurrently).
+    pub fn is_remote(&self) -> bool {
+        matches!(self.location, Location::Store(..))
+    }
+
+    /// Fetches a remote object's bytes as stored.
+    pub async fn fetch(&self) -> Result<Vec<u8>, Error> {
+        let Location::Store(store, path) = &self.location else {
+            return Err(Error::Usage(format!("{} is not a remote object", self.name)));
+        };
+        let fail = |e: object_store::Error| Error::Store {
+            url: self.name.clone(),
+            cause: e.to_string().lines().next().unwrap_or("").to_string(),
+        };
+        let bytes = store.get(path).await.map_err(fail)?.bytes().await.map_err(fail)?;
+        Ok(bytes.to_vec())
+    }
+
+    /// Reads the object's bytes, decompressed; `fetched` holds a remote object's bytes.
+    pub fn read(&self, fetched: Option<Vec<u8>>) -> Result<(u64, Vec<u8>), Error> {
+        let raw = match (&self.location, fetched) {
+            (_, Some(bytes)) => bytes,
+            (Location::File(p), None) => std::fs::read(p).map_err(|e| Error::read(p, e))?,
+            (Location::Memory(b), None) => b.as_ref().clone(),
+            (Location::Store(..), None) => return Err(Error::Usage(format!("{} was not fetched", self.name))),
         };
         let stored = raw.len() as u64;
         Ok((stored, decode(&self.name, raw)?))
     }
+}
+
+/// Lists the objects of `s3://bucket/prefix`, sorted by key.
+async fn list_s3(url: &str, opts: &StoreOptions) -> Result<Vec<SourceObject>, Error> {
+    // The first line says what failed; S3's XML error body follows on later lines.
+    let fail =
+        |cause: String| Error::Store { url: url.to_string(), cause: cause.lines().next().unwrap_or("").to_string() };
+    let rest = url.strip_prefix("s3://").ok_or_else(|| fail("not an s3:// URL".into()))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(fail("no bucket name".into()));
+    }
+    let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    let endpoint = opts.endpoint_url.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+    if let Some(e) = endpoint {
+        b = b.with_allow_http(e.starts_with("http://")).with_endpoint(e);
+    }
+    if let Some(r) = &opts.region {
+        b = b.with_region(r);
+    }
+    let store: Arc<dyn ObjectStore> = Arc::new(b.build().map_err(|e| fail(e.to_string()))?);
+    // S3 prefixes are plain string prefixes; object_store lists by folder. So list the prefix's
+    // folder starting just before the prefix, and keep the keys that start with it.
+    let (folder, start) = match prefix.rfind('/') {
+        _ if prefix.is_empty() => (None, None),
+        Some(i) if i + 1 == prefix.len() => (Some(StorePath::from(&prefix[..i])), None),
+        Some(i) => (Some(StorePath::from(&prefix[..i])), Some(&prefix[..prefix.len() - 1])),
+        None => (None, Some(&prefix[..prefix.len() - 1])),
+    };
+    let listing = match start {
+        Some(s) => store.list_with_offset(folder.as_ref(), &StorePath::from(s)),
+        None => store.list(folder.as_ref()),
+    };
+    let mut metas: Vec<_> = listing
+        .try_filter(|m| futures::future::ready(m.location.as_ref().starts_with(prefix)))
+        .try_collect()
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    metas.sort_by(|a, b| a.location.cmp(&b.location));
+    Ok(metas
+        .into_iter()
+        .map(|m| SourceObject {
+            name: format!("s3://{bucket}/{}", m.location),
+            size: m.size,
+            location: Location::Store(store.clone(), m.location),
+        })
+        .collect())
 }
 
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
@@ -61,8 +146,14 @@ fn absolute(p: &Path) -> Result<PathBuf, Error> {
 }
 
 /// Lists the objects named by `sources`, in the order given, each directory walked recursively in
-/// sorted order. Files under `exclude` (the output folder) are skipped.
-pub fn list(sources: &[String], exclude: Option<&Path>) -> Result<Vec<SourceObject>, Error> {
+/// sorted order and each `s3://` prefix listed in key order. Files under `exclude` (the output
+/// folder) are skipped. `rt` runs the listing of `s3://` sources.
+pub fn list(
+    sources: &[String],
+    exclude: Option<&Path>,
+    store: &StoreOptions,
+    rt: Option<&tokio::runtime::Runtime>,
+) -> Result<Vec<SourceObject>, Error> {
     let exclude = exclude.and_then(|p| std::fs::canonicalize(p).ok());
     let mut out = Vec::new();
     let mut stdin_used = false;
@@ -80,6 +171,14 @@ pub fn list(sources: &[String], exclude: Option<&Path>) -> Result<Vec<SourceObje
                 location: Location::Memory(Arc::new(buf)),
             });
             continue;
+        }
+        if s.starts_with("s3://") {
+            let rt = rt.ok_or_else(|| Error::Usage("s3:// sources need the async runtime".into()))?;
+            out.extend(rt.block_on(list_s3(s, store))?);
+            continue;
+        }
+        if s.contains("://") {
+            return Err(Error::Usage(format!("{s}: only local paths and s3:// URLs are supported as sources")));
         }
         let path = absolute(Path::new(s))?;
         let meta = std::fs::metadata(&path).map_err(|e| Error::read(&path, e))?;

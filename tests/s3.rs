@@ -1,0 +1,160 @@
+//! `s3://` sources against a real S3 API: moto's server, started on a free loopback port by this
+//! harness and stopped when the test ends. Credentials are fake and always set, so nothing falls
+//! back to an instance metadata endpoint.
+
+mod common;
+
+use std::fs::File;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::{Map, Value};
+
+/// A moto server on loopback, killed on drop.
+struct Moto {
+    child: Child,
+    endpoint: String,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("python3")
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 -m moto.server (pip install 'moto[server]')");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Moto { child, endpoint: format!("http://127.0.0.1:{port}") }
+    }
+
+    /// Creates `bucket` and uploads `files` as `(key, local path)` with boto3 (installed with moto).
+    fn upload(&self, bucket: &str, files: &[(String, PathBuf)]) {
+        let mut script = format!(
+            "import boto3\ns3 = boto3.client('s3', endpoint_url='{}', region_name='us-east-1', \
+             aws_access_key_id='test', aws_secret_access_key='test')\ns3.create_bucket(Bucket='{bucket}')\n",
+            self.endpoint
+        );
+        for (key, path) in files {
+            script.push_str(&format!("s3.upload_file('{}', '{bucket}', '{key}')\n", path.display()));
+        }
+        let out = Command::new("python3").args(["-c", &script]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/logs")
+}
+
+fn s3logs(args: &[&str], endpoint: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_s3logs"))
+        .args(args)
+        .args(["--endpoint-url", endpoint])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .output()
+        .unwrap()
+}
+
+fn rows(dir: &Path) -> Vec<Map<String, Value>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                for b in ParquetRecordBatchReaderBuilder::try_new(File::open(&p).unwrap()).unwrap().build().unwrap() {
+                    out.extend(common::rows(&b.unwrap()));
+                }
+            }
+        }
+    }
+    out.sort_by_key(|r| (r["source_object"].as_str().unwrap().to_string(), r["source_line"].as_i64().unwrap()));
+    out
+}
+
+fn object_name(r: &Map<String, Value>) -> String {
+    r["source_object"].as_str().unwrap().rsplit('/').next().unwrap().to_string()
+}
+
+#[test]
+fn s3_sources_give_the_same_rows_as_local_files() {
+    let moto = Moto::start();
+    let mut files: Vec<(String, PathBuf)> = std::fs::read_dir(testdata())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (format!("logs/{}", p.file_name().unwrap().to_str().unwrap()), p))
+        .collect();
+    files.sort();
+    // A neighbour that shares the prefix's first characters but not the prefix.
+    files.push(("logs-old/2024-03-15-00-00-00-AAAAAAAAAAAAAAAA".into(), testdata().join(&files[0].1)));
+    moto.upload("logs-bucket", &files);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (local, remote) = (tmp.path().join("local"), tmp.path().join("remote"));
+    let out = Command::new(env!("CARGO_BIN_EXE_s3logs"))
+        .args(["convert", testdata().to_str().unwrap(), "--output", local.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = s3logs(&["convert", "s3://logs-bucket/logs/", "--output", remote.to_str().unwrap()], &moto.endpoint);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    for folder in ["data", "rejects"] {
+        let (l, r) = (rows(&local.join(folder)), rows(&remote.join(folder)));
+        assert_eq!(l.len(), r.len(), "{folder}");
+        for (a, b) in l.iter().zip(&r) {
+            assert_eq!(object_name(a), object_name(b));
+            assert!(b["source_object"].as_str().unwrap().starts_with("s3://logs-bucket/logs/"), "{b:?}");
+            for (k, v) in a {
+                if k != "source_object" {
+                    assert_eq!(&b[k], v, "{folder} column {k}");
+                }
+            }
+        }
+    }
+    assert_eq!(rows(&remote.join("data")).len(), 23);
+
+    // A key prefix that is not a whole folder: `logs/2024-03-15-0` takes the two objects delivered
+    // before 10:00, not the one delivered at 13:00 nor anything under `logs-old/`.
+    let partial = tmp.path().join("partial");
+    let out = s3logs(
+        &["convert", "s3://logs-bucket/logs/2024-03-15-0", "--output", partial.to_str().unwrap()],
+        &moto.endpoint,
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got: std::collections::BTreeSet<String> = rows(&partial.join("data")).iter().map(object_name).collect();
+    assert_eq!(
+        got.into_iter().collect::<Vec<_>>(),
+        ["2024-03-15-00-10-11-4C3B2A1908F7E6D5", "2024-03-15-02-20-45-9E8D7C6B5A493827"]
+    );
+
+    // A bucket that does not exist: one line naming it, the I/O exit code, nothing written.
+    let missing = tmp.path().join("missing");
+    let out = s3logs(&["convert", "s3://no-such-bucket/logs/", "--output", missing.to_str().unwrap()], &moto.endpoint);
+    assert_eq!(out.status.code(), Some(74));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("s3://no-such-bucket/logs/") && err.lines().count() == 1, "{err}");
+    assert!(!missing.join("data").exists());
+}
