@@ -64,7 +64,8 @@ struct ConvertArgs {
     /// gzip and zstd objects are decompressed automatically.
     #[arg(required = true, value_name = "SOURCE")]
     sources: Vec<String>,
-    /// Output root: data goes to DEST/data/, rejected lines to DEST/rejects/.
+    /// Output root, a local folder or s3://bucket/prefix: data goes to DEST/data/, rejected lines
+    /// to DEST/rejects/.
     #[arg(short, long, value_name = "DEST")]
     output: PathBuf,
     /// Write a JSON report of the run to FILE.
@@ -97,6 +98,10 @@ struct ConvertArgs {
     /// s3:// objects fetched at once.
     #[arg(long, default_value_t = 16, value_name = "N")]
     concurrency: usize,
+    /// Output files larger than this go to an s3:// DEST as multipart uploads of parts this size
+    /// (at least 5MiB, as S3 requires).
+    #[arg(long, default_value = "16MiB", value_parser = parse_size, value_name = "SIZE")]
+    upload_part_size: u64,
     /// Partition levels: dt, or bucket,dt for DEST/data/source_bucket=NAME/dt=YYYY-MM-DD/.
     #[arg(long, default_value = "dt", value_parser = parse_partition_by, value_name = "LEVELS")]
     partition_by: PartitionBy,
@@ -116,6 +121,7 @@ impl ConvertArgs {
             partition_by_bucket: self.partition_by.bucket,
             store: StoreOptions { endpoint_url: self.endpoint_url.clone(), region: self.region.clone() },
             concurrency: self.concurrency,
+            upload_part_bytes: self.upload_part_size.max(5 << 20) as usize,
             sink: SinkOptions {
                 target_file_bytes: self.target_file_size,
                 row_group_rows: self.row_group_rows,

@@ -3,9 +3,10 @@
 //! Objects are taken in windows of bounded size. Within a window, rayon parses objects (and
 //! newline-aligned chunks of large ones) in parallel; the results go, in input order, to one writer
 //! thread that encodes Parquet while the next window is parsed. Input order is kept everywhere, so
-//! the same input gives the same files and rows. Files are staged in `DEST/_staging/<run>/` and
-//! moved into `DEST/data/` and `DEST/rejects/` only when the whole run succeeded; on any error the
-//! staging folder is removed and nothing under `DEST/data/` changes.
+//! the same input gives the same files and rows. Files are staged (in `DEST/_staging/<run>/`, or a
+//! temporary folder for an S3 DEST) and moved or uploaded into `DEST/data/` and `DEST/rejects/`
+//! only when the whole run succeeded; on any error the staging folder is removed and nothing under
+//! `DEST/data/` changes.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,10 +18,11 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::batch_builder::{ChunkOutput, MAX_SAMPLES, ParseOptions, PartitionKey, parse_chunk};
+use crate::destination::Destination;
 use crate::error::Error;
 use crate::lines::chunks;
 use crate::object_source::{self, SourceObject, StoreOptions};
-use crate::parquet_sink::{PartitionedWriter, SinkOptions, WrittenFile, commit};
+use crate::parquet_sink::{PartitionedWriter, SinkOptions, WrittenFile};
 use crate::report::Report;
 use crate::schema::{arrow_schema, reject_schema};
 
@@ -45,6 +47,8 @@ pub struct ConvertOptions {
     pub store: StoreOptions,
     /// Remote objects fetched at once.
     pub concurrency: usize,
+    /// Files larger than this go to S3 as multipart uploads of parts this size.
+    pub upload_part_bytes: usize,
     pub sink: SinkOptions,
 }
 
@@ -61,26 +65,9 @@ impl Default for ConvertOptions {
             partition_by_bucket: false,
             store: StoreOptions::default(),
             concurrency: 16,
+            upload_part_bytes: 16 << 20,
             sink: SinkOptions::default(),
         }
-    }
-}
-
-/// The folders a run writes, all under DEST.
-pub struct Layout {
-    pub root: PathBuf,
-}
-
-impl Layout {
-    /// The table location: only committed data Parquet files live here.
-    pub fn data(&self) -> PathBuf {
-        self.root.join("data")
-    }
-    pub fn rejects(&self) -> PathBuf {
-        self.root.join("rejects")
-    }
-    pub fn staging(&self, run: &str) -> PathBuf {
-        self.root.join("_staging").join(run)
     }
 }
 
@@ -168,10 +155,9 @@ fn tally(report: &mut Report, o: &ObjectOutput) {
     }
 }
 
-fn prepare_output(layout: &Layout, staging: &Path) -> Result<(), Error> {
-    for dir in [layout.data(), staging.to_path_buf()] {
-        std::fs::create_dir_all(&dir).map_err(|e| Error::write(&dir, e))?;
-    }
+fn prepare_output(dest: &Destination, staging: &Path) -> Result<(), Error> {
+    dest.prepare()?;
+    std::fs::create_dir_all(staging).map_err(|e| Error::write(staging, e))?;
     // A staging folder of an identical earlier run that crashed holds nothing committed.
     for entry in std::fs::read_dir(staging).map_err(|e| Error::write(staging, e))? {
         let p = entry.map_err(|e| Error::write(staging, e))?.path();
@@ -179,11 +165,6 @@ fn prepare_output(layout: &Layout, staging: &Path) -> Result<(), Error> {
         removed.map_err(|e| Error::write(&p, e))?;
     }
     Ok(())
-}
-
-fn remove_staging(layout: &Layout, staging: &Path) {
-    let _ = std::fs::remove_dir_all(staging);
-    let _ = std::fs::remove_dir(layout.root.join("_staging"));
 }
 
 type Written = (Vec<WrittenFile>, Vec<WrittenFile>);
@@ -258,14 +239,8 @@ pub fn run(opts: &ConvertOptions) -> Result<Report, Error> {
     if opts.max_line_bytes == 0 {
         return Err(Error::Usage("--max-line-bytes must be at least 1".into()));
     }
-    if opts.output.to_str().is_some_and(|o| o.contains("://")) {
-        return Err(Error::Usage(format!(
-            "--output {}: only a local folder is supported as output so far",
-            opts.output.display()
-        )));
-    }
-    let layout = Layout { root: opts.output.clone() };
-    let rt = if opts.sources.iter().any(|s| s.starts_with("s3://")) {
+    let dest = Destination::parse(&opts.output.to_string_lossy(), &opts.store)?;
+    let rt = if dest.is_remote() || opts.sources.iter().any(|s| s.starts_with("s3://")) {
         Some(
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -276,17 +251,17 @@ pub fn run(opts: &ConvertOptions) -> Result<Report, Error> {
     } else {
         None
     };
-    let objects = object_source::list(&opts.sources, Some(&layout.root), &opts.store, rt.as_ref())?;
+    let objects = object_source::list(&opts.sources, dest.local_root(), &opts.store, rt.as_ref())?;
     let run = run_id(&objects);
-    let staging = layout.staging(&run);
-    let mut report = Report { output: layout.root.display().to_string(), ..Report::default() };
+    let staging = dest.staging(&run);
+    let mut report = Report { output: dest.display(), ..Report::default() };
 
-    let outcome = prepare_output(&layout, &staging)
+    let outcome = prepare_output(&dest, &staging)
         .and_then(|()| parse_and_write(&objects, rt.as_ref(), opts, &staging, &run, &mut report));
     let (data_files, reject_files) = match outcome {
         Ok(w) => w,
         Err(e) => {
-            remove_staging(&layout, &staging);
+            dest.remove_staging(&staging);
             return Err(e);
         }
     };
@@ -296,7 +271,7 @@ pub fn run(opts: &ConvertOptions) -> Result<Report, Error> {
 
     let ratio = if report.lines_read == 0 { 0.0 } else { report.lines_rejected as f64 / report.lines_read as f64 };
     if ratio > opts.max_reject_ratio {
-        remove_staging(&layout, &staging);
+        dest.remove_staging(&staging);
         report.files_written.clear();
         report.reject_files_written.clear();
         let first = report
@@ -314,9 +289,10 @@ pub fn run(opts: &ConvertOptions) -> Result<Report, Error> {
     }
 
     let started_commit = Instant::now();
-    let committed = commit(&staging, &layout.root, &report.files_written)
-        .and_then(|()| commit(&staging, &layout.root, &report.reject_files_written));
-    remove_staging(&layout, &staging);
+    let committed = dest
+        .commit(&staging, &report.files_written, rt.as_ref(), opts.upload_part_bytes)
+        .and_then(|()| dest.commit(&staging, &report.reject_files_written, rt.as_ref(), opts.upload_part_bytes));
+    dest.remove_staging(&staging);
     committed?;
     report.stage_seconds.commit = started_commit.elapsed().as_secs_f64();
     report.committed = true;

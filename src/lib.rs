@@ -12,6 +12,7 @@ pub mod cli;
 pub mod convert;
 pub mod corpus;
 pub mod ddl;
+pub mod destination;
 pub mod error;
 pub mod lines;
 pub mod object_source;

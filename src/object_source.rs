@@ -77,16 +77,16 @@ impl SourceObject {
     }
 }
 
-/// Lists the objects of `s3://bucket/prefix`, sorted by key.
-async fn list_s3(url: &str, opts: &StoreOptions) -> Result<Vec<SourceObject>, Error> {
-    // The first line says what failed; S3's XML error body follows on later lines.
-    let fail =
-        |cause: String| Error::Store { url: url.to_string(), cause: cause.lines().next().unwrap_or("").to_string() };
-    let rest = url.strip_prefix("s3://").ok_or_else(|| fail("not an s3:// URL".into()))?;
+/// Splits `s3://bucket/key/prefix` into bucket and key prefix.
+pub fn split_s3_url(url: &str) -> Option<(&str, &str)> {
+    let rest = url.strip_prefix("s3://")?;
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    if bucket.is_empty() {
-        return Err(fail("no bucket name".into()));
-    }
+    (!bucket.is_empty()).then_some((bucket, prefix))
+}
+
+/// An S3 client for `bucket`: credentials and settings from the AWS environment, endpoint and
+/// region from the options where given.
+pub fn s3_store(bucket: &str, opts: &StoreOptions) -> Result<Arc<dyn ObjectStore>, String> {
     let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
     let endpoint = opts.endpoint_url.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
     if let Some(e) = endpoint {
@@ -95,7 +95,16 @@ async fn list_s3(url: &str, opts: &StoreOptions) -> Result<Vec<SourceObject>, Er
     if let Some(r) = &opts.region {
         b = b.with_region(r);
     }
-    let store: Arc<dyn ObjectStore> = Arc::new(b.build().map_err(|e| fail(e.to_string()))?);
+    Ok(Arc::new(b.build().map_err(|e| e.to_string())?))
+}
+
+/// Lists the objects of `s3://bucket/prefix`, sorted by key.
+async fn list_s3(url: &str, opts: &StoreOptions) -> Result<Vec<SourceObject>, Error> {
+    // The first line says what failed; S3's XML error body follows on later lines.
+    let fail =
+        |cause: String| Error::Store { url: url.to_string(), cause: cause.lines().next().unwrap_or("").to_string() };
+    let (bucket, prefix) = split_s3_url(url).ok_or_else(|| fail("not an s3://bucket/prefix URL".into()))?;
+    let store = s3_store(bucket, opts).map_err(fail)?;
     // S3 prefixes are plain string prefixes; object_store lists by folder. So list the prefix's
     // folder starting just before the prefix, and keep the keys that start with it.
     let (folder, start) = match prefix.rfind('/') {

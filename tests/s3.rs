@@ -36,6 +36,23 @@ impl Moto {
         Moto { child, endpoint: format!("http://127.0.0.1:{port}") }
     }
 
+    /// Downloads every object under `s3://bucket/prefix/` into `dir`, keeping relative paths.
+    fn download(&self, bucket: &str, prefix: &str, dir: &Path) {
+        let script = format!(
+            "import boto3, os\ns3 = boto3.client('s3', endpoint_url='{}', region_name='us-east-1', \
+             aws_access_key_id='test', aws_secret_access_key='test')\n\
+             for page in s3.get_paginator('list_objects_v2').paginate(Bucket='{bucket}', Prefix='{prefix}/'):\n\
+             \x20   for o in page.get('Contents', []):\n\
+             \x20       p = os.path.join('{}', o['Key'][len('{prefix}/'):])\n\
+             \x20       os.makedirs(os.path.dirname(p), exist_ok=True)\n\
+             \x20       s3.download_file('{bucket}', o['Key'], p)\n",
+            self.endpoint,
+            dir.display()
+        );
+        let out = Command::new("python3").args(["-c", &script]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
     /// Creates `bucket` and uploads `files` as `(key, local path)` with boto3 (installed with moto).
     fn upload(&self, bucket: &str, files: &[(String, PathBuf)]) {
         let mut script = format!(
@@ -136,6 +153,33 @@ fn s3_sources_give_the_same_rows_as_local_files() {
     }
     assert_eq!(rows(&remote.join("data")).len(), 23);
 
+    // s3 -> s3: the same rows again, downloaded from the output bucket; nothing but data Parquet
+    // under data/, and no staging left in the bucket.
+    moto.upload("analytics", &[]);
+    let out = s3logs(&["convert", "s3://logs-bucket/logs/", "--output", "s3://analytics/s3logs/"], &moto.endpoint);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let fetched = tmp.path().join("fetched");
+    moto.download("analytics", "s3logs", &fetched);
+    let mut keys: Vec<String> = Vec::new();
+    let mut stack = vec![fetched.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() { stack.push(p) } else { keys.push(p.strip_prefix(&fetched).unwrap().display().to_string()) }
+        }
+    }
+    keys.sort();
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert!(
+        keys[0].starts_with("data/dt=2024-03-14/part-") && keys[1].starts_with("data/dt=2024-03-15/part-"),
+        "{keys:?}"
+    );
+    assert!(keys[2].starts_with("rejects/part-"), "{keys:?}");
+    for folder in ["data", "rejects"] {
+        let (a, b) = (rows(&remote.join(folder)), rows(&fetched.join(folder)));
+        assert_eq!(a, b, "{folder}: s3 -> s3 differs from s3 -> local");
+    }
+
     // A key prefix that is not a whole folder: `logs/2024-03-15-0` takes the two objects delivered
     // before 10:00, not the one delivered at 13:00 nor anything under `logs-old/`.
     let partial = tmp.path().join("partial");
@@ -157,4 +201,46 @@ fn s3_sources_give_the_same_rows_as_local_files() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("s3://no-such-bucket/logs/") && err.lines().count() == 1, "{err}");
     assert!(!missing.join("data").exists());
+}
+
+/// Output files larger than a part go up as multipart uploads and read back whole.
+#[test]
+fn large_output_files_are_uploaded_in_parts() {
+    let moto = Moto::start();
+    moto.upload("analytics", &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = s3logs::corpus::CorpusSpec { total_bytes: 40 << 20, objects: 4, days: 1, ..Default::default() };
+    let logs = tmp.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let mut expected = 0;
+    for i in 0..spec.objects {
+        let (name, bytes, exp) = s3logs::corpus::object(&spec, i);
+        std::fs::write(logs.join(name), bytes).unwrap();
+        expected += exp.records;
+    }
+    let out = s3logs(
+        &[
+            "convert",
+            logs.to_str().unwrap(),
+            "--output",
+            "s3://analytics/big",
+            "--upload-part-size",
+            "5MiB",
+            "--report",
+            tmp.path().join("r.json").to_str().unwrap(),
+        ],
+        &moto.endpoint,
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&std::fs::read(tmp.path().join("r.json")).unwrap()).unwrap();
+    let files = report["files_written"].as_array().unwrap();
+    assert!(files.iter().any(|f| f["bytes"].as_u64().unwrap() > 5 << 20), "a file larger than one part: {files:?}");
+    let fetched = tmp.path().join("fetched");
+    moto.download("analytics", "big", &fetched);
+    for f in files {
+        let local = fetched.join(f["path"].as_str().unwrap());
+        assert_eq!(std::fs::metadata(&local).unwrap().len(), f["bytes"].as_u64().unwrap(), "{local:?}");
+    }
+    let got = rows(&fetched.join("data"));
+    assert_eq!(got.len() as u64, expected);
 }
