@@ -5,10 +5,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::access_log::time::parse_day;
 use crate::convert::{self, ConvertOptions};
 use crate::ddl::{self, DdlOptions, Dialect, TableKind};
 use crate::error::{EXIT_IO, EXIT_OK, Error};
-use crate::object_source::StoreOptions;
+use crate::object_source::{KeyDates, StoreOptions};
 use crate::parquet_sink::SinkOptions;
 use crate::report::Report;
 
@@ -95,6 +96,16 @@ struct ConvertArgs {
     /// AWS region for s3:// sources [default: AWS_REGION or AWS_DEFAULT_REGION].
     #[arg(long, value_name = "REGION")]
     region: Option<String>,
+    /// Only objects whose key date (the date their file name starts with, in both S3 key formats)
+    /// is on or after this day.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    since: Option<String>,
+    /// Only objects whose key date is on or before this day, plus the lookback.
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    until: Option<String>,
+    /// Days after --until still selected: an object delivered later can hold the range's records.
+    #[arg(long, default_value_t = 1, value_name = "DAYS")]
+    lookback_days: u32,
     /// s3:// objects fetched at once.
     #[arg(long, default_value_t = 16, value_name = "N")]
     concurrency: usize,
@@ -110,9 +121,29 @@ struct ConvertArgs {
     quiet: bool,
 }
 
+fn day(flag: &str, v: &str) -> Result<i32, Error> {
+    parse_day(v).ok_or_else(|| Error::Usage(format!("{flag} {v:?} is not a date like 2024-01-31")))
+}
+
 impl ConvertArgs {
-    fn options(&self) -> ConvertOptions {
-        ConvertOptions {
+    /// The key-date range of --since/--until, the end widened by the lookback.
+    fn key_dates(&self) -> Result<Option<KeyDates>, Error> {
+        if self.since.is_none() && self.until.is_none() {
+            return Ok(None);
+        }
+        let first = self.since.as_deref().map(|v| day("--since", v)).transpose()?.unwrap_or(0);
+        let today = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| (d.as_secs() / 86_400) as i32);
+        let last = self.until.as_deref().map(|v| day("--until", v)).transpose()?.unwrap_or(today);
+        if first > last {
+            return Err(Error::Usage("--since is after --until".into()));
+        }
+        Ok(Some(KeyDates { first, last: last + self.lookback_days as i32 }))
+    }
+
+    fn options(&self) -> Result<ConvertOptions, Error> {
+        Ok(ConvertOptions {
             sources: self.sources.clone(),
             output: self.output.clone(),
             max_reject_ratio: self.max_reject_ratio,
@@ -120,6 +151,7 @@ impl ConvertArgs {
             threads: self.threads,
             partition_by_bucket: self.partition_by.bucket,
             store: StoreOptions { endpoint_url: self.endpoint_url.clone(), region: self.region.clone() },
+            key_dates: self.key_dates()?,
             concurrency: self.concurrency,
             upload_part_bytes: self.upload_part_size.max(5 << 20) as usize,
             sink: SinkOptions {
@@ -129,7 +161,7 @@ impl ConvertArgs {
                 ..SinkOptions::default()
             },
             ..ConvertOptions::default()
-        }
+        })
     }
 }
 
@@ -189,7 +221,7 @@ fn write_report(path: &PathBuf, report: &Report) -> Result<(), Error> {
 }
 
 fn convert(args: &ConvertArgs) -> i32 {
-    let result = convert::run(&args.options());
+    let result = args.options().and_then(|o| convert::run(&o));
     let report = match &result {
         Ok(r) => Some(r),
         Err(e) => e.report(),

@@ -21,7 +21,7 @@ use crate::batch_builder::{ChunkOutput, MAX_SAMPLES, ParseOptions, PartitionKey,
 use crate::destination::Destination;
 use crate::error::Error;
 use crate::lines::chunks;
-use crate::object_source::{self, SourceObject, StoreOptions};
+use crate::object_source::{self, KeyDates, SourceObject, StoreOptions};
 use crate::parquet_sink::{PartitionedWriter, SinkOptions, WrittenFile};
 use crate::report::Report;
 use crate::schema::{arrow_schema, reject_schema};
@@ -45,6 +45,8 @@ pub struct ConvertOptions {
     pub partition_by_bucket: bool,
     /// How to reach `s3://` sources.
     pub store: StoreOptions,
+    /// Only objects whose key date is in this range (`--since`/`--until`, end widened by the lookback).
+    pub key_dates: Option<KeyDates>,
     /// Remote objects fetched at once.
     pub concurrency: usize,
     /// Files larger than this go to S3 as multipart uploads of parts this size.
@@ -64,6 +66,7 @@ impl Default for ConvertOptions {
             threads: None,
             partition_by_bucket: false,
             store: StoreOptions::default(),
+            key_dates: None,
             concurrency: 16,
             upload_part_bytes: 16 << 20,
             sink: SinkOptions::default(),
@@ -251,7 +254,7 @@ pub fn run(opts: &ConvertOptions) -> Result<Report, Error> {
     } else {
         None
     };
-    let objects = object_source::list(&opts.sources, dest.local_root(), &opts.store, rt.as_ref())?;
+    let objects = object_source::list(&opts.sources, dest.local_root(), &opts.store, rt.as_ref(), opts.key_dates)?;
     let run = run_id(&objects);
     let staging = dest.staging(&run);
     let mut report = Report { output: dest.display(), ..Report::default() };

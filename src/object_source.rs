@@ -14,9 +14,35 @@ use std::sync::Arc;
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as StorePath;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 
 use crate::error::Error;
+
+/// Objects selected by the date in their key (`--since`/`--until`), as inclusive UTC day numbers.
+///
+/// Both S3 key formats end in a file name that starts with `YYYY-MM-DD-hh-mm-ss-`: the delivery
+/// time in the simple format, the event day (or the delivery time) in the partitioned one. A
+/// delivered object can hold records from before its key's date, so `last` is already widened by
+/// the lookback when this is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyDates {
+    pub first: i32,
+    pub last: i32,
+}
+
+impl KeyDates {
+    pub fn contains_key(&self, key: &str) -> bool {
+        key_day(key).is_some_and(|d| (self.first..=self.last).contains(&d))
+    }
+}
+
+/// The date at the start of a key's file name (`2024-03-15-00-10-11-4C3B...` -> 2024-03-15).
+pub fn key_day(key: &str) -> Option<i32> {
+    let name = key.rsplit('/').next()?;
+    let date = name.get(..10)?;
+    (name.as_bytes().get(10) == Some(&b'-')).then_some(())?;
+    crate::access_log::time::parse_day(date)
+}
 
 /// How to reach object stores.
 #[derive(Debug, Clone, Default)]
@@ -98,15 +124,10 @@ pub fn s3_store(bucket: &str, opts: &StoreOptions) -> Result<Arc<dyn ObjectStore
     Ok(Arc::new(b.build().map_err(|e| e.to_string())?))
 }
 
-/// Lists the objects of `s3://bucket/prefix`, sorted by key.
-async fn list_s3(url: &str, opts: &StoreOptions) -> Result<Vec<SourceObject>, Error> {
-    // The first line says what failed; S3's XML error body follows on later lines.
-    let fail =
-        |cause: String| Error::Store { url: url.to_string(), cause: cause.lines().next().unwrap_or("").to_string() };
-    let (bucket, prefix) = split_s3_url(url).ok_or_else(|| fail("not an s3://bucket/prefix URL".into()))?;
-    let store = s3_store(bucket, opts).map_err(fail)?;
-    // S3 prefixes are plain string prefixes; object_store lists by folder. So list the prefix's
-    // folder starting just before the prefix, and keep the keys that start with it.
+/// The objects whose keys start with `prefix`. S3 prefixes are plain string prefixes, while
+/// object_store lists by folder: so list the prefix's folder from just before the prefix (S3's
+/// StartAfter), keep the keys that start with it, and stop at the first key past it.
+async fn list_prefix(store: &Arc<dyn ObjectStore>, prefix: &str) -> object_store::Result<Vec<ObjectMeta>> {
     let (folder, start) = match prefix.rfind('/') {
         _ if prefix.is_empty() => (None, None),
         Some(i) if i + 1 == prefix.len() => (Some(StorePath::from(&prefix[..i])), None),
@@ -117,11 +138,75 @@ async fn list_s3(url: &str, opts: &StoreOptions) -> Result<Vec<SourceObject>, Er
         Some(s) => store.list_with_offset(folder.as_ref(), &StorePath::from(s)),
         None => store.list(folder.as_ref()),
     };
-    let mut metas: Vec<_> = listing
+    // S3 lists keys in order: the first key past the prefix ends the listing, so selecting one day
+    // of a folder holding years of logs reads that day's pages, not the rest of the folder.
+    listing
+        .try_take_while(|m| {
+            let k = m.location.as_ref();
+            futures::future::ready(Ok(k.starts_with(prefix) || k < prefix))
+        })
         .try_filter(|m| futures::future::ready(m.location.as_ref().starts_with(prefix)))
         .try_collect()
         .await
-        .map_err(|e| fail(e.to_string()))?;
+}
+
+/// Partitioned keys: `<prefix><account>/<region>/<bucket>/YYYY/MM/DD/...`, account 12 digits.
+fn is_account(segment: &str) -> bool {
+    segment.len() == 12 && segment.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The objects under `prefix` whose key dates fall in `dates`, listing only those days: one
+/// listing per day for simple keys (`<prefix>YYYY-MM-DD...`), and for partitioned keys one per day
+/// and source bucket, after walking the account, region and bucket folders.
+async fn list_dated(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &str,
+    dates: KeyDates,
+) -> object_store::Result<Vec<ObjectMeta>> {
+    use crate::access_log::time::civil_from_days;
+    let mut out = Vec::new();
+    for day in dates.first..=dates.last {
+        out.extend(list_prefix(store, &format!("{prefix}{}", crate::access_log::time::format_day(day))).await?);
+    }
+    if prefix.is_empty() || prefix.ends_with('/') {
+        let root = (!prefix.is_empty()).then(|| StorePath::from(prefix.trim_end_matches('/')));
+        let children = |p: Option<StorePath>| async move { store.list_with_delimiter(p.as_ref()).await };
+        for account in children(root).await?.common_prefixes {
+            if !account.filename().is_some_and(is_account) {
+                continue;
+            }
+            for region in children(Some(account)).await?.common_prefixes {
+                for bucket in children(Some(region)).await?.common_prefixes {
+                    for day in dates.first..=dates.last {
+                        let (y, m, d) = civil_from_days(day);
+                        out.extend(list_prefix(store, &format!("{bucket}/{y:04}/{m:02}/{d:02}/")).await?);
+                    }
+                }
+            }
+        }
+    }
+    out.retain(|m| dates.contains_key(m.location.as_ref()));
+    Ok(out)
+}
+
+/// Lists the objects of `s3://bucket/prefix`, sorted by key; with `dates`, only those whose key
+/// date is in range, listing only the key ranges of those days.
+async fn list_s3(url: &str, opts: &StoreOptions, dates: Option<KeyDates>) -> Result<Vec<SourceObject>, Error> {
+    // The first line says what failed; S3's XML error body follows on later lines.
+    let fail =
+        |cause: String| Error::Store { url: url.to_string(), cause: cause.lines().next().unwrap_or("").to_string() };
+    let (bucket, prefix) = split_s3_url(url).ok_or_else(|| fail("not an s3://bucket/prefix URL".into()))?;
+    let store = s3_store(bucket, opts).map_err(fail)?;
+    let mut metas = match dates {
+        // A bounded range is listed day by day; an open one (ten years or more) is one listing.
+        Some(d) if d.last - d.first < 3660 => list_dated(&store, prefix, d).await.map_err(|e| fail(e.to_string()))?,
+        Some(d) => {
+            let mut all = list_prefix(&store, prefix).await.map_err(|e| fail(e.to_string()))?;
+            all.retain(|m| d.contains_key(m.location.as_ref()));
+            all
+        }
+        None => list_prefix(&store, prefix).await.map_err(|e| fail(e.to_string()))?,
+    };
     metas.sort_by(|a, b| a.location.cmp(&b.location));
     Ok(metas
         .into_iter()
@@ -156,12 +241,14 @@ fn absolute(p: &Path) -> Result<PathBuf, Error> {
 
 /// Lists the objects named by `sources`, in the order given, each directory walked recursively in
 /// sorted order and each `s3://` prefix listed in key order. Files under `exclude` (the output
-/// folder) are skipped. `rt` runs the listing of `s3://` sources.
+/// folder) are skipped. `rt` runs the listing of `s3://` sources. With `dates`, only objects whose
+/// file name starts with a date in range are kept (standard input is always read).
 pub fn list(
     sources: &[String],
     exclude: Option<&Path>,
     store: &StoreOptions,
     rt: Option<&tokio::runtime::Runtime>,
+    dates: Option<KeyDates>,
 ) -> Result<Vec<SourceObject>, Error> {
     let exclude = exclude.and_then(|p| std::fs::canonicalize(p).ok());
     let mut out = Vec::new();
@@ -183,7 +270,7 @@ pub fn list(
         }
         if s.starts_with("s3://") {
             let rt = rt.ok_or_else(|| Error::Usage("s3:// sources need the async runtime".into()))?;
-            out.extend(rt.block_on(list_s3(s, store))?);
+            out.extend(rt.block_on(list_s3(s, store, dates))?);
             continue;
         }
         if s.contains("://") {
@@ -191,8 +278,11 @@ pub fn list(
         }
         let path = absolute(Path::new(s))?;
         let meta = std::fs::metadata(&path).map_err(|e| Error::read(&path, e))?;
+        let in_range = |p: &Path| dates.is_none_or(|d| d.contains_key(&p.to_string_lossy()));
         if !meta.is_dir() {
-            out.push(file_object(path, meta.len()));
+            if in_range(&path) {
+                out.push(file_object(path, meta.len()));
+            }
             continue;
         }
         for entry in walkdir::WalkDir::new(&path).follow_links(true).sort_by_file_name() {
@@ -200,7 +290,10 @@ pub fn list(
                 let p = e.path().unwrap_or(&path).to_path_buf();
                 Error::read(p, e.into_io_error().unwrap_or_else(|| std::io::Error::other("file system loop")))
             })?;
-            if !entry.file_type().is_file() || exclude.as_ref().is_some_and(|x| entry.path().starts_with(x)) {
+            if !entry.file_type().is_file()
+                || exclude.as_ref().is_some_and(|x| entry.path().starts_with(x))
+                || !in_range(entry.path())
+            {
                 continue;
             }
             let size = entry.metadata().map_err(|e| Error::read(entry.path(), e.into()))?.len();
@@ -218,6 +311,22 @@ fn file_object(path: PathBuf, size: u64) -> SourceObject {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn key_dates_come_from_the_file_name_in_both_key_formats() {
+        let day = crate::access_log::time::parse_day;
+        assert_eq!(key_day("logs/2024-03-15-00-10-11-4C3B2A1908F7E6D5"), day("2024-03-15"));
+        assert_eq!(key_day("logs/111122223333/us-east-1/app/2024/03/14/2024-03-14-00-00-00-ABCDEF"), day("2024-03-14"));
+        assert_eq!(key_day("2023-12-31-23-59-59-X.gz"), day("2023-12-31"));
+        for no_date in
+            ["logs/", "logs/readme.txt", "logs/2024-13-01-00-00-00-X", "logs/2024-03-15", "logs/2024-03-15T00"]
+        {
+            assert_eq!(key_day(no_date), None, "{no_date}");
+        }
+        let range = KeyDates { first: day("2024-03-14").unwrap(), last: day("2024-03-15").unwrap() };
+        assert!(range.contains_key("a/2024-03-14-01-00-00-X") && range.contains_key("a/2024-03-15-23-00-00-X"));
+        assert!(!range.contains_key("a/2024-03-16-00-00-00-X") && !range.contains_key("a/2024-03-13-23-59-59-X"));
+    }
 
     #[test]
     fn gzip_and_zstd_are_detected_by_magic() {

@@ -349,3 +349,21 @@ fn readme_schema_table_is_generated_from_the_field_table() {
     }
     assert_eq!(&readme[start..end], table, "README schema table is stale: run S3LOGS_BLESS=1 cargo test");
 }
+
+#[test]
+fn since_and_until_filter_local_objects_by_the_date_in_their_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("out");
+    let out = convert(&testdata(), &dest, &["--since", "2024-03-15", "--until", "2024-03-15", "--lookback-days", "0"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("read 3 objects"), "{}", stderr(&out));
+    let later = tmp.path().join("later");
+    let out = convert(&testdata(), &later, &["--since", "2024-03-16"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("read 0 objects"), "{}", stderr(&out));
+    assert_eq!(files_under(&later.join("data")), Vec::<String>::new());
+    let out = convert(&testdata(), &later, &["--since", "2024-03-16", "--until", "2024-03-15"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = convert(&testdata(), &later, &["--since", "15/03/2024"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -244,3 +244,46 @@ fn large_output_files_are_uploaded_in_parts() {
     let got = rows(&fetched.join("data"));
     assert_eq!(got.len() as u64, expected);
 }
+
+/// `--since/--until` select objects by the date in their key, in both key formats, the end of the
+/// range widened by the lookback; keys without a date are left out.
+#[test]
+fn since_and_until_select_objects_by_key_date_in_both_formats() {
+    let moto = Moto::start();
+    let object = testdata().join("2024-03-15-00-10-11-4C3B2A1908F7E6D5");
+    let keys = [
+        "logs/2024-03-13-10-00-00-AAAAAAAAAAAAAAAA",
+        "logs/2024-03-14-10-00-00-BBBBBBBBBBBBBBBB",
+        "logs/2024-03-15-10-00-00-CCCCCCCCCCCCCCCC",
+        "logs/2024-03-16-10-00-00-DDDDDDDDDDDDDDDD",
+        "logs/2024-03-18-10-00-00-EEEEEEEEEEEEEEEE",
+        "logs/111122223333/us-east-1/app-a/2024/03/14/2024-03-14-00-00-00-FFFFFFFFFFFFFFFF",
+        "logs/111122223333/us-east-1/app-a/2024/03/17/2024-03-17-00-00-00-GGGGGGGGGGGGGGGG",
+        "logs/444455556666/eu-west-1/app-b/2024/03/15/2024-03-15-00-00-00-HHHHHHHHHHHHHHHH",
+        "logs/readme.txt",
+    ];
+    let files: Vec<(String, PathBuf)> = keys.iter().map(|k| (k.to_string(), object.clone())).collect();
+    moto.upload("dated", &files);
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("out");
+    let args = [
+        "convert",
+        "s3://dated/logs/",
+        "--output",
+        dest.to_str().unwrap(),
+        "--since",
+        "2024-03-14",
+        "--until",
+        "2024-03-15",
+        "--lookback-days",
+        "1",
+    ];
+    let out = s3logs(&args, &moto.endpoint);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got: std::collections::BTreeSet<String> =
+        rows(&dest.join("data")).iter().map(|r| r["source_object"].as_str().unwrap().to_string()).collect();
+    let want: std::collections::BTreeSet<String> =
+        [keys[1], keys[2], keys[3], keys[5], keys[7]].iter().map(|k| format!("s3://dated/{k}")).collect();
+    assert_eq!(got, want);
+    assert_eq!(rows(&dest.join("data")).len(), 5 * 8);
+}
