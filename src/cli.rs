@@ -9,7 +9,7 @@ use crate::access_log::time::parse_day;
 use crate::convert::{self, ConvertOptions};
 use crate::ddl::{self, DdlOptions, Dialect, TableKind};
 use crate::error::{EXIT_IO, EXIT_OK, Error};
-use crate::object_source::{KeyDates, StoreOptions};
+use crate::object_source::{KeyDates, RetryPolicy, StoreOptions};
 use crate::parquet_sink::SinkOptions;
 use crate::report::Report;
 
@@ -106,6 +106,10 @@ struct ConvertArgs {
     /// Days after --until still selected: an object delivered later can hold the range's records.
     #[arg(long, default_value_t = 1, value_name = "DAYS")]
     lookback_days: u32,
+    /// Times a failed S3 request is tried again (backoff from 200 ms, doubling); when they run out
+    /// the run stops with exit code 75, "retry later".
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    retries: u32,
     /// s3:// objects fetched at once.
     #[arg(long, default_value_t = 16, value_name = "N")]
     concurrency: usize,
@@ -150,7 +154,12 @@ impl ConvertArgs {
             max_line_bytes: self.max_line_bytes as usize,
             threads: self.threads,
             partition_by_bucket: self.partition_by.bucket,
-            store: StoreOptions { endpoint_url: self.endpoint_url.clone(), region: self.region.clone() },
+            store: StoreOptions {
+                endpoint_url: self.endpoint_url.clone(),
+                region: self.region.clone(),
+                retry: RetryPolicy { attempts: self.retries + 1, ..RetryPolicy::default() },
+                ..StoreOptions::default()
+            },
             key_dates: self.key_dates()?,
             concurrency: self.concurrency,
             upload_part_bytes: self.upload_part_size.max(5 << 20) as usize,

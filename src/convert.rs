@@ -21,7 +21,7 @@ use crate::batch_builder::{ChunkOutput, MAX_SAMPLES, ParseOptions, PartitionKey,
 use crate::destination::Destination;
 use crate::error::Error;
 use crate::lines::chunks;
-use crate::object_source::{self, KeyDates, SourceObject, StoreOptions};
+use crate::object_source::{self, Fetched, KeyDates, SourceObject, StoreOptions};
 use crate::parquet_sink::{PartitionedWriter, SinkOptions, WrittenFile};
 use crate::report::Report;
 use crate::schema::{arrow_schema, reject_schema};
@@ -86,38 +86,41 @@ pub fn run_id(objects: &[SourceObject]) -> String {
 }
 
 struct ObjectOutput {
+    /// Listed but gone when fetched: reported, not fatal.
+    missing: Option<String>,
     stored: u64,
     decoded: u64,
     chunks: Vec<ChunkOutput>,
 }
 
-fn process_object(o: &SourceObject, fetched: Option<Vec<u8>>, opts: &ConvertOptions) -> Result<ObjectOutput, Error> {
+fn process_object(o: &SourceObject, fetched: Fetched, opts: &ConvertOptions) -> Result<ObjectOutput, Error> {
+    if matches!(fetched, Fetched::Missing) {
+        return Ok(ObjectOutput { missing: Some(o.name.clone()), stored: 0, decoded: 0, chunks: Vec::new() });
+    }
     let (stored, bytes) = o.read(fetched)?;
     let parse = ParseOptions { max_line_bytes: opts.max_line_bytes, partition_by_bucket: opts.partition_by_bucket };
     let chunks = chunks(&bytes, opts.chunk_bytes)
         .into_par_iter()
         .map(|c| parse_chunk(&bytes[c.range], c.first_line, &o.name, parse))
         .collect();
-    Ok(ObjectOutput { stored, decoded: bytes.len() as u64, chunks })
+    Ok(ObjectOutput { missing: None, stored, decoded: bytes.len() as u64, chunks })
 }
 
 /// Fetches the remote objects of `window`, at most `concurrency` at once, in window order; local
-/// objects get `None` and are read by the parser threads.
+/// objects are left to the parser threads.
 fn prefetch(
     window: &[SourceObject],
     rt: Option<&tokio::runtime::Runtime>,
-    concurrency: usize,
-) -> Result<Vec<Option<Vec<u8>>>, Error> {
+    opts: &ConvertOptions,
+) -> Result<Vec<Fetched>, Error> {
     use futures::{StreamExt, TryStreamExt};
     let Some(rt) = rt.filter(|_| window.iter().any(SourceObject::is_remote)) else {
-        return Ok(window.iter().map(|_| None).collect());
+        return Ok(window.iter().map(|_| Fetched::Local).collect());
     };
     rt.block_on(
-        futures::stream::iter(
-            window.iter().map(|o| async move { if o.is_remote() { o.fetch().await.map(Some) } else { Ok(None) } }),
-        )
-        .buffered(concurrency.max(1))
-        .try_collect(),
+        futures::stream::iter(window.iter().map(|o| o.fetch(opts.store.retry)))
+            .buffered(opts.concurrency.max(1))
+            .try_collect(),
     )
 }
 
@@ -139,6 +142,10 @@ fn windows(objects: &[SourceObject], bytes: u64) -> Vec<&[SourceObject]> {
 }
 
 fn tally(report: &mut Report, o: &ObjectOutput) {
+    if let Some(name) = &o.missing {
+        report.objects_missing.push(name.clone());
+        return;
+    }
     report.objects_read += 1;
     report.bytes_read += o.stored;
     report.bytes_decompressed += o.decoded;
@@ -193,7 +200,7 @@ fn parse_and_write(
     // Phases alternate, each using every core: parse a window of objects, then encode it.
     for window in windows(objects, opts.window_bytes) {
         let started = Instant::now();
-        let fetched = prefetch(window, rt, opts.concurrency)?;
+        let fetched = prefetch(window, rt, opts)?;
         let outs: Vec<ObjectOutput> = pool.install(|| {
             window.par_iter().zip(fetched).map(|(o, f)| process_object(o, f, opts)).collect::<Result<_, _>>()
         })?;
@@ -293,8 +300,10 @@ pub fn run(opts: &ConvertOptions) -> Result<Report, Error> {
 
     let started_commit = Instant::now();
     let committed = dest
-        .commit(&staging, &report.files_written, rt.as_ref(), opts.upload_part_bytes)
-        .and_then(|()| dest.commit(&staging, &report.reject_files_written, rt.as_ref(), opts.upload_part_bytes));
+        .commit(&staging, &report.files_written, rt.as_ref(), opts.upload_part_bytes, opts.store.retry)
+        .and_then(|()| {
+            dest.commit(&staging, &report.reject_files_written, rt.as_ref(), opts.upload_part_bytes, opts.store.retry)
+        });
     dest.remove_staging(&staging);
     committed?;
     report.stage_seconds.commit = started_commit.elapsed().as_secs_f64();

@@ -13,7 +13,7 @@ use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 
 use crate::error::Error;
-use crate::object_source::{StoreOptions, s3_store, split_s3_url};
+use crate::object_source::{RetryPolicy, StoreOptions, s3_store, split_s3_url, store_error, with_retries};
 use crate::parquet_sink::{self, WrittenFile};
 
 /// The output root of a run.
@@ -85,6 +85,7 @@ impl Destination {
         files: &[WrittenFile],
         rt: Option<&tokio::runtime::Runtime>,
         part_size: usize,
+        retry: RetryPolicy,
     ) -> Result<(), Error> {
         match self {
             Destination::Local(root) => parquet_sink::commit(staging, root, files),
@@ -93,8 +94,11 @@ impl Destination {
                 for f in files {
                     let key = if prefix.is_empty() { f.path.clone() } else { format!("{prefix}/{}", f.path) };
                     let target = format!("{url}/{}", f.path);
-                    rt.block_on(upload(store, &staging.join(&f.path), &StorePath::from(key), part_size))
-                        .map_err(|cause| Error::Store { url: target, cause })?;
+                    let (file, key) = (staging.join(&f.path), StorePath::from(key));
+                    // Uploading the same bytes to the same key again is harmless, so a write that
+                    // failed (or only seemed to) is simply repeated.
+                    rt.block_on(with_retries(retry, || upload(store, &file, &key, part_size)))
+                        .map_err(|e| store_error(&target, &e))?;
                 }
                 Ok(())
             }
@@ -111,29 +115,34 @@ impl Destination {
 }
 
 /// Uploads one local file: a single PUT up to `part_size`, a multipart upload beyond.
-async fn upload(store: &Arc<dyn ObjectStore>, file: &Path, key: &StorePath, part_size: usize) -> Result<(), String> {
-    let first_line = |e: &dyn std::fmt::Display| e.to_string().lines().next().unwrap_or("").to_string();
-    let len = std::fs::metadata(file).map_err(|e| format!("{}: {e}", file.display()))?.len();
+async fn upload(
+    store: &Arc<dyn ObjectStore>,
+    file: &Path,
+    key: &StorePath,
+    part_size: usize,
+) -> object_store::Result<()> {
+    let local = |e: std::io::Error| object_store::Error::Generic { store: "local staging", source: Box::new(e) };
+    let len = std::fs::metadata(file).map_err(local)?.len();
     if len as usize <= part_size {
-        let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
-        store.put(key, bytes.into()).await.map_err(|e| first_line(&e))?;
+        let bytes = std::fs::read(file).map_err(local)?;
+        store.put(key, bytes.into()).await?;
         return Ok(());
     }
-    let upload = store.put_multipart(key).await.map_err(|e| first_line(&e))?;
+    let upload = store.put_multipart(key).await?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, part_size);
-    let mut reader = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let mut reader = std::fs::File::open(file).map_err(local)?;
     let mut buf = vec![0u8; part_size];
     loop {
-        let n = reader.read(&mut buf).map_err(|e| format!("{}: {e}", file.display()))?;
+        let n = reader.read(&mut buf).map_err(local)?;
         if n == 0 {
             break;
         }
         if let Err(e) = writer.wait_for_capacity(4).await {
             let _ = writer.abort().await;
-            return Err(first_line(&e));
+            return Err(e);
         }
         writer.write(&buf[..n]);
     }
-    writer.finish().await.map_err(|e| first_line(&e))?;
+    writer.finish().await?;
     Ok(())
 }

@@ -16,6 +16,9 @@ pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_TOO_MANY_REJECTS: i32 = 65;
 /// Exit code for an I/O failure: unreadable input, unwritable output (sysexits EX_IOERR).
 pub const EXIT_IO: i32 = 74;
+/// Exit code for a failure that retrying did not cure but a later run may (throttling, server
+/// errors, timeouts): "temporary failure, retry later" (sysexits EX_TEMPFAIL).
+pub const EXIT_TEMPFAIL: i32 = 75;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -25,6 +28,8 @@ pub enum Error {
     Read { path: String, cause: io::Error },
     #[error("cannot read {url}: {cause}")]
     Store { url: String, cause: String },
+    #[error("{url}: {cause} (retries exhausted; a later run may succeed)")]
+    Temporary { url: String, cause: String },
     #[error("cannot decompress {path} ({format}): {cause}")]
     Decompress { path: String, format: &'static str, cause: io::Error },
     #[error("cannot write {path}: {cause}")]
@@ -60,6 +65,7 @@ impl Error {
             | Error::Write { .. }
             | Error::Parquet { .. } => EXIT_IO,
             Error::TooManyRejects { .. } => EXIT_TOO_MANY_REJECTS,
+            Error::Temporary { .. } => EXIT_TEMPFAIL,
         }
     }
 

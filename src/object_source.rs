@@ -44,6 +44,34 @@ pub fn key_day(key: &str) -> Option<i32> {
     crate::access_log::time::parse_day(date)
 }
 
+/// A wrapper put around every object store a run opens: for fault injection and request
+/// counting in tests, or instrumentation.
+#[derive(Clone)]
+pub struct StoreLayer(pub Arc<WrapStore>);
+
+/// Takes the store s3logs opened and returns the one it will use.
+pub type WrapStore = dyn Fn(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> + Send + Sync;
+
+impl std::fmt::Debug for StoreLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreLayer")
+    }
+}
+
+/// How often a failed request is tried again, with exponential backoff from `base_delay`.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts in all (1 means no retry).
+    pub attempts: u32,
+    pub base_delay: std::time::Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { attempts: 5, base_delay: std::time::Duration::from_millis(200) }
+    }
+}
+
 /// How to reach object stores.
 #[derive(Debug, Clone, Default)]
 pub struct StoreOptions {
@@ -51,6 +79,76 @@ pub struct StoreOptions {
     pub endpoint_url: Option<String>,
     /// AWS region (otherwise `AWS_REGION` / `AWS_DEFAULT_REGION`).
     pub region: Option<String>,
+    /// Access key id and secret, instead of the environment's credential chain.
+    pub static_credentials: Option<(String, String)>,
+    /// Our retries, on top of object_store's own: they also cover failures a layer injects.
+    pub retry: RetryPolicy,
+    pub layer: Option<StoreLayer>,
+}
+
+/// Errors that another attempt will not fix: the typed ones, and a client error (4xx other than
+/// 408 and 429) that object_store reports only inside a generic error's text.
+fn is_permanent(e: &object_store::Error) -> bool {
+    use object_store::Error as E;
+    if let E::Generic { .. } = e {
+        let text = e.to_string();
+        if let Some(i) = text.find("status code: ") {
+            let code = &text[i + 13..text.len().min(i + 16)];
+            return code.starts_with('4') && code != "408" && code != "429";
+        }
+        return false;
+    }
+    matches!(
+        e,
+        E::NotFound { .. }
+            | E::PermissionDenied { .. }
+            | E::Unauthenticated { .. }
+            | E::InvalidPath { .. }
+            | E::NotSupported { .. }
+            | E::NotImplemented { .. }
+            | E::Precondition { .. }
+            | E::AlreadyExists { .. }
+    )
+}
+
+/// Runs `f` until it succeeds, fails for good, or the attempts run out (backoff doubling each time).
+pub async fn with_retries<T, F, Fut>(policy: RetryPolicy, mut f: F) -> object_store::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = object_store::Result<T>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if is_permanent(&e) || attempt + 1 >= policy.attempts.max(1) => return Err(e),
+            Err(_) => {
+                let delay = policy.base_delay.saturating_mul(1 << attempt.min(6));
+                tokio::time::sleep(delay.min(std::time::Duration::from_secs(10))).await;
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// A store error as this crate's error: `Temporary` (exit 75) when retrying did not help but a
+/// later run may, `Store` (exit 74) when the request cannot succeed as it is.
+pub fn store_error(url: &str, e: &object_store::Error) -> Error {
+    let cause = e.to_string().lines().next().unwrap_or("").to_string();
+    if is_permanent(e) {
+        Error::Store { url: url.to_string(), cause }
+    } else {
+        Error::Temporary { url: url.to_string(), cause }
+    }
+}
+
+/// A remote object's bytes, or the news that it is gone.
+pub enum Fetched {
+    /// A local object: the parser threads read it.
+    Local,
+    Bytes(Vec<u8>),
+    /// Listed, but gone when fetched (deleted or expired in between).
+    Missing,
 }
 
 /// Where an object's bytes come from.
@@ -77,26 +175,29 @@ impl SourceObject {
         matches!(self.location, Location::Store(..))
     }
 
-    /// Fetches a remote object's bytes as stored.
-    pub async fn fetch(&self) -> Result<Vec<u8>, Error> {
+    /// Fetches a remote object's bytes as stored, trying again on transient failures.
+    pub async fn fetch(&self, retry: RetryPolicy) -> Result<Fetched, Error> {
         let Location::Store(store, path) = &self.location else {
-            return Err(Error::Usage(format!("{} is not a remote object", self.name)));
+            return Ok(Fetched::Local);
         };
-        let fail = |e: object_store::Error| Error::Store {
-            url: self.name.clone(),
-            cause: e.to_string().lines().next().unwrap_or("").to_string(),
-        };
-        let bytes = store.get(path).await.map_err(fail)?.bytes().await.map_err(fail)?;
-        Ok(bytes.to_vec())
+        let got = with_retries(retry, || async { store.get(path).await?.bytes().await }).await;
+        match got {
+            Ok(bytes) => Ok(Fetched::Bytes(bytes.to_vec())),
+            Err(object_store::Error::NotFound { .. }) => Ok(Fetched::Missing),
+            Err(e) => Err(store_error(&self.name, &e)),
+        }
     }
 
     /// Reads the object's bytes, decompressed; `fetched` holds a remote object's bytes.
-    pub fn read(&self, fetched: Option<Vec<u8>>) -> Result<(u64, Vec<u8>), Error> {
+    pub fn read(&self, fetched: Fetched) -> Result<(u64, Vec<u8>), Error> {
         let raw = match (&self.location, fetched) {
-            (_, Some(bytes)) => bytes,
-            (Location::File(p), None) => std::fs::read(p).map_err(|e| Error::read(p, e))?,
-            (Location::Memory(b), None) => b.as_ref().clone(),
-            (Location::Store(..), None) => return Err(Error::Usage(format!("{} was not fetched", self.name))),
+            (_, Fetched::Bytes(bytes)) => bytes,
+            (_, Fetched::Missing) => Vec::new(),
+            (Location::File(p), Fetched::Local) => std::fs::read(p).map_err(|e| Error::read(p, e))?,
+            (Location::Memory(b), Fetched::Local) => b.as_ref().clone(),
+            (Location::Store(..), Fetched::Local) => {
+                return Err(Error::Usage(format!("{} was not fetched", self.name)));
+            }
         };
         let stored = raw.len() as u64;
         Ok((stored, decode(&self.name, raw)?))
@@ -114,6 +215,9 @@ pub fn split_s3_url(url: &str) -> Option<(&str, &str)> {
 /// region from the options where given.
 pub fn s3_store(bucket: &str, opts: &StoreOptions) -> Result<Arc<dyn ObjectStore>, String> {
     let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    if let Some((id, secret)) = &opts.static_credentials {
+        b = b.with_access_key_id(id).with_secret_access_key(secret);
+    }
     let endpoint = opts.endpoint_url.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
     if let Some(e) = endpoint {
         b = b.with_allow_http(e.starts_with("http://")).with_endpoint(e);
@@ -121,7 +225,11 @@ pub fn s3_store(bucket: &str, opts: &StoreOptions) -> Result<Arc<dyn ObjectStore
     if let Some(r) = &opts.region {
         b = b.with_region(r);
     }
-    Ok(Arc::new(b.build().map_err(|e| e.to_string())?))
+    let store: Arc<dyn ObjectStore> = Arc::new(b.build().map_err(|e| e.to_string())?);
+    Ok(match &opts.layer {
+        Some(layer) => (layer.0)(store),
+        None => store,
+    })
 }
 
 /// The objects whose keys start with `prefix`. S3 prefixes are plain string prefixes, while
@@ -197,16 +305,20 @@ async fn list_s3(url: &str, opts: &StoreOptions, dates: Option<KeyDates>) -> Res
         |cause: String| Error::Store { url: url.to_string(), cause: cause.lines().next().unwrap_or("").to_string() };
     let (bucket, prefix) = split_s3_url(url).ok_or_else(|| fail("not an s3://bucket/prefix URL".into()))?;
     let store = s3_store(bucket, opts).map_err(fail)?;
-    let mut metas = match dates {
-        // A bounded range is listed day by day; an open one (ten years or more) is one listing.
-        Some(d) if d.last - d.first < 3660 => list_dated(&store, prefix, d).await.map_err(|e| fail(e.to_string()))?,
-        Some(d) => {
-            let mut all = list_prefix(&store, prefix).await.map_err(|e| fail(e.to_string()))?;
-            all.retain(|m| d.contains_key(m.location.as_ref()));
-            all
-        }
-        None => list_prefix(&store, prefix).await.map_err(|e| fail(e.to_string()))?,
-    };
+    let listed = with_retries(opts.retry, || async {
+        Ok(match dates {
+            // A bounded range is listed day by day; an open one (ten years or more) is one listing.
+            Some(d) if d.last - d.first < 3660 => list_dated(&store, prefix, d).await?,
+            Some(d) => {
+                let mut all = list_prefix(&store, prefix).await?;
+                all.retain(|m| d.contains_key(m.location.as_ref()));
+                all
+            }
+            None => list_prefix(&store, prefix).await?,
+        })
+    })
+    .await;
+    let mut metas = listed.map_err(|e| store_error(url, &e))?;
     metas.sort_by(|a, b| a.location.cmp(&b.location));
     Ok(metas
         .into_iter()

@@ -22,6 +22,8 @@ pub struct Report {
     /// The output root (DEST).
     pub output: String,
     pub objects_read: u64,
+    /// Objects that were listed but gone when fetched (deleted or expired in between).
+    pub objects_missing: Vec<String>,
     /// Bytes as stored (compressed where the object was).
     pub bytes_read: u64,
     /// Bytes after decompression.
@@ -76,6 +78,13 @@ impl Report {
         }
         for r in &self.reject_samples {
             s.push_str(&format!("s3logs:   e.g. {}:{}: {}\n", r.source_object, r.source_line, r.reason));
+        }
+        if !self.objects_missing.is_empty() {
+            s.push_str(&format!(
+                "s3logs: {} objects were listed but gone when fetched, e.g. {}\n",
+                self.objects_missing.len(),
+                self.objects_missing[0]
+            ));
         }
         if !self.committed {
             s.push_str("s3logs: nothing was committed\n");

@@ -287,3 +287,178 @@ fn since_and_until_select_objects_by_key_date_in_both_formats() {
     assert_eq!(got, want);
     assert_eq!(rows(&dest.join("data")).len(), 5 * 8);
 }
+
+// ---- Faults: a wrapper around the real (moto) store that fails on purpose. ----
+
+mod faults {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use futures::stream::BoxStream;
+    use object_store::path::Path;
+    use object_store::{
+        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
+        PutOptions, PutPayload, PutResult, Result,
+    };
+
+    /// Fails the first `get_failures` reads (`usize::MAX`: all), says `NotFound` for keys ending
+    /// in `missing`, and answers the first `lying_puts` writes with an error after they succeeded.
+    #[derive(Debug)]
+    pub struct Faulty {
+        pub inner: Arc<dyn ObjectStore>,
+        pub get_failures: AtomicUsize,
+        pub missing: Option<String>,
+        pub lying_puts: AtomicUsize,
+    }
+
+    fn take_one(n: &AtomicUsize) -> bool {
+        n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| if v == usize::MAX { Some(v) } else { v.checked_sub(1) })
+            .is_ok()
+    }
+
+    fn injected(what: &str) -> object_store::Error {
+        object_store::Error::Generic { store: "faulty", source: what.to_string().into() }
+    }
+
+    impl std::fmt::Display for Faulty {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "Faulty({})", self.inner)
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for Faulty {
+        async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
+            let done = self.inner.put_opts(location, payload, opts).await?;
+            if take_one(&self.lying_puts) {
+                return Err(injected("connection reset after the write was stored"));
+            }
+            Ok(done)
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: PutMultipartOptions,
+        ) -> Result<Box<dyn MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+        async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+            if self.missing.as_deref().is_some_and(|m| location.as_ref().ends_with(m)) {
+                return Err(object_store::Error::NotFound { path: location.to_string(), source: "deleted".into() });
+            }
+            if take_one(&self.get_failures) {
+                return Err(injected("503 SlowDown (injected)"));
+            }
+            self.inner.get_opts(location, options).await
+        }
+        fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
+            self.inner.delete_stream(locations)
+        }
+        fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+        fn list_with_offset(&self, prefix: Option<&Path>, offset: &Path) -> BoxStream<'static, Result<ObjectMeta>> {
+            self.inner.list_with_offset(prefix, offset)
+        }
+        async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+}
+
+/// Runs the library's conversion of `s3://logs-bucket/logs/` with a fault layer.
+fn convert_with(
+    moto: &Moto,
+    output: &str,
+    faulty: impl Fn(Arc<dyn object_store::ObjectStore>) -> faults::Faulty + Send + Sync + 'static,
+) -> Result<s3logs::report::Report, s3logs::error::Error> {
+    use s3logs::object_source::{RetryPolicy, StoreLayer, StoreOptions};
+    let opts = s3logs::convert::ConvertOptions {
+        sources: vec!["s3://logs-bucket/logs/".into()],
+        output: output.into(),
+        // These cases are about losing nothing; the sample's one reject is a larger share of
+        // what is left when an object vanishes.
+        max_reject_ratio: 1.0,
+        store: StoreOptions {
+            endpoint_url: Some(moto.endpoint.clone()),
+            region: Some("us-east-1".into()),
+            static_credentials: Some(("test".into(), "test".into())),
+            retry: RetryPolicy { attempts: 4, base_delay: Duration::from_millis(1) },
+            layer: Some(StoreLayer(Arc::new(move |inner| {
+                Arc::new(faulty(inner)) as Arc<dyn object_store::ObjectStore>
+            }))),
+        },
+        ..Default::default()
+    };
+    s3logs::convert::run(&opts)
+}
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+
+fn faulty(
+    inner: Arc<dyn object_store::ObjectStore>,
+    get_failures: usize,
+    missing: Option<&str>,
+    lying_puts: usize,
+) -> faults::Faulty {
+    faults::Faulty {
+        inner,
+        get_failures: AtomicUsize::new(get_failures),
+        missing: missing.map(str::to_string),
+        lying_puts: AtomicUsize::new(lying_puts),
+    }
+}
+
+#[test]
+fn transient_faults_are_retried_and_lose_nothing() {
+    let moto = Moto::start();
+    let files: Vec<(String, PathBuf)> = std::fs::read_dir(testdata())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (format!("logs/{}", p.file_name().unwrap().to_str().unwrap()), p))
+        .collect();
+    moto.upload("logs-bucket", &files);
+    moto.upload("analytics", &[]);
+    let tmp = tempfile::tempdir().unwrap();
+
+    // Two failed reads, then success: every row, nothing twice.
+    let out = tmp.path().join("retried");
+    let report = convert_with(&moto, out.to_str().unwrap(), |inner| faulty(inner, 2, None, 0)).unwrap();
+    assert_eq!((report.lines_read, report.rows_written, report.lines_rejected), (24, 23, 1));
+    let got = rows(&out.join("data"));
+    assert_eq!(got.len(), 23);
+    let mut seen: Vec<(String, i64)> = got
+        .iter()
+        .map(|r| (r["source_object"].as_str().unwrap().to_string(), r["source_line"].as_i64().unwrap()))
+        .collect();
+    seen.dedup();
+    assert_eq!(seen.len(), 23, "no row twice");
+
+    // Reads that never succeed: exit code 75 ("retry later"), naming the object, nothing written.
+    let out = tmp.path().join("failing");
+    let err = convert_with(&moto, out.to_str().unwrap(), |inner| faulty(inner, usize::MAX, None, 0)).unwrap_err();
+    assert_eq!(err.exit_code(), 75, "{err}");
+    assert!(err.to_string().contains("s3://logs-bucket/logs/2024-03-15-"), "{err}");
+    assert!(!out.join("data").exists() || std::fs::read_dir(out.join("data")).unwrap().next().is_none());
+
+    // An object deleted between listing and fetching is reported, not fatal.
+    let out = tmp.path().join("vanished");
+    let report =
+        convert_with(&moto, out.to_str().unwrap(), |inner| faulty(inner, 0, Some("9E8D7C6B5A493827"), 0)).unwrap();
+    assert_eq!(report.objects_missing, ["s3://logs-bucket/logs/2024-03-15-02-20-45-9E8D7C6B5A493827"]);
+    assert_eq!(report.rows_written, 23 - 9);
+    assert_eq!(rows(&out.join("data")).len(), 23 - 9);
+
+    // Writes that succeeded but answered with an error are repeated onto the same keys: the output
+    // holds each file once, with every row once.
+    let report = convert_with(&moto, "s3://analytics/lying", |inner| faulty(inner, 0, None, 2)).unwrap();
+    assert_eq!(report.rows_written, 23);
+    let fetched = tmp.path().join("lying");
+    moto.download("analytics", "lying", &fetched);
+    assert_eq!(rows(&fetched.join("data")).len(), 23);
+    assert_eq!(rows(&fetched.join("rejects")).len(), 1);
+}
