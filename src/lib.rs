@@ -7,6 +7,7 @@
 //! everything else derives its columns from.
 
 pub mod access_log;
+pub mod aws_credentials;
 pub mod batch_builder;
 pub mod cli;
 pub mod convert;

@@ -215,8 +215,14 @@ pub fn split_s3_url(url: &str) -> Option<(&str, &str)> {
 /// region from the options where given.
 pub fn s3_store(bucket: &str, opts: &StoreOptions) -> Result<Arc<dyn ObjectStore>, String> {
     let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
-    if let Some((id, secret)) = &opts.static_credentials {
-        b = b.with_access_key_id(id).with_secret_access_key(secret);
+    match &opts.static_credentials {
+        Some((id, secret)) => b = b.with_access_key_id(id).with_secret_access_key(secret),
+        // Keys in the environment are read by object_store itself; otherwise the AWS SDK's chain
+        // (profiles, SSO, web identity, ECS, instance metadata) supplies them.
+        None if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() => {
+            b = b.with_credentials(Arc::new(crate::aws_credentials::SdkCredentials::default()));
+        }
+        None => {}
     }
     let endpoint = opts.endpoint_url.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
     if let Some(e) = endpoint {

@@ -462,3 +462,49 @@ fn transient_faults_are_retried_and_lose_nothing() {
     assert_eq!(rows(&fetched.join("data")).len(), 23);
     assert_eq!(rows(&fetched.join("rejects")).len(), 1);
 }
+
+/// Credentials from `AWS_PROFILE` and the shared credentials file, as the AWS CLI finds them; a
+/// profile that does not exist is one clear error that shows no secret. Instance metadata is off,
+/// so nothing is asked of any address but moto's.
+#[test]
+fn credentials_come_from_a_named_profile() {
+    let moto = Moto::start();
+    let object = testdata().join("2024-03-15-00-10-11-4C3B2A1908F7E6D5");
+    moto.upload("logs-bucket", &[("logs/2024-03-15-00-10-11-4C3B2A1908F7E6D5".into(), object)]);
+    let tmp = tempfile::tempdir().unwrap();
+    let credentials = tmp.path().join("credentials");
+    std::fs::write(
+        &credentials,
+        "[s3logs-test]\naws_access_key_id = AKIAPROFILEEXAMPLE\naws_secret_access_key = profile-secret-do-not-print\n",
+    )
+    .unwrap();
+    let config = tmp.path().join("config");
+    std::fs::write(&config, "[profile s3logs-test]\nregion = us-east-1\n").unwrap();
+    let run = |profile: &str, dest: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_s3logs"))
+            .args(["convert", "s3://logs-bucket/logs/", "--output", dest.to_str().unwrap()])
+            .args(["--endpoint-url", &moto.endpoint, "--region", "us-east-1", "--retries", "0"])
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+            .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+            .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+            .env("AWS_CONFIG_FILE", &config)
+            .env("AWS_PROFILE", profile)
+            .output()
+            .unwrap()
+    };
+    let out = run("s3logs-test", &tmp.path().join("ok"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(rows(&tmp.path().join("ok/data")).len(), 8);
+
+    let out = run("no-such-profile", &tmp.path().join("missing"));
+    assert_eq!(out.status.code(), Some(74));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no AWS credentials") && err.lines().count() == 1, "{err}");
+    assert!(!err.contains("profile-secret-do-not-print") && !err.contains("AKIAPROFILEEXAMPLE"), "{err}");
+}

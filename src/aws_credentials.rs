@@ -1,0 +1,63 @@
+//! AWS credentials the way the AWS CLI finds them, for object_store's S3 client.
+//!
+//! object_store reads credentials from environment variables, web identity, ECS and instance
+//! metadata, but not from `AWS_PROFILE` and the shared config and credentials files (nor SSO
+//! profiles). The AWS SDK's default provider chain does all of these; this adapter lends it to
+//! object_store. The chain is resolved on first use and its credentials are kept until five minutes
+//! before they expire, so thousands of requests do not re-run it. Secrets never leave this module
+//! except into request signatures: errors name the failure, not the keys.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_config::BehaviorVersion;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use object_store::CredentialProvider;
+use object_store::aws::AwsCredential;
+use tokio::sync::{Mutex, OnceCell};
+
+/// The AWS SDK's default credential chain, as an object_store credential provider.
+#[derive(Debug, Default)]
+pub struct SdkCredentials {
+    chain: OnceCell<Option<SharedCredentialsProvider>>,
+    cached: Mutex<Option<(Arc<AwsCredential>, Option<SystemTime>)>>,
+}
+
+fn unavailable(message: String) -> object_store::Error {
+    object_store::Error::Unauthenticated { path: String::new(), source: message.into() }
+}
+
+#[async_trait::async_trait]
+impl CredentialProvider for SdkCredentials {
+    type Credential = AwsCredential;
+
+    async fn get_credential(&self) -> object_store::Result<Arc<AwsCredential>> {
+        let mut cached = self.cached.lock().await;
+        if let Some((credential, expiry)) = cached.as_ref() {
+            let fresh = expiry.is_none_or(|e| e > SystemTime::now() + Duration::from_secs(300));
+            if fresh {
+                return Ok(credential.clone());
+            }
+        }
+        let chain = self
+            .chain
+            .get_or_init(|| async {
+                aws_config::defaults(BehaviorVersion::latest()).load().await.credentials_provider()
+            })
+            .await
+            .as_ref()
+            .ok_or_else(|| unavailable("no AWS credential provider is configured".into()))?;
+        let c = chain.provide_credentials().await.map_err(|e| {
+            unavailable(format!(
+                "no AWS credentials found (environment, AWS_PROFILE, SSO, web identity, ECS, instance metadata): {e}"
+            ))
+        })?;
+        let credential = Arc::new(AwsCredential {
+            key_id: c.access_key_id().to_string(),
+            secret_key: c.secret_access_key().to_string(),
+            token: c.session_token().map(str::to_string),
+        });
+        *cached = Some((credential.clone(), c.expiry()));
+        Ok(credential)
+    }
+}
