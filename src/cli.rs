@@ -123,6 +123,26 @@ struct ConvertArgs {
     /// Do not print the summary on stderr.
     #[arg(short, long)]
     quiet: bool,
+    /// Log format on stderr: text, or json (one object per line, for schedulers).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs on stderr: warnings by default, more with RUST_LOG (for example RUST_LOG=s3logs=info).
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }
 
 fn day(flag: &str, v: &str) -> Result<i32, Error> {
@@ -163,6 +183,7 @@ impl ConvertArgs {
             key_dates: self.key_dates()?,
             concurrency: self.concurrency,
             upload_part_bytes: self.upload_part_size.max(5 << 20) as usize,
+            progress: !self.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
             sink: SinkOptions {
                 target_file_bytes: self.target_file_size,
                 row_group_rows: self.row_group_rows,
@@ -230,6 +251,7 @@ fn write_report(path: &PathBuf, report: &Report) -> Result<(), Error> {
 }
 
 fn convert(args: &ConvertArgs) -> i32 {
+    init_logs(args.log_format);
     let result = args.options().and_then(|o| convert::run(&o));
     let report = match &result {
         Ok(r) => Some(r),

@@ -23,7 +23,7 @@ use crate::error::Error;
 use crate::lines::chunks;
 use crate::object_source::{self, Fetched, KeyDates, SourceObject, StoreOptions};
 use crate::parquet_sink::{PartitionedWriter, SinkOptions, WrittenFile};
-use crate::report::Report;
+use crate::report::{Report, TransferFigures};
 use crate::schema::{arrow_schema, reject_schema};
 
 /// Everything a conversion needs to know; the CLI fills it from flags.
@@ -51,6 +51,8 @@ pub struct ConvertOptions {
     pub concurrency: usize,
     /// Files larger than this go to S3 as multipart uploads of parts this size.
     pub upload_part_bytes: usize,
+    /// Draw a progress bar on stderr.
+    pub progress: bool,
     pub sink: SinkOptions,
 }
 
@@ -69,6 +71,7 @@ impl Default for ConvertOptions {
             key_dates: None,
             concurrency: 16,
             upload_part_bytes: 16 << 20,
+            progress: false,
             sink: SinkOptions::default(),
         }
     }
@@ -122,6 +125,20 @@ fn prefetch(
             .buffered(opts.concurrency.max(1))
             .try_collect(),
     )
+}
+
+/// A progress bar of bytes and objects, with rate and ETA, when asked for (stderr is a terminal);
+/// otherwise one that draws nothing.
+fn progress_bar(objects: &[SourceObject], show: bool) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(objects.iter().map(|o| o.size).sum());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}")
+            .expect("the template is valid"),
+    );
+    bar
 }
 
 /// Consecutive objects grouped so each group holds about `bytes` stored bytes.
@@ -197,10 +214,20 @@ fn parse_and_write(
     let mut rejects =
         PartitionedWriter::new(staging.join("rejects"), run.to_string(), reject_schema(), opts.sink.clone())?;
 
+    let progress = progress_bar(objects, opts.progress);
     // Phases alternate, each using every core: parse a window of objects, then encode it.
     for window in windows(objects, opts.window_bytes) {
         let started = Instant::now();
         let fetched = prefetch(window, rt, opts)?;
+        if window.iter().any(SourceObject::is_remote) {
+            report.fetch.seconds += started.elapsed().as_secs_f64();
+            for f in &fetched {
+                if let Fetched::Bytes(b) = f {
+                    report.fetch.objects += 1;
+                    report.fetch.bytes += b.len() as u64;
+                }
+            }
+        }
         let outs: Vec<ObjectOutput> = pool.install(|| {
             window.par_iter().zip(fetched).map(|(o, f)| process_object(o, f, opts)).collect::<Result<_, _>>()
         })?;
@@ -232,7 +259,11 @@ fn parse_and_write(
             Ok(())
         })?;
         report.stage_seconds.encode += started.elapsed().as_secs_f64();
+        progress.inc(window.iter().map(|o| o.size).sum());
+        progress.set_message(format!("{} of {} objects", report.objects_read, objects.len()));
+        tracing::debug!(objects = window.len(), rows = report.rows_written, "window written");
     }
+    progress.finish_and_clear();
     let started = Instant::now();
     let written = pool.install(|| Ok((data.finish()?, rejects.finish()?)));
     report.stage_seconds.encode += started.elapsed().as_secs_f64();
@@ -261,13 +292,22 @@ pub fn run(opts: &ConvertOptions) -> Result<Report, Error> {
     } else {
         None
     };
+    let listing_started = Instant::now();
     let objects = object_source::list(&opts.sources, dest.local_root(), &opts.store, rt.as_ref(), opts.key_dates)?;
+    let listing = TransferFigures {
+        objects: objects.len() as u64,
+        bytes: objects.iter().map(|o| o.size).sum(),
+        seconds: listing_started.elapsed().as_secs_f64(),
+    };
+    tracing::info!(objects = listing.objects, bytes = listing.bytes, seconds = listing.seconds, "listed");
     let run = run_id(&objects);
     let staging = dest.staging(&run);
-    let mut report = Report { output: dest.display(), ..Report::default() };
+    let mut report = Report { output: dest.display(), listing, ..Report::default() };
+    let retries_before = object_source::RETRIES.load(std::sync::atomic::Ordering::Relaxed);
 
     let outcome = prepare_output(&dest, &staging)
         .and_then(|()| parse_and_write(&objects, rt.as_ref(), opts, &staging, &run, &mut report));
+    report.retries = object_source::RETRIES.load(std::sync::atomic::Ordering::Relaxed) - retries_before;
     let (data_files, reject_files) = match outcome {
         Ok(w) => w,
         Err(e) => {
@@ -299,6 +339,7 @@ pub fn run(opts: &ConvertOptions) -> Result<Report, Error> {
     }
 
     let started_commit = Instant::now();
+    tracing::info!(files = report.files_written.len(), rows = report.rows_written, "committing");
     let committed = dest
         .commit(&staging, &report.files_written, rt.as_ref(), opts.upload_part_bytes, opts.store.retry)
         .and_then(|()| {

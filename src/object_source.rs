@@ -111,6 +111,9 @@ fn is_permanent(e: &object_store::Error) -> bool {
     )
 }
 
+/// Requests tried again, for the report.
+pub static RETRIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Runs `f` until it succeeds, fails for good, or the attempts run out (backoff doubling each time).
 pub async fn with_retries<T, F, Fut>(policy: RetryPolicy, mut f: F) -> object_store::Result<T>
 where
@@ -122,7 +125,9 @@ where
         match f().await {
             Ok(v) => return Ok(v),
             Err(e) if is_permanent(&e) || attempt + 1 >= policy.attempts.max(1) => return Err(e),
-            Err(_) => {
+            Err(e) => {
+                RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(attempt = attempt + 1, error = %e.to_string().lines().next().unwrap_or(""), "retrying");
                 let delay = policy.base_delay.saturating_mul(1 << attempt.min(6));
                 tokio::time::sleep(delay.min(std::time::Duration::from_secs(10))).await;
                 attempt += 1;

@@ -10,6 +10,14 @@ use serde::Serialize;
 use crate::batch_builder::RejectSample;
 use crate::parquet_sink::WrittenFile;
 
+/// Listing and fetching figures (remote objects only for `fetch`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TransferFigures {
+    pub objects: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StageSeconds {
     pub read_parse: f64,
@@ -40,6 +48,12 @@ pub struct Report {
     pub files_written: Vec<WrittenFile>,
     /// Rejects files, paths relative to DEST (`rejects/part-....parquet`).
     pub reject_files_written: Vec<WrittenFile>,
+    /// Objects listed (all sources) and the time listing took.
+    pub listing: TransferFigures,
+    /// Remote objects fetched, their bytes, and the time spent fetching.
+    pub fetch: TransferFigures,
+    /// Requests tried again after a transient failure.
+    pub retries: u64,
     /// Wall time of each stage: reading and parsing objects, encoding and writing Parquet (both
     /// on every core, one after the other per window), and moving files into place.
     pub stage_seconds: StageSeconds,

@@ -367,3 +367,43 @@ fn since_and_until_filter_local_objects_by_the_date_in_their_names() {
     let out = convert(&testdata(), &later, &["--since", "15/03/2024"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn json_logs_for_schedulers_and_listing_figures_in_the_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let report = tmp.path().join("r.json");
+    let out = bin()
+        .args(["convert", testdata().to_str().unwrap(), "--output", tmp.path().join("o").to_str().unwrap()])
+        .args(["--quiet", "--log-format", "json", "--report", report.to_str().unwrap()])
+        .env("RUST_LOG", "s3logs=info")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<Value> = stderr(&out).lines().map(|l| serde_json::from_str(l).expect("a JSON log line")).collect();
+    let listed = lines.iter().find(|l| l["fields"]["message"] == "listed").expect("a 'listed' event");
+    assert_eq!(listed["fields"]["objects"], 3);
+    assert_eq!(listed["level"], "INFO");
+    let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["listing"]["objects"], 3);
+    assert_eq!(r["listing"]["bytes"], r["bytes_read"]);
+    assert_eq!(r["fetch"]["objects"], 0, "local objects are not fetched");
+    assert_eq!(r["retries"], 0);
+}
+
+/// A progress bar on a terminal (a pseudo-terminal made by `script`), and none when stderr is not one.
+#[test]
+fn progress_bar_only_on_a_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cmd = format!(
+        "{} convert {} --output {}",
+        env!("CARGO_BIN_EXE_s3logs"),
+        testdata().display(),
+        tmp.path().join("tty").display()
+    );
+    let out = Command::new("script").args(["-qec", &cmd, "/dev/null"]).output().expect("script (util-linux)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.contains("ETA"), "no progress bar on a terminal: {screen}");
+    let piped = convert(&testdata(), &tmp.path().join("pipe"), &[]);
+    assert!(!stderr(&piped).contains("ETA"), "{}", stderr(&piped));
+}
