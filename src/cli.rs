@@ -110,6 +110,9 @@ struct ConvertArgs {
     /// the run stops with exit code 75, "retry later".
     #[arg(long, default_value_t = 4, value_name = "N")]
     retries: u32,
+    /// One S3 request attempt taking longer than this counts as failed (and is tried again).
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    request_timeout: u64,
     /// s3:// objects fetched at once.
     #[arg(long, default_value_t = 16, value_name = "N")]
     concurrency: usize,
@@ -177,7 +180,11 @@ impl ConvertArgs {
             store: StoreOptions {
                 endpoint_url: self.endpoint_url.clone(),
                 region: self.region.clone(),
-                retry: RetryPolicy { attempts: self.retries + 1, ..RetryPolicy::default() },
+                retry: RetryPolicy {
+                    attempts: self.retries + 1,
+                    timeout: std::time::Duration::from_secs(self.request_timeout.max(1)),
+                    ..RetryPolicy::default()
+                },
                 ..StoreOptions::default()
             },
             key_dates: self.key_dates()?,

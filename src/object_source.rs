@@ -58,17 +58,23 @@ impl std::fmt::Debug for StoreLayer {
     }
 }
 
-/// How often a failed request is tried again, with exponential backoff from `base_delay`.
+/// How often a failed request is tried again, with exponential backoff from `base_delay`, and
+/// how long one attempt may take before it counts as failed.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
     /// Attempts in all (1 means no retry).
     pub attempts: u32,
     pub base_delay: std::time::Duration,
+    pub timeout: std::time::Duration,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { attempts: 5, base_delay: std::time::Duration::from_millis(200) }
+        RetryPolicy {
+            attempts: 5,
+            base_delay: std::time::Duration::from_millis(200),
+            timeout: std::time::Duration::from_secs(60),
+        }
     }
 }
 
@@ -122,7 +128,14 @@ where
 {
     let mut attempt = 0u32;
     loop {
-        match f().await {
+        let result = match tokio::time::timeout(policy.timeout, f()).await {
+            Ok(r) => r,
+            Err(_) => Err(object_store::Error::Generic {
+                store: "s3logs",
+                source: format!("request timed out after {:?}", policy.timeout).into(),
+            }),
+        };
+        match result {
             Ok(v) => return Ok(v),
             Err(e) if is_permanent(&e) || attempt + 1 >= policy.attempts.max(1) => return Err(e),
             Err(e) => {

@@ -301,12 +301,14 @@ mod faults {
         PutOptions, PutPayload, PutResult, Result,
     };
 
-    /// Fails the first `get_failures` reads (`usize::MAX`: all), says `NotFound` for keys ending
-    /// in `missing`, and answers the first `lying_puts` writes with an error after they succeeded.
+    /// Fails the first `get_failures` reads (`usize::MAX`: all), hangs the first `hanging_gets`
+    /// reads, says `NotFound` for keys ending in `missing`, and answers the first `lying_puts`
+    /// writes with an error after they succeeded.
     #[derive(Debug)]
     pub struct Faulty {
         pub inner: Arc<dyn ObjectStore>,
         pub get_failures: AtomicUsize,
+        pub hanging_gets: AtomicUsize,
         pub missing: Option<String>,
         pub lying_puts: AtomicUsize,
     }
@@ -349,6 +351,9 @@ mod faults {
             if take_one(&self.get_failures) {
                 return Err(injected("503 SlowDown (injected)"));
             }
+            if take_one(&self.hanging_gets) {
+                tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            }
             self.inner.get_opts(location, options).await
         }
         fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
@@ -386,7 +391,11 @@ fn convert_with(
             endpoint_url: Some(moto.endpoint.clone()),
             region: Some("us-east-1".into()),
             static_credentials: Some(("test".into(), "test".into())),
-            retry: RetryPolicy { attempts: 4, base_delay: Duration::from_millis(1) },
+            retry: RetryPolicy {
+                attempts: 4,
+                base_delay: Duration::from_millis(1),
+                timeout: Duration::from_millis(500),
+            },
             layer: Some(StoreLayer(Arc::new(move |inner| {
                 Arc::new(faulty(inner)) as Arc<dyn object_store::ObjectStore>
             }))),
@@ -408,6 +417,7 @@ fn faulty(
     faults::Faulty {
         inner,
         get_failures: AtomicUsize::new(get_failures),
+        hanging_gets: AtomicUsize::new(0),
         missing: missing.map(str::to_string),
         lying_puts: AtomicUsize::new(lying_puts),
     }
@@ -437,6 +447,17 @@ fn transient_faults_are_retried_and_lose_nothing() {
         .collect();
     seen.dedup();
     assert_eq!(seen.len(), 23, "no row twice");
+
+    // Two reads that hang: each attempt times out and is tried again; nothing lost.
+    let out = tmp.path().join("hanging");
+    let report = convert_with(&moto, out.to_str().unwrap(), |inner| {
+        let f = faulty(inner, 0, None, 0);
+        f.hanging_gets.store(2, std::sync::atomic::Ordering::SeqCst);
+        f
+    })
+    .unwrap();
+    assert_eq!(report.rows_written, 23);
+    assert!(report.retries >= 2, "{}", report.retries);
 
     // Reads that never succeed: exit code 75 ("retry later"), naming the object, nothing written.
     let out = tmp.path().join("failing");
