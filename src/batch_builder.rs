@@ -260,3 +260,19 @@ pub fn parse_chunk(chunk: &[u8], first_line: u64, source: &str, opts: ParseOptio
     out.rejects = rejects.finish();
     out
 }
+
+/// A chunk holding one reject and nothing else: a line too long to hold in memory, rejected while
+/// it streams past with only its first `head` bytes kept.
+pub fn reject_only(source: &str, number: u64, reason: RejectReason, head: &[u8]) -> ChunkOutput {
+    let mut rejects = RejectBuilder::new();
+    rejects.append(source, number, &reason, head);
+    let mut out = ChunkOutput { lines: 1, ..ChunkOutput::default() };
+    out.samples.push(RejectSample {
+        source_object: source.to_string(),
+        source_line: number,
+        reason: reason.to_string(),
+    });
+    out.reject_codes.insert(reason.code(), 1);
+    out.rejects = rejects.finish();
+    out
+}

@@ -9,6 +9,7 @@
 //! `DEST/data/` changes.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -17,7 +18,8 @@ use arrow_select::concat::concat_batches;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-use crate::batch_builder::{ChunkOutput, MAX_SAMPLES, ParseOptions, PartitionKey, parse_chunk};
+use crate::access_log::RejectReason;
+use crate::batch_builder::{ChunkOutput, MAX_SAMPLES, ParseOptions, PartitionKey, parse_chunk, reject_only};
 use crate::destination::Destination;
 use crate::error::Error;
 use crate::lines::chunks;
@@ -127,6 +129,142 @@ fn prefetch(
     )
 }
 
+/// Encodes parsed chunks, joined into one batch per partition first: small objects give many
+/// small batches, and one parallel encoding round each would cost more in coordination than in work.
+fn encode(
+    chunks: impl Iterator<Item = ChunkOutput>,
+    pool: &rayon::ThreadPool,
+    data: &mut PartitionedWriter,
+    rejects: &mut PartitionedWriter,
+) -> Result<(), Error> {
+    let mut by_partition: BTreeMap<PartitionKey, Vec<RecordBatch>> = BTreeMap::new();
+    let mut reject_batches = Vec::new();
+    for c in chunks {
+        for (key, batch) in c.partitions {
+            by_partition.entry(key).or_default().push(batch);
+        }
+        reject_batches.extend(c.rejects);
+    }
+    pool.install(|| -> Result<(), Error> {
+        for (key, batches) in by_partition {
+            let batch = concat_batches(&arrow_schema(), &batches).expect("batches share the schema");
+            drop(batches);
+            data.write(&key.folder(), &batch)?;
+        }
+        if !reject_batches.is_empty() {
+            let batch = concat_batches(&reject_schema(), &reject_batches).expect("batches share the schema");
+            rejects.write("", &batch)?;
+        }
+        Ok(())
+    })
+}
+
+/// Reads from `reader` until `buf` holds `target` bytes or the stream ends (then `true`).
+fn fill(reader: &mut dyn Read, buf: &mut Vec<u8>, target: usize, o: &SourceObject) -> Result<bool, Error> {
+    while buf.len() < target {
+        let start = buf.len();
+        buf.resize(target, 0);
+        match reader.read(&mut buf[start..]) {
+            Ok(0) => {
+                buf.truncate(start);
+                return Ok(true);
+            }
+            Ok(n) => buf.truncate(start + n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(start),
+            Err(e) => return Err(o.stream_error(e)),
+        }
+    }
+    Ok(false)
+}
+
+/// Lines in a piece of an object: its newlines, and a last line without one.
+fn lines_in(piece: &[u8]) -> u64 {
+    memchr::memchr_iter(b'\n', piece).count() as u64 + u64::from(piece.last().is_some_and(|&b| b != b'\n'))
+}
+
+/// Converts an object too large to hold whole: newline-aligned blocks of about a window each are
+/// read, parsed in parallel and encoded in turn, line numbers running on across blocks. A line
+/// longer than a block is rejected as it streams past, keeping only its head.
+#[allow(clippy::too_many_arguments)]
+fn stream_object(
+    o: &SourceObject,
+    rt: Option<&tokio::runtime::Runtime>,
+    pool: &rayon::ThreadPool,
+    opts: &ConvertOptions,
+    data: &mut PartitionedWriter,
+    rejects: &mut PartitionedWriter,
+    report: &mut Report,
+) -> Result<(), Error> {
+    let parse = ParseOptions { max_line_bytes: opts.max_line_bytes, partition_by_bucket: opts.partition_by_bucket };
+    let block = (opts.window_bytes as usize).max(2 * opts.max_line_bytes + 1);
+    let mut reader = o.open_stream(rt, opts.store.retry)?;
+    let mut buf: Vec<u8> = Vec::with_capacity(block);
+    let mut line = 1u64;
+    report.objects_read += 1;
+    report.bytes_read += o.size;
+    loop {
+        let eof = fill(&mut *reader, &mut buf, block, o)?;
+        let cut = if eof {
+            buf.len()
+        } else if let Some(i) = memchr::memrchr(b'\n', &buf) {
+            i + 1
+        } else {
+            // A whole block without a newline: one line longer than the limit. Keep its head,
+            // read past the rest, and go on after its newline.
+            let head = buf[..opts.max_line_bytes].to_vec();
+            let (mut len, mut last) = (buf.len(), buf.last().copied());
+            buf.clear();
+            let ended = loop {
+                if fill(&mut *reader, &mut buf, block, o)? && buf.is_empty() {
+                    break false;
+                }
+                match memchr::memchr(b'\n', &buf) {
+                    Some(i) => {
+                        len += i;
+                        last = if i > 0 { Some(buf[i - 1]) } else { last };
+                        buf.drain(..=i);
+                        break true;
+                    }
+                    None => {
+                        len += buf.len();
+                        last = buf.last().copied().or(last);
+                        buf.clear();
+                    }
+                }
+            };
+            // As for every line, a `\r` before the line end is not part of the line.
+            let raw_len = len;
+            let len = len - usize::from(last == Some(b'\r'));
+            let reason = RejectReason::TooLong { len, limit: opts.max_line_bytes };
+            let out = reject_only(&o.name, line, reason, &head);
+            report.bytes_decompressed += raw_len as u64 + u64::from(ended);
+            tally_chunks(report, std::slice::from_ref(&out));
+            encode(std::iter::once(out), pool, data, rejects)?;
+            line += 1;
+            if !ended {
+                break;
+            }
+            continue;
+        };
+        let piece = &buf[..cut];
+        let outs: Vec<ChunkOutput> = pool.install(|| {
+            chunks(piece, opts.chunk_bytes)
+                .into_par_iter()
+                .map(|c| parse_chunk(&piece[c.range], line + c.first_line - 1, &o.name, parse))
+                .collect()
+        });
+        line += lines_in(piece);
+        report.bytes_decompressed += cut as u64;
+        tally_chunks(report, &outs);
+        encode(outs.into_iter(), pool, data, rejects)?;
+        buf.drain(..cut);
+        if eof {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// A progress bar of bytes and objects, with rate and ETA, when asked for (stderr is a terminal);
 /// otherwise one that draws nothing.
 fn progress_bar(objects: &[SourceObject], show: bool) -> indicatif::ProgressBar {
@@ -142,10 +280,15 @@ fn progress_bar(objects: &[SourceObject], show: bool) -> indicatif::ProgressBar 
 }
 
 /// Consecutive objects grouped so each group holds about `bytes` stored bytes.
+/// An object larger than a window is a window of its own, and is streamed.
 fn windows(objects: &[SourceObject], bytes: u64) -> Vec<&[SourceObject]> {
     let mut out = Vec::new();
     let (mut start, mut size) = (0, 0u64);
     for (i, o) in objects.iter().enumerate() {
+        if o.size > bytes && start < i {
+            out.push(&objects[start..i]);
+            (start, size) = (i, 0);
+        }
         size += o.size;
         if size >= bytes {
             out.push(&objects[start..=i]);
@@ -166,7 +309,11 @@ fn tally(report: &mut Report, o: &ObjectOutput) {
     report.objects_read += 1;
     report.bytes_read += o.stored;
     report.bytes_decompressed += o.decoded;
-    for c in &o.chunks {
+    tally_chunks(report, &o.chunks);
+}
+
+fn tally_chunks(report: &mut Report, chunks: &[ChunkOutput]) {
+    for c in chunks {
         report.lines_read += c.lines;
         report.rows_written += c.rows;
         report.lines_rejected += c.rejected();
@@ -218,6 +365,14 @@ fn parse_and_write(
     // Phases alternate, each using every core: parse a window of objects, then encode it.
     for window in windows(objects, opts.window_bytes) {
         let started = Instant::now();
+        if let [big] = window
+            && big.size > opts.window_bytes
+        {
+            stream_object(big, rt, &pool, opts, &mut data, &mut rejects, report)?;
+            report.stage_seconds.read_parse += started.elapsed().as_secs_f64();
+            progress.inc(big.size);
+            continue;
+        }
         let fetched = prefetch(window, rt, opts)?;
         if window.iter().any(SourceObject::is_remote) {
             report.fetch.seconds += started.elapsed().as_secs_f64();
@@ -236,28 +391,7 @@ fn parse_and_write(
         for o in &outs {
             tally(report, o);
         }
-        // One batch per partition per window: small objects give many small batches, and one
-        // parallel encoding round each would cost more in coordination than in work.
-        let mut by_partition: BTreeMap<PartitionKey, Vec<RecordBatch>> = BTreeMap::new();
-        let mut reject_batches = Vec::new();
-        for c in outs.into_iter().flat_map(|o| o.chunks) {
-            for (key, batch) in c.partitions {
-                by_partition.entry(key).or_default().push(batch);
-            }
-            reject_batches.extend(c.rejects);
-        }
-        pool.install(|| -> Result<(), Error> {
-            for (key, batches) in by_partition {
-                let batch = concat_batches(&arrow_schema(), &batches).expect("batches share the schema");
-                drop(batches);
-                data.write(&key.folder(), &batch)?;
-            }
-            if !reject_batches.is_empty() {
-                let batch = concat_batches(&reject_schema(), &reject_batches).expect("batches share the schema");
-                rejects.write("", &batch)?;
-            }
-            Ok(())
-        })?;
+        encode(outs.into_iter().flat_map(|o| o.chunks), &pool, &mut data, &mut rejects)?;
         report.stage_seconds.encode += started.elapsed().as_secs_f64();
         progress.inc(window.iter().map(|o| o.size).sum());
         progress.set_message(format!("{} of {} objects", report.objects_read, objects.len()));

@@ -206,6 +206,54 @@ impl SourceObject {
         }
     }
 
+    /// Opens the object as a stream of decompressed bytes, for objects too large to hold whole.
+    /// Remote objects are streamed from their GET response (the request itself is retried).
+    pub fn open_stream(
+        &self,
+        rt: Option<&tokio::runtime::Runtime>,
+        retry: RetryPolicy,
+    ) -> Result<Box<dyn Read + Send>, Error> {
+        use std::io::BufRead;
+        let raw: Box<dyn Read + Send> = match &self.location {
+            Location::File(p) => Box::new(std::fs::File::open(p).map_err(|e| Error::read(p, e))?),
+            Location::Memory(b) => Box::new(std::io::Cursor::new(b.as_ref().clone())),
+            Location::Store(store, path) => {
+                let rt = rt.ok_or_else(|| Error::Usage(format!("{} needs the async runtime", self.name)))?;
+                let got =
+                    rt.block_on(with_retries(retry, || store.get(path))).map_err(|e| store_error(&self.name, &e))?;
+                let stream = got.into_stream().map_err(std::io::Error::other);
+                let reader = tokio_util::io::StreamReader::new(stream);
+                Box::new(tokio_util::io::SyncIoBridge::new_with_handle(reader, rt.handle().clone()))
+            }
+        };
+        let mut buffered = std::io::BufReader::with_capacity(1 << 20, raw);
+        let head = buffered.fill_buf().map_err(|e| self.stream_error(e))?;
+        Ok(if head.starts_with(GZIP_MAGIC) {
+            Box::new(flate2::read::MultiGzDecoder::new(buffered))
+        } else if head.starts_with(ZSTD_MAGIC) {
+            let decoder = zstd::stream::read::Decoder::with_buffer(buffered).map_err(|cause| Error::Decompress {
+                path: self.name.clone(),
+                format: "zstd",
+                cause,
+            })?;
+            Box::new(decoder)
+        } else {
+            Box::new(buffered)
+        })
+    }
+
+    /// An error while reading an open stream: corrupt compressed data, a remote read that broke
+    /// off (worth another run), or a local read error.
+    pub fn stream_error(&self, e: std::io::Error) -> Error {
+        match e.kind() {
+            std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput => {
+                Error::Decompress { path: self.name.clone(), format: "gzip or zstd", cause: e }
+            }
+            _ if self.is_remote() => Error::Temporary { url: self.name.clone(), cause: e.to_string() },
+            _ => Error::read(&self.name, e),
+        }
+    }
+
     /// Reads the object's bytes, decompressed; `fetched` holds a remote object's bytes.
     pub fn read(&self, fetched: Fetched) -> Result<(u64, Vec<u8>), Error> {
         let raw = match (&self.location, fetched) {

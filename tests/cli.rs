@@ -407,3 +407,70 @@ fn progress_bar_only_on_a_terminal() {
     let piped = convert(&testdata(), &tmp.path().join("pipe"), &[]);
     assert!(!stderr(&piped).contains("ETA"), "{}", stderr(&piped));
 }
+
+/// An object larger than a window is streamed in blocks (plain and gzip), with the same rows,
+/// rejects and line numbers as when it is held whole; a line longer than a block is rejected as it
+/// streams past.
+#[test]
+fn large_objects_are_streamed_with_the_same_result() {
+    use s3logs::convert::{ConvertOptions, run};
+    let tmp = tempfile::tempdir().unwrap();
+    let spec =
+        s3logs::corpus::CorpusSpec { total_bytes: 3 << 20, objects: 1, malformed_ratio: 0.01, ..Default::default() };
+    let (_, mut bytes, exp) = s3logs::corpus::object(&spec, 0);
+    let at = bytes.len() / 2 + memchr_newline(&bytes[bytes.len() / 2..]);
+    bytes.splice(at..at, std::iter::repeat_n(b'x', 300_000).chain([b'\n']));
+    bytes.pop(); // no newline after the last line
+    let plain = tmp.path().join("plain/2024-03-15-00-00-00-PLAIN");
+    std::fs::create_dir_all(plain.parent().unwrap()).unwrap();
+    std::fs::write(&plain, &bytes).unwrap();
+    let gz = tmp.path().join("gz/2024-03-15-00-00-00-PLAIN");
+    std::fs::create_dir_all(gz.parent().unwrap()).unwrap();
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(&bytes).unwrap();
+    std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+
+    let convert = |src: &Path, name: &str, window: u64| {
+        let out = tmp.path().join(name);
+        let opts = ConvertOptions {
+            sources: vec![src.to_str().unwrap().to_string()],
+            output: out.clone(),
+            max_line_bytes: 64 << 10,
+            window_bytes: window,
+            max_reject_ratio: 1.0,
+            ..ConvertOptions::default()
+        };
+        let report = run(&opts).unwrap();
+        let strip = |mut r: Map<String, Value>| {
+            r.remove("source_object");
+            r
+        };
+        let data: Vec<_> = read_rows(&out.join("data")).into_iter().map(strip).collect();
+        let rejects: Vec<_> = read_rows(&out.join("rejects")).into_iter().map(strip).collect();
+        (report, data, rejects)
+    };
+    let (whole, whole_rows, whole_rejects) = convert(&plain, "whole", 64 << 20);
+    let (streamed, streamed_rows, streamed_rejects) = convert(&plain, "streamed", 256 << 10);
+    let (gzipped, gz_rows, gz_rejects) = convert(&gz, "gzipped", 64 << 10);
+
+    assert_eq!(whole.lines_read, exp.lines + 1);
+    assert_eq!(whole.rows_written, exp.records);
+    assert_eq!(whole.lines_rejected, exp.malformed + 1);
+    for r in [&streamed, &gzipped] {
+        assert_eq!(
+            (r.lines_read, r.rows_written, r.lines_rejected),
+            (whole.lines_read, whole.rows_written, whole.lines_rejected)
+        );
+        assert_eq!(r.bytes_decompressed, bytes.len() as u64);
+    }
+    assert_eq!(streamed_rows, whole_rows);
+    assert_eq!(gz_rows, whole_rows);
+    assert_eq!(streamed_rejects, whole_rejects);
+    assert_eq!(gz_rejects, whole_rejects);
+    let long = whole_rejects.iter().find(|r| r["reason_code"] == "too_long").expect("the long line is a reject");
+    assert_eq!(long["raw_line"].as_str().unwrap().len(), 64 << 10);
+}
+
+fn memchr_newline(b: &[u8]) -> usize {
+    b.iter().position(|&c| c == b'\n').unwrap() + 1
+}

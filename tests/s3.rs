@@ -529,3 +529,54 @@ fn credentials_come_from_a_named_profile() {
     assert!(err.contains("no AWS credentials") && err.lines().count() == 1, "{err}");
     assert!(!err.contains("profile-secret-do-not-print") && !err.contains("AKIAPROFILEEXAMPLE"), "{err}");
 }
+
+/// Objects larger than a window are streamed from their GET response instead of held whole.
+#[test]
+fn large_s3_objects_are_streamed() {
+    use s3logs::object_source::{RetryPolicy, StoreOptions};
+    let moto = Moto::start();
+    let files: Vec<(String, PathBuf)> = std::fs::read_dir(testdata())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (format!("logs/{}", p.file_name().unwrap().to_str().unwrap()), p))
+        .collect();
+    moto.upload("logs-bucket", &files);
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = s3logs::convert::ConvertOptions {
+        sources: vec!["s3://logs-bucket/logs/".into()],
+        output: tmp.path().join("streamed"),
+        // Every sample object is larger than this, so every one is streamed in small blocks.
+        window_bytes: 512,
+        max_line_bytes: 200,
+        max_reject_ratio: 1.0,
+        store: StoreOptions {
+            endpoint_url: Some(moto.endpoint.clone()),
+            region: Some("us-east-1".into()),
+            static_credentials: Some(("test".into(), "test".into())),
+            retry: RetryPolicy::default(),
+            layer: None,
+        },
+        ..Default::default()
+    };
+    let report = s3logs::convert::run(&opts).unwrap();
+    assert_eq!(report.objects_read, 3);
+    assert_eq!(report.lines_read, 24);
+    let local = tmp.path().join("local");
+    let out = Command::new(env!("CARGO_BIN_EXE_s3logs"))
+        .args(["convert", testdata().to_str().unwrap(), "--output", local.to_str().unwrap(), "--max-line-bytes", "200"])
+        .args(["--max-reject-ratio", "1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    for folder in ["data", "rejects"] {
+        let (a, b) = (rows(&local.join(folder)), rows(&tmp.path().join("streamed").join(folder)));
+        assert_eq!(a.len(), b.len(), "{folder}");
+        for (x, y) in a.iter().zip(&b) {
+            for (k, v) in x {
+                if k != "source_object" {
+                    assert_eq!(&y[k], v, "{folder} {k}");
+                }
+            }
+        }
+    }
+}
