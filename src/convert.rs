@@ -111,22 +111,43 @@ fn process_object(o: &SourceObject, fetched: Fetched, opts: &ConvertOptions) -> 
     Ok(ObjectOutput { missing: None, stored, decoded: bytes.len() as u64, chunks })
 }
 
-/// Fetches the remote objects of `window`, at most `concurrency` at once, in window order; local
-/// objects are left to the parser threads.
-fn prefetch(
+type Prefetch = tokio::task::JoinHandle<Result<Vec<Fetched>, Error>>;
+
+/// Starts fetching the remote objects of `window` in the background, at most `concurrency` at once,
+/// in window order, so the next window downloads while this one is parsed and encoded (two
+/// windows of bytes in flight at most). `None` when there is nothing to fetch: local objects are
+/// read by the parser threads, and an object larger than a window is streamed instead.
+fn spawn_prefetch(
     window: &[SourceObject],
     rt: Option<&tokio::runtime::Runtime>,
     opts: &ConvertOptions,
-) -> Result<Vec<Fetched>, Error> {
+) -> Option<Prefetch> {
     use futures::{StreamExt, TryStreamExt};
-    let Some(rt) = rt.filter(|_| window.iter().any(SourceObject::is_remote)) else {
-        return Ok(window.iter().map(|_| Fetched::Local).collect());
-    };
-    rt.block_on(
-        futures::stream::iter(window.iter().map(|o| o.fetch(opts.store.retry)))
-            .buffered(opts.concurrency.max(1))
-            .try_collect(),
-    )
+    let rt = rt?;
+    let streamed = matches!(window, [big] if big.size > opts.window_bytes);
+    if streamed || !window.iter().any(SourceObject::is_remote) {
+        return None;
+    }
+    let objects = window.to_vec();
+    let (retry, concurrency) = (opts.store.retry, opts.concurrency.max(1));
+    Some(rt.spawn(async move {
+        let fetches = objects.into_iter().map(move |o| async move { o.fetch(retry).await });
+        futures::stream::iter(fetches).buffered(concurrency).try_collect().await
+    }))
+}
+
+/// Waits for a window's fetch (or says its objects are local).
+fn fetched(
+    window: &[SourceObject],
+    rt: Option<&tokio::runtime::Runtime>,
+    pending: Option<Prefetch>,
+) -> Result<Vec<Fetched>, Error> {
+    match (rt, pending) {
+        (Some(rt), Some(handle)) => {
+            rt.block_on(handle).map_err(|e| Error::Temporary { url: "fetch task".into(), cause: e.to_string() })?
+        }
+        _ => Ok(window.iter().map(|_| Fetched::Local).collect()),
+    }
 }
 
 /// Encodes parsed chunks, joined into one batch per partition first: small objects give many
@@ -363,8 +384,12 @@ fn parse_and_write(
 
     let progress = progress_bar(objects, opts.progress);
     // Phases alternate, each using every core: parse a window of objects, then encode it.
-    for window in windows(objects, opts.window_bytes) {
+    let windows = windows(objects, opts.window_bytes);
+    let mut pending = windows.first().and_then(|w| spawn_prefetch(w, rt, opts));
+    for (i, window) in windows.iter().copied().enumerate() {
         let started = Instant::now();
+        let this = pending.take();
+        pending = windows.get(i + 1).and_then(|w| spawn_prefetch(w, rt, opts));
         if let [big] = window
             && big.size > opts.window_bytes
         {
@@ -373,8 +398,9 @@ fn parse_and_write(
             progress.inc(big.size);
             continue;
         }
-        let fetched = prefetch(window, rt, opts)?;
+        let fetched = fetched(window, rt, this)?;
         if window.iter().any(SourceObject::is_remote) {
+            // Time spent waiting for downloads, beyond what overlapped with the previous window.
             report.fetch.seconds += started.elapsed().as_secs_f64();
             for f in &fetched {
                 if let Fetched::Bytes(b) = f {

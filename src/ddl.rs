@@ -60,6 +60,7 @@ fn is_url(s: &str) -> bool {
 
 /// A dataset folder (`data/` or `rejects/`) as a location string ending in `/`.
 fn location(dest: &str, folder: &str) -> Result<String, Error> {
+    let dest = dest.strip_prefix("file://").unwrap_or(dest);
     let root = if is_url(dest) {
         dest.trim_end_matches('/').to_string()
     } else {
@@ -143,7 +144,8 @@ fn resolve(o: &DdlOptions) -> Result<Table, Error> {
         TableKind::Rejects => "s3_access_rejects",
     };
     let name = checked_name("table", o.table.as_deref().unwrap_or(default_name))?;
-    let local_data = (!is_url(&o.dest)).then(|| Path::new(&o.dest).join("data"));
+    let local_dest = o.dest.strip_prefix("file://").unwrap_or(&o.dest);
+    let local_data = (!is_url(local_dest)).then(|| Path::new(local_dest).join("data"));
     if o.kind == TableKind::Rejects {
         let location = location(&o.dest, "rejects")?;
         return Ok(Table { database, name, location, fields: REJECT_FIELDS, partitions: vec![], projection: vec![] });

@@ -34,10 +34,11 @@ impl Destination {
             let prefix = prefix.to_string();
             return Ok(Destination::Store { url, store, prefix });
         }
-        if output.contains("://") {
-            return Err(Error::Usage(format!("--output {output}: use a local folder or s3://bucket/prefix")));
+        let local = output.strip_prefix("file://").unwrap_or(output);
+        if local.contains("://") {
+            return Err(Error::Usage(format!("--output {output}: use a local folder, file:// or s3://bucket/prefix")));
         }
-        Ok(Destination::Local(PathBuf::from(output)))
+        Ok(Destination::Local(PathBuf::from(local)))
     }
 
     pub fn is_remote(&self) -> bool {

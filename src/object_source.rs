@@ -195,6 +195,9 @@ impl SourceObject {
 
     /// Fetches a remote object's bytes as stored, trying again on transient failures.
     pub async fn fetch(&self, retry: RetryPolicy) -> Result<Fetched, Error> {
+        if !self.is_remote() {
+            return Ok(Fetched::Local);
+        }
         let Location::Store(store, path) = &self.location else {
             return Ok(Fetched::Local);
         };
@@ -457,10 +460,11 @@ pub fn list(
             out.extend(rt.block_on(list_s3(s, store, dates))?);
             continue;
         }
-        if s.contains("://") {
-            return Err(Error::Usage(format!("{s}: only local paths and s3:// URLs are supported as sources")));
+        let local = s.strip_prefix("file://").unwrap_or(s);
+        if local.contains("://") {
+            return Err(Error::Usage(format!("{s}: use a local path, file:// or s3:// URL")));
         }
-        let path = absolute(Path::new(s))?;
+        let path = absolute(Path::new(local))?;
         let meta = std::fs::metadata(&path).map_err(|e| Error::read(&path, e))?;
         let in_range = |p: &Path| dates.is_none_or(|d| d.contains_key(&p.to_string_lossy()));
         if !meta.is_dir() {
@@ -495,6 +499,48 @@ fn file_object(path: PathBuf, size: u64) -> SourceObject {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    /// S3 prefixes are string prefixes, not folders (in-memory store: fast, no server).
+    #[test]
+    fn listing_matches_plain_key_prefixes_and_key_dates() {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let keys = [
+            "logs/2024-01-05-00-00-00-A",
+            "logs/2024-01-09-00-00-00-B",
+            "logs/2024-01-10-00-00-00-C",
+            "logs/2024-01-1",
+            "logs2024-01-05-00-00-00-D",
+            "logs/111122223333/us-east-1/app/2024/01/09/2024-01-09-00-00-00-E",
+            "other/2024-01-05-00-00-00-F",
+        ];
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async {
+            for k in keys {
+                store.put(&StorePath::from(k), b"x".to_vec().into()).await.unwrap();
+            }
+        });
+        let list = |prefix: &str| -> Vec<String> {
+            let mut v: Vec<String> =
+                rt.block_on(list_prefix(&store, prefix)).unwrap().into_iter().map(|m| m.location.to_string()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(list("logs/2024-01-0"), [keys[0], keys[1]]);
+        assert_eq!(list("logs/2024-01-1"), [keys[3], keys[2]]);
+        assert_eq!(list("logs2"), [keys[4]]);
+        assert_eq!(list("logs/").len(), 5);
+        assert_eq!(list("").len(), 7);
+        let day = crate::access_log::time::parse_day;
+        let dates = KeyDates { first: day("2024-01-09").unwrap(), last: day("2024-01-09").unwrap() };
+        let mut dated: Vec<String> = rt
+            .block_on(list_dated(&store, "logs/", dates))
+            .unwrap()
+            .into_iter()
+            .map(|m| m.location.to_string())
+            .collect();
+        dated.sort();
+        assert_eq!(dated, [keys[5], keys[1]]);
+    }
 
     #[test]
     fn key_dates_come_from_the_file_name_in_both_key_formats() {

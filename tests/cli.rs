@@ -474,3 +474,20 @@ fn large_objects_are_streamed_with_the_same_result() {
 fn memchr_newline(b: &[u8]) -> usize {
     b.iter().position(|&c| c == b'\n').unwrap() + 1
 }
+
+#[test]
+fn file_urls_are_local_paths() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = format!("file://{}", testdata().display());
+    let dest = format!("file://{}", tmp.path().join("out").display());
+    let out = run(&["convert", &src, "--output", &dest]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(read_rows(&tmp.path().join("out/data")).len(), 23);
+    let ddl = run(&["ddl", &dest]);
+    assert!(
+        String::from_utf8_lossy(&ddl.stdout)
+            .contains(&format!("LOCATION '{}/out/data/'", tmp.path().canonicalize().unwrap().display()))
+    );
+    let out = run(&["convert", "gs://bucket/logs", "--output", &dest]);
+    assert_eq!(out.status.code(), Some(2));
+}
