@@ -79,6 +79,29 @@ fn testdata() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/logs")
 }
 
+/// The sample objects as `(key under logs/, local path)`, in key order.
+fn sample_keys() -> Vec<(String, PathBuf)> {
+    let mut files: Vec<(String, PathBuf)> = std::fs::read_dir(testdata())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (format!("logs/{}", p.file_name().unwrap().to_str().unwrap()), p))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Store options that reach `moto` with fake keys, quick retries, and an optional fault layer.
+fn moto_store(moto: &Moto, layer: Option<s3logs::object_source::StoreLayer>) -> s3logs::object_source::StoreOptions {
+    use s3logs::object_source::{RetryPolicy, StoreOptions};
+    StoreOptions {
+        endpoint_url: Some(moto.endpoint.clone()),
+        region: Some("us-east-1".into()),
+        static_credentials: Some(("test".into(), "test".into())),
+        retry: RetryPolicy { attempts: 4, base_delay: Duration::from_millis(1), timeout: Duration::from_millis(500) },
+        layer,
+    }
+}
+
 fn s3logs(args: &[&str], endpoint: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_s3logs"))
         .args(args)
@@ -118,12 +141,7 @@ fn object_name(r: &Map<String, Value>) -> String {
 #[test]
 fn s3_sources_give_the_same_rows_as_local_files() {
     let moto = Moto::start();
-    let mut files: Vec<(String, PathBuf)> = std::fs::read_dir(testdata())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .map(|p| (format!("logs/{}", p.file_name().unwrap().to_str().unwrap()), p))
-        .collect();
-    files.sort();
+    let mut files = sample_keys();
     // A neighbour that shares the prefix's first characters but not the prefix.
     files.push(("logs-old/2024-03-15-00-00-00-AAAAAAAAAAAAAAAA".into(), testdata().join(&files[0].1)));
     moto.upload("logs-bucket", &files);
@@ -380,26 +398,17 @@ fn convert_with(
     output: &str,
     faulty: impl Fn(Arc<dyn object_store::ObjectStore>) -> faults::Faulty + Send + Sync + 'static,
 ) -> Result<s3logs::report::Report, s3logs::error::Error> {
-    use s3logs::object_source::{RetryPolicy, StoreLayer, StoreOptions};
+    use s3logs::object_source::StoreLayer;
     let opts = s3logs::convert::ConvertOptions {
         sources: vec!["s3://logs-bucket/logs/".into()],
         output: output.into(),
         // These cases are about losing nothing; the sample's one reject is a larger share of
         // what is left when an object vanishes.
         max_reject_ratio: 1.0,
-        store: StoreOptions {
-            endpoint_url: Some(moto.endpoint.clone()),
-            region: Some("us-east-1".into()),
-            static_credentials: Some(("test".into(), "test".into())),
-            retry: RetryPolicy {
-                attempts: 4,
-                base_delay: Duration::from_millis(1),
-                timeout: Duration::from_millis(500),
-            },
-            layer: Some(StoreLayer(Arc::new(move |inner| {
-                Arc::new(faulty(inner)) as Arc<dyn object_store::ObjectStore>
-            }))),
-        },
+        store: moto_store(
+            moto,
+            Some(StoreLayer(Arc::new(move |inner| Arc::new(faulty(inner)) as Arc<dyn object_store::ObjectStore>))),
+        ),
         ..Default::default()
     };
     s3logs::convert::run(&opts)
@@ -426,11 +435,7 @@ fn faulty(
 #[test]
 fn transient_faults_are_retried_and_lose_nothing() {
     let moto = Moto::start();
-    let files: Vec<(String, PathBuf)> = std::fs::read_dir(testdata())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .map(|p| (format!("logs/{}", p.file_name().unwrap().to_str().unwrap()), p))
-        .collect();
+    let files = sample_keys();
     moto.upload("logs-bucket", &files);
     moto.upload("analytics", &[]);
     let tmp = tempfile::tempdir().unwrap();
@@ -533,13 +538,8 @@ fn credentials_come_from_a_named_profile() {
 /// Objects larger than a window are streamed from their GET response instead of held whole.
 #[test]
 fn large_s3_objects_are_streamed() {
-    use s3logs::object_source::{RetryPolicy, StoreOptions};
     let moto = Moto::start();
-    let files: Vec<(String, PathBuf)> = std::fs::read_dir(testdata())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .map(|p| (format!("logs/{}", p.file_name().unwrap().to_str().unwrap()), p))
-        .collect();
+    let files = sample_keys();
     moto.upload("logs-bucket", &files);
     let tmp = tempfile::tempdir().unwrap();
     let opts = s3logs::convert::ConvertOptions {
@@ -549,13 +549,7 @@ fn large_s3_objects_are_streamed() {
         window_bytes: 512,
         max_line_bytes: 200,
         max_reject_ratio: 1.0,
-        store: StoreOptions {
-            endpoint_url: Some(moto.endpoint.clone()),
-            region: Some("us-east-1".into()),
-            static_credentials: Some(("test".into(), "test".into())),
-            retry: RetryPolicy::default(),
-            layer: None,
-        },
+        store: moto_store(&moto, None),
         ..Default::default()
     };
     let report = s3logs::convert::run(&opts).unwrap();
