@@ -1,9 +1,11 @@
 //! The `convert` run: list objects, parse them in parallel, write partitioned Parquet, commit.
 //!
-//! Objects are taken in windows of bounded size. Within a window, rayon parses objects (and
-//! newline-aligned chunks of large ones) in parallel; the results go, in input order, to one writer
-//! thread that encodes Parquet while the next window is parsed. Input order is kept everywhere, so
-//! the same input gives the same files and rows. Files are staged (in `DEST/_staging/<run>/`, or a
+//! Objects are taken in windows of about 16 MiB. While a window is converted, the remote objects of
+//! the next one download in the background (tokio, `--concurrency` at once, so at most two windows
+//! of bytes are in flight). Each window is parsed by rayon (objects, and newline-aligned chunks of
+//! larger ones, in parallel) and then encoded (columns in parallel): the two phases alternate, each
+//! on every core. An object larger than a window is streamed in blocks instead of held whole.
+//! Input order is kept everywhere, so the same input gives the same files and rows. Files are staged (in `DEST/_staging/<run>/`, or a
 //! temporary folder for an S3 DEST) and moved or uploaded into `DEST/data/` and `DEST/rejects/`
 //! only when the whole run succeeded; on any error the staging folder is removed and nothing under
 //! `DEST/data/` changes.
