@@ -60,6 +60,21 @@ pub struct ConvertOptions {
     pub sink: SinkOptions,
 }
 
+impl ConvertOptions {
+    fn parse_options(&self) -> ParseOptions {
+        ParseOptions { max_line_bytes: self.max_line_bytes, partition_by_bucket: self.partition_by_bucket }
+    }
+
+    /// The object of `window` when the window is one object larger than a window: it is
+    /// streamed, not fetched or read whole.
+    fn streamed<'a>(&self, window: &'a [SourceObject]) -> Option<&'a SourceObject> {
+        match window {
+            [big] if big.size > self.window_bytes => Some(big),
+            _ => None,
+        }
+    }
+}
+
 impl Default for ConvertOptions {
     fn default() -> Self {
         ConvertOptions {
@@ -105,7 +120,7 @@ fn process_object(o: &SourceObject, fetched: Fetched, opts: &ConvertOptions) -> 
         return Ok(ObjectOutput { missing: Some(o.name.clone()), stored: 0, decoded: 0, chunks: Vec::new() });
     }
     let (stored, bytes) = o.read(fetched)?;
-    let parse = ParseOptions { max_line_bytes: opts.max_line_bytes, partition_by_bucket: opts.partition_by_bucket };
+    let parse = opts.parse_options();
     let chunks = chunks(&bytes, opts.chunk_bytes)
         .into_par_iter()
         .map(|c| parse_chunk(&bytes[c.range], c.first_line, &o.name, parse))
@@ -126,8 +141,7 @@ fn spawn_prefetch(
 ) -> Option<Prefetch> {
     use futures::{StreamExt, TryStreamExt};
     let rt = rt?;
-    let streamed = matches!(window, [big] if big.size > opts.window_bytes);
-    if streamed || !window.iter().any(SourceObject::is_remote) {
+    if opts.streamed(window).is_some() || !window.iter().any(SourceObject::is_remote) {
         return None;
     }
     let objects = window.to_vec();
@@ -218,7 +232,7 @@ fn stream_object(
     rejects: &mut PartitionedWriter,
     report: &mut Report,
 ) -> Result<(), Error> {
-    let parse = ParseOptions { max_line_bytes: opts.max_line_bytes, partition_by_bucket: opts.partition_by_bucket };
+    let parse = opts.parse_options();
     let block = (opts.window_bytes as usize).max(2 * opts.max_line_bytes + 1);
     let mut reader = o.open_stream(rt, opts.store.retry)?;
     let mut buf: Vec<u8> = Vec::with_capacity(block);
@@ -392,9 +406,7 @@ fn parse_and_write(
         let started = Instant::now();
         let this = pending.take();
         pending = windows.get(i + 1).and_then(|w| spawn_prefetch(w, rt, opts));
-        if let [big] = window
-            && big.size > opts.window_bytes
-        {
+        if let Some(big) = opts.streamed(window) {
             stream_object(big, rt, &pool, opts, &mut data, &mut rejects, report)?;
             report.stage_seconds.read_parse += started.elapsed().as_secs_f64();
             progress.inc(big.size);

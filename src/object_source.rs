@@ -92,6 +92,11 @@ pub struct StoreOptions {
     pub layer: Option<StoreLayer>,
 }
 
+/// The first line of an error message: S3 error bodies (XML) follow on later lines.
+fn first_line(message: &str) -> String {
+    message.lines().next().unwrap_or("").to_string()
+}
+
 /// Errors that another attempt will not fix: the typed ones, and a client error (4xx other than
 /// 408 and 429) that object_store reports only inside a generic error's text.
 fn is_permanent(e: &object_store::Error) -> bool {
@@ -140,7 +145,7 @@ where
             Err(e) if is_permanent(&e) || attempt + 1 >= policy.attempts.max(1) => return Err(e),
             Err(e) => {
                 RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::warn!(attempt = attempt + 1, error = %e.to_string().lines().next().unwrap_or(""), "retrying");
+                tracing::warn!(attempt = attempt + 1, error = %first_line(&e.to_string()), "retrying");
                 let delay = policy.base_delay.saturating_mul(1 << attempt.min(6));
                 tokio::time::sleep(delay.min(std::time::Duration::from_secs(10))).await;
                 attempt += 1;
@@ -152,7 +157,7 @@ where
 /// A store error as this crate's error: `Temporary` (exit 75) when retrying did not help but a
 /// later run may, `Store` (exit 74) when the request cannot succeed as it is.
 pub fn store_error(url: &str, e: &object_store::Error) -> Error {
-    let cause = e.to_string().lines().next().unwrap_or("").to_string();
+    let cause = first_line(&e.to_string());
     if is_permanent(e) {
         Error::Store { url: url.to_string(), cause }
     } else {
@@ -376,8 +381,7 @@ async fn list_dated(
 /// date is in range, listing only the key ranges of those days.
 async fn list_s3(url: &str, opts: &StoreOptions, dates: Option<KeyDates>) -> Result<Vec<SourceObject>, Error> {
     // The first line says what failed; S3's XML error body follows on later lines.
-    let fail =
-        |cause: String| Error::Store { url: url.to_string(), cause: cause.lines().next().unwrap_or("").to_string() };
+    let fail = |cause: String| Error::Store { url: url.to_string(), cause: first_line(&cause) };
     let (bucket, prefix) = split_s3_url(url).ok_or_else(|| fail("not an s3://bucket/prefix URL".into()))?;
     let store = s3_store(bucket, opts).map_err(fail)?;
     let listed = with_retries(opts.retry, || async {
