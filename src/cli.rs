@@ -9,6 +9,7 @@ use crate::access_log::time::parse_day;
 use crate::convert::{self, ConvertOptions};
 use crate::ddl::{self, DdlOptions, Dialect, TableKind};
 use crate::error::{EXIT_IO, EXIT_OK, Error};
+use crate::lease::LeaseOptions;
 use crate::object_source::{KeyDates, RetryPolicy, StoreOptions};
 use crate::parquet_sink::SinkOptions;
 use crate::report::Report;
@@ -26,6 +27,24 @@ enum Command {
     Convert(ConvertArgs),
     /// Print the table definition (Athena, Glue, Spark or DuckDB) for a dataset written by convert.
     Ddl(DdlArgs),
+    /// Show what has been converted into DEST: objects, rows, rejects, the last commit, the lease.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    /// The dataset root given to `convert --output` (a local path or an s3:// URL).
+    #[arg(value_name = "DEST")]
+    dest: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// S3-compatible endpoint [default: AWS_ENDPOINT_URL, else AWS].
+    #[arg(long, value_name = "URL")]
+    endpoint_url: Option<String>,
+    /// AWS region [default: AWS_REGION or AWS_DEFAULT_REGION].
+    #[arg(long, value_name = "REGION")]
+    region: Option<String>,
 }
 
 /// The partition levels of a dataset: `dt`, or `bucket,dt`.
@@ -120,6 +139,20 @@ struct ConvertArgs {
     /// (at least 5MiB, as S3 requires).
     #[arg(long, default_value = "16MiB", value_parser = parse_size, value_name = "SIZE")]
     upload_part_size: u64,
+    /// Commit after about this many stored bytes of objects: a long run that stops keeps what it
+    /// committed, and the next run goes on from there.
+    #[arg(long, default_value = "4GiB", value_parser = parse_size, value_name = "SIZE")]
+    batch_size: u64,
+    /// List what would be converted (one object per line on stdout) and write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// A run holds DEST's lease for this long without renewing it (it renews every quarter of
+    /// it); a run killed on another host blocks the next one for at most this long.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    lease_ttl: u64,
+    /// Wait up to this long for another run's lease on DEST; after that, exit 73.
+    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+    lease_wait: u64,
     /// Partition levels: dt, or bucket,dt for DEST/data/source_bucket=NAME/dt=YYYY-MM-DD/.
     #[arg(long, default_value = "dt", value_parser = parse_partition_by, value_name = "LEVELS")]
     partition_by: PartitionBy,
@@ -197,6 +230,12 @@ impl ConvertArgs {
                 zstd_level: self.zstd_level,
                 ..SinkOptions::default()
             },
+            batch_bytes: self.batch_size,
+            dry_run: self.dry_run,
+            lease: LeaseOptions {
+                ttl: std::time::Duration::from_secs(self.lease_ttl.max(1)),
+                wait: std::time::Duration::from_secs(self.lease_wait),
+            },
             ..ConvertOptions::default()
         })
     }
@@ -265,6 +304,11 @@ fn convert(args: &ConvertArgs) -> i32 {
         Err(e) => e.report(),
     };
     if let Some(r) = report {
+        if r.dry_run {
+            for o in &r.would_convert {
+                println!("{}\t{}", o.name, o.size);
+            }
+        }
         if !args.quiet {
             eprint!("{}", r.summary());
         }
@@ -290,6 +334,23 @@ pub fn main() -> i32 {
     match &cli.command {
         Command::Convert(args) => convert(args),
         Command::Ddl(args) => print_ddl(args),
+        Command::Status(args) => {
+            let opts = StoreOptions {
+                endpoint_url: args.endpoint_url.clone(),
+                region: args.region.clone(),
+                ..StoreOptions::default()
+            };
+            match crate::status::render(&args.dest, &opts, args.json) {
+                Ok(text) => {
+                    print!("{text}");
+                    EXIT_OK
+                }
+                Err(e) => {
+                    eprintln!("s3logs: error: {e}");
+                    e.exit_code()
+                }
+            }
+        }
     }
 }
 

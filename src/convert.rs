@@ -24,10 +24,12 @@ use crate::access_log::RejectReason;
 use crate::batch_builder::{ChunkOutput, MAX_SAMPLES, ParseOptions, PartitionKey, parse_chunk, reject_only};
 use crate::destination::Destination;
 use crate::error::Error;
+use crate::lease::{self, Lease, LeaseOptions};
+use crate::ledger::{CommitRecord, Ledger, ObjectEntry};
 use crate::lines::chunks;
 use crate::object_source::{self, Fetched, KeyDates, SourceObject, StoreOptions};
 use crate::parquet_sink::{PartitionedWriter, SinkOptions, WrittenFile};
-use crate::report::{Report, TransferFigures};
+use crate::report::{PlannedObject, Report, TransferFigures};
 use crate::schema::{arrow_schema, reject_schema};
 
 /// Everything a conversion needs to know; the CLI fills it from flags.
@@ -58,6 +60,12 @@ pub struct ConvertOptions {
     /// Draw a progress bar on stderr.
     pub progress: bool,
     pub sink: SinkOptions,
+    /// Objects are committed in batches of about this many stored bytes, so a long run that
+    /// stops keeps what it committed.
+    pub batch_bytes: u64,
+    /// Plan only: list what would be converted and write nothing.
+    pub dry_run: bool,
+    pub lease: LeaseOptions,
 }
 
 impl ConvertOptions {
@@ -92,15 +100,21 @@ impl Default for ConvertOptions {
             upload_part_bytes: 16 << 20,
             progress: false,
             sink: SinkOptions::default(),
+            batch_bytes: 4 << 30,
+            dry_run: false,
+            lease: LeaseOptions::default(),
         }
     }
 }
 
-/// A short, stable identity of the run's input: the objects' names and sizes, in order.
-pub fn run_id(objects: &[SourceObject]) -> String {
+/// A short, stable identity of a batch: its objects' names, ETags and sizes, in order. It names
+/// the batch's staging folder and files, so the same input gives the same names.
+pub fn batch_id(objects: &[SourceObject]) -> String {
     let mut h = Sha256::new();
     for o in objects {
         h.update(o.name.as_bytes());
+        h.update([0]);
+        h.update(o.etag.as_deref().unwrap_or("").as_bytes());
         h.update([0]);
         h.update(o.size.to_le_bytes());
     }
@@ -108,6 +122,7 @@ pub fn run_id(objects: &[SourceObject]) -> String {
 }
 
 struct ObjectOutput {
+    name: String,
     /// Listed but gone when fetched: reported, not fatal.
     missing: Option<String>,
     stored: u64,
@@ -117,7 +132,13 @@ struct ObjectOutput {
 
 fn process_object(o: &SourceObject, fetched: Fetched, opts: &ConvertOptions) -> Result<ObjectOutput, Error> {
     if matches!(fetched, Fetched::Missing) {
-        return Ok(ObjectOutput { missing: Some(o.name.clone()), stored: 0, decoded: 0, chunks: Vec::new() });
+        return Ok(ObjectOutput {
+            name: o.name.clone(),
+            missing: Some(o.name.clone()),
+            stored: 0,
+            decoded: 0,
+            chunks: Vec::new(),
+        });
     }
     let (stored, bytes) = o.read(fetched)?;
     let parse = opts.parse_options();
@@ -125,7 +146,7 @@ fn process_object(o: &SourceObject, fetched: Fetched, opts: &ConvertOptions) -> 
         .into_par_iter()
         .map(|c| parse_chunk(&bytes[c.range], c.first_line, &o.name, parse))
         .collect();
-    Ok(ObjectOutput { missing: None, stored, decoded: bytes.len() as u64, chunks })
+    Ok(ObjectOutput { name: o.name.clone(), missing: None, stored, decoded: bytes.len() as u64, chunks })
 }
 
 type Prefetch = tokio::task::JoinHandle<Result<Vec<Fetched>, Error>>;
@@ -275,7 +296,7 @@ fn stream_object(
             let reason = RejectReason::TooLong { len, limit: opts.max_line_bytes };
             let out = reject_only(&o.name, line, reason, &head);
             report.bytes_decompressed += raw_len as u64 + u64::from(ended);
-            tally_chunks(report, std::slice::from_ref(&out));
+            tally_chunks(report, &o.name, std::slice::from_ref(&out));
             encode(std::iter::once(out), pool, data, rejects)?;
             line += 1;
             if !ended {
@@ -292,7 +313,7 @@ fn stream_object(
         });
         line += lines_in(piece);
         report.bytes_decompressed += cut as u64;
-        tally_chunks(report, &outs);
+        tally_chunks(report, &o.name, &outs);
         encode(outs.into_iter(), pool, data, rejects)?;
         buf.drain(..cut);
         if eof {
@@ -346,10 +367,16 @@ fn tally(report: &mut Report, o: &ObjectOutput) {
     report.objects_read += 1;
     report.bytes_read += o.stored;
     report.bytes_decompressed += o.decoded;
-    tally_chunks(report, &o.chunks);
+    tally_chunks(report, &o.name, &o.chunks);
 }
 
-fn tally_chunks(report: &mut Report, chunks: &[ChunkOutput]) {
+fn tally_chunks(report: &mut Report, object: &str, chunks: &[ChunkOutput]) {
+    let counts = report.per_object.entry(object.to_string()).or_default();
+    for c in chunks {
+        counts.lines += c.lines;
+        counts.rows += c.rows;
+        counts.rejects += c.rejected();
+    }
     for c in chunks {
         report.lines_read += c.lines;
         report.rows_written += c.rows;
@@ -366,16 +393,13 @@ fn tally_chunks(report: &mut Report, chunks: &[ChunkOutput]) {
     }
 }
 
-fn prepare_output(dest: &Destination, staging: &Path) -> Result<(), Error> {
+/// Empties the local folder a batch's files are written in.
+fn prepare_output(dest: &Destination, local: &Path) -> Result<(), Error> {
     dest.prepare()?;
-    std::fs::create_dir_all(staging).map_err(|e| Error::write(staging, e))?;
-    // A staging folder of an identical earlier run that crashed holds nothing committed.
-    for entry in std::fs::read_dir(staging).map_err(|e| Error::write(staging, e))? {
-        let p = entry.map_err(|e| Error::write(staging, e))?.path();
-        let removed = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
-        removed.map_err(|e| Error::write(&p, e))?;
+    if local.exists() {
+        std::fs::remove_dir_all(local).map_err(|e| Error::write(local, e))?;
     }
-    Ok(())
+    std::fs::create_dir_all(local).map_err(|e| Error::write(local, e))
 }
 
 type Written = (Vec<WrittenFile>, Vec<WrittenFile>);
@@ -444,8 +468,156 @@ fn parse_and_write(
     written
 }
 
-/// Runs one conversion. On success every input line is a row under `DEST/data/` or a reject under
-/// `DEST/rejects/`; on error nothing under `DEST/data/` has changed.
+/// Consecutive objects grouped into commit batches of about `bytes` stored bytes each.
+fn batches(objects: &[SourceObject], bytes: u64) -> Vec<&[SourceObject]> {
+    let mut out = Vec::new();
+    let (mut start, mut size) = (0, 0u64);
+    for (i, o) in objects.iter().enumerate() {
+        size += o.size;
+        if size >= bytes {
+            out.push(&objects[start..=i]);
+            (start, size) = (i + 1, 0);
+        }
+    }
+    if start < objects.len() {
+        out.push(&objects[start..]);
+    }
+    out
+}
+
+/// Finishes what an interrupted run left in the staging area: a batch with a commit record is
+/// published (its files are committed rows), any other is discarded (its objects are not in the
+/// ledger, so they are converted again). Runs only under the lease.
+fn recover(dest: &Destination, ledger: &Ledger, report: &mut Report) -> Result<(), Error> {
+    for batch in dest.staged_batches()? {
+        if let Some(rec) = ledger.commit_of(&batch) {
+            let paths: Vec<String> = rec.files.iter().map(|f| f.path.clone()).collect();
+            dest.publish(&batch, &paths)?;
+            tracing::info!(batch, seq = rec.seq, "finished publishing an interrupted commit");
+            report.batches_finished.push(batch.clone());
+        } else {
+            tracing::info!(batch, "discarded an uncommitted batch");
+            report.batches_discarded.push(batch.clone());
+        }
+        dest.discard_staged(&batch)?;
+    }
+    Ok(())
+}
+
+/// What a batch needs besides its objects.
+struct Run<'a> {
+    opts: &'a ConvertOptions,
+    rt: Option<&'a tokio::runtime::Runtime>,
+    dest: &'a Destination,
+    lease: &'a Lease,
+    owner: String,
+}
+
+/// Converts one batch and commits it: parse and write files locally, stage them in DEST, check
+/// the lease, create the commit record (the commit point), publish the files into the table,
+/// and empty the staging area. A failure before the commit record leaves the table as it was.
+fn convert_batch(run: &Run, objects: &[SourceObject], ledger: &mut Ledger, report: &mut Report) -> Result<(), Error> {
+    let (opts, dest) = (run.opts, run.dest);
+    let batch = batch_id(objects);
+    let local = dest.local_staging(&batch);
+    let (lines_before, rejected_before) = (report.lines_read, report.lines_rejected);
+    let written =
+        prepare_output(dest, &local).and_then(|()| parse_and_write(objects, run.rt, opts, &local, &batch, report));
+    let discard = || {
+        dest.remove_local_staging(&local);
+        let _ = dest.discard_staged(&batch);
+    };
+    let (data, rejects) = match written {
+        Ok(w) => w,
+        Err(e) => {
+            discard();
+            return Err(e);
+        }
+    };
+    let (lines, rejected) = (report.lines_read - lines_before, report.lines_rejected - rejected_before);
+    let ratio = if lines == 0 { 0.0 } else { rejected as f64 / lines as f64 };
+    if ratio > opts.max_reject_ratio {
+        discard();
+        let first = report
+            .reject_samples
+            .first()
+            .map_or(String::new(), |s| format!("{}:{}: {}", s.source_object, s.source_line, s.reason));
+        return Err(Error::TooManyRejects {
+            rejected,
+            lines,
+            ratio,
+            max: opts.max_reject_ratio,
+            first,
+            report: Box::new(std::mem::take(report)),
+        });
+    }
+    let (data, rejects) = (with_prefix("data", data), with_prefix("rejects", rejects));
+    let files: Vec<WrittenFile> = data.iter().chain(&rejects).cloned().collect();
+    let started = Instant::now();
+    if let Err(e) = dest.stage(&batch, &local, &files, opts.upload_part_bytes).and_then(|()| run.lease.check()) {
+        discard();
+        return Err(e);
+    }
+    dest.remove_local_staging(&local);
+    let missing: std::collections::HashSet<&str> = report.objects_missing.iter().map(String::as_str).collect();
+    let entries = objects
+        .iter()
+        .filter(|o| !o.is_stdin() && !missing.contains(o.name.as_str()))
+        .map(|o| {
+            let c = report.per_object.get(&o.name).copied().unwrap_or_default();
+            ObjectEntry {
+                name: o.name.clone(),
+                etag: o.etag.clone(),
+                size: o.size,
+                lines: c.lines,
+                rows: c.rows,
+                rejects: c.rejects,
+                commit: ledger.last_seq + 1,
+            }
+        })
+        .collect();
+    let rec = CommitRecord {
+        seq: ledger.last_seq + 1,
+        batch: batch.clone(),
+        committed_at: crate::ledger::now_rfc3339(),
+        owner: run.owner.clone(),
+        objects: entries,
+        files: files.clone(),
+    };
+    let seq = rec.seq;
+    if !ledger.commit(dest, rec)? {
+        // Another run committed this number: it holds the lease now. Its staging is left alone;
+        // the lease holder finishes or discards it.
+        return Err(Error::LeaseLost { dest: dest.display() });
+    }
+    tracing::info!(seq, batch, files = files.len(), "committed");
+    let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
+    dest.publish(&batch, &paths)?;
+    dest.discard_staged(&batch)?;
+    report.stage_seconds.commit += started.elapsed().as_secs_f64();
+    report.commits.push(seq);
+    report.files_written.extend(data);
+    report.reject_files_written.extend(rejects);
+    Ok(())
+}
+
+fn runtime_if_needed(opts: &ConvertOptions) -> Result<Option<tokio::runtime::Runtime>, Error> {
+    let remote =
+        opts.output.to_string_lossy().starts_with("s3://") || opts.sources.iter().any(|s| s.starts_with("s3://"));
+    if !remote {
+        return Ok(None);
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map(Some)
+        .map_err(|e| Error::read("the async runtime", e))
+}
+
+/// Runs one conversion of the objects not converted yet. On success every line of every new
+/// object is a row under `DEST/data/` or a reject under `DEST/rejects/`, recorded in the ledger;
+/// on error nothing under `DEST/data/` has changed beyond the batches already committed.
 pub fn run(opts: &ConvertOptions) -> Result<Report, Error> {
     let started = Instant::now();
     if !(0.0..=1.0).contains(&opts.max_reject_ratio) {
@@ -454,18 +626,8 @@ pub fn run(opts: &ConvertOptions) -> Result<Report, Error> {
     if opts.max_line_bytes == 0 {
         return Err(Error::Usage("--max-line-bytes must be at least 1".into()));
     }
-    let dest = Destination::parse(&opts.output.to_string_lossy(), &opts.store)?;
-    let rt = if dest.is_remote() || opts.sources.iter().any(|s| s.starts_with("s3://")) {
-        Some(
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .map_err(|e| Error::read("the async runtime", e))?,
-        )
-    } else {
-        None
-    };
+    let rt = runtime_if_needed(opts)?;
+    let dest = Destination::parse(&opts.output.to_string_lossy(), &opts.store, rt.as_ref())?;
     let listing_started = Instant::now();
     let objects = object_source::list(&opts.sources, dest.local_root(), &opts.store, rt.as_ref(), opts.key_dates)?;
     let listing = TransferFigures {
@@ -474,54 +636,49 @@ pub fn run(opts: &ConvertOptions) -> Result<Report, Error> {
         seconds: listing_started.elapsed().as_secs_f64(),
     };
     tracing::info!(objects = listing.objects, bytes = listing.bytes, seconds = listing.seconds, "listed");
-    let run = run_id(&objects);
-    let staging = dest.staging(&run);
     let mut report = Report { output: dest.display(), listing, ..Report::default() };
-    let retries_before = object_source::RETRIES.load(std::sync::atomic::Ordering::Relaxed);
 
-    let outcome = prepare_output(&dest, &staging)
-        .and_then(|()| parse_and_write(&objects, rt.as_ref(), opts, &staging, &run, &mut report));
-    report.retries = object_source::RETRIES.load(std::sync::atomic::Ordering::Relaxed) - retries_before;
-    let (data_files, reject_files) = match outcome {
-        Ok(w) => w,
-        Err(e) => {
-            dest.remove_staging(&staging);
-            return Err(e);
-        }
-    };
-    report.files_written = with_prefix("data", data_files);
-    report.reject_files_written = with_prefix("rejects", reject_files);
-    report.duration_s = started.elapsed().as_secs_f64();
-
-    let ratio = if report.lines_read == 0 { 0.0 } else { report.lines_rejected as f64 / report.lines_read as f64 };
-    if ratio > opts.max_reject_ratio {
-        dest.remove_staging(&staging);
-        report.files_written.clear();
-        report.reject_files_written.clear();
-        let first = report
-            .reject_samples
-            .first()
-            .map_or(String::new(), |s| format!("{}:{}: {}", s.source_object, s.source_line, s.reason));
-        return Err(Error::TooManyRejects {
-            rejected: report.lines_rejected,
-            lines: report.lines_read,
-            ratio,
-            max: opts.max_reject_ratio,
-            first,
-            report: Box::new(report),
-        });
+    // Plan without the lease first: a run with nothing to do writes nothing at all.
+    let plan = Ledger::load(&dest)?.plan(&objects);
+    report.objects_skipped = plan.skipped;
+    report.objects_changed = plan.changed.clone();
+    for name in &plan.changed {
+        tracing::warn!(object = name, "changed since it was converted; not converted again");
+    }
+    if opts.dry_run {
+        report.dry_run = true;
+        report.would_convert = plan.new.iter().map(|o| PlannedObject { name: o.name.clone(), size: o.size }).collect();
+        report.duration_s = started.elapsed().as_secs_f64();
+        return Ok(report);
+    }
+    if plan.new.is_empty() && dest.staged_batches()?.is_empty() {
+        report.nothing_new = true;
+        report.committed = true;
+        report.duration_s = started.elapsed().as_secs_f64();
+        return Ok(report);
     }
 
-    let started_commit = Instant::now();
-    tracing::info!(files = report.files_written.len(), rows = report.rows_written, "committing");
-    let committed = dest
-        .commit(&staging, &report.files_written, rt.as_ref(), opts.upload_part_bytes, opts.store.retry)
-        .and_then(|()| {
-            dest.commit(&staging, &report.reject_files_written, rt.as_ref(), opts.upload_part_bytes, opts.store.retry)
-        });
-    dest.remove_staging(&staging);
-    committed?;
-    report.stage_seconds.commit = started_commit.elapsed().as_secs_f64();
+    let lease = lease::acquire(&dest, opts.lease)?;
+    // Under the lease the ledger is read again: a run that just finished may have converted some.
+    let mut ledger = Ledger::load(&dest)?;
+    recover(&dest, &ledger, &mut report)?;
+    let plan = ledger.plan(&objects);
+    report.objects_skipped = plan.skipped;
+    let retries_before = object_source::RETRIES.load(std::sync::atomic::Ordering::Relaxed);
+    let run = Run { opts, rt: rt.as_ref(), dest: &dest, lease: &lease, owner: lease.owner().to_string() };
+    let mut outcome = Ok(());
+    for batch in batches(&plan.new, opts.batch_bytes.max(1)) {
+        outcome = convert_batch(&run, batch, &mut ledger, &mut report);
+        if outcome.is_err() {
+            break;
+        }
+    }
+    report.retries = object_source::RETRIES.load(std::sync::atomic::Ordering::Relaxed) - retries_before;
+    outcome?;
+    if dest.staged_batches()?.is_empty() {
+        ledger.maybe_checkpoint(&dest)?;
+    }
+    lease.release();
     report.committed = true;
     report.duration_s = started.elapsed().as_secs_f64();
     Ok(report)

@@ -14,6 +14,9 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_USAGE: i32 = 2;
 /// Exit code when more lines were rejected than `--max-reject-ratio` allows (sysexits EX_DATAERR).
 pub const EXIT_TOO_MANY_REJECTS: i32 = 65;
+/// Exit code when another run holds DEST's lease (or took it over): nothing was committed by
+/// this run; the other run is converting the same objects (sysexits EX_CANTCREAT).
+pub const EXIT_BUSY: i32 = 73;
 /// Exit code for an I/O failure: unreadable input, unwritable output (sysexits EX_IOERR).
 pub const EXIT_IO: i32 = 74;
 /// Exit code for a failure that retrying did not cure but a later run may (throttling, server
@@ -36,6 +39,18 @@ pub enum Error {
     Write { path: String, cause: io::Error },
     #[error("cannot write Parquet file {path}: {cause}")]
     Parquet { path: String, cause: parquet::errors::ParquetError },
+    #[error(
+        "{dest} is being converted by another run ({holder}; its lease expires in {expires_in_s}s if not \
+         renewed); nothing was done. Try again later, or wait with --lease-wait"
+    )]
+    Busy { dest: String, holder: String, expires_in_s: u64 },
+    #[error(
+        "{dest}: this run's lease was lost or could not be renewed in time (another run may have taken \
+         over); stopped before committing. Nothing is lost: the next run converts what was left"
+    )]
+    LeaseLost { dest: String },
+    #[error("the state in {path} cannot be read: {cause}")]
+    State { path: String, cause: String },
     #[error(
         "{rejected} of {lines} lines were rejected ({ratio:.4}), over --max-reject-ratio {max}; \
          nothing was committed (first reject: {first})"
@@ -63,7 +78,9 @@ impl Error {
             | Error::Store { .. }
             | Error::Decompress { .. }
             | Error::Write { .. }
-            | Error::Parquet { .. } => EXIT_IO,
+            | Error::Parquet { .. }
+            | Error::State { .. } => EXIT_IO,
+            Error::Busy { .. } | Error::LeaseLost { .. } => EXIT_BUSY,
             Error::TooManyRejects { .. } => EXIT_TOO_MANY_REJECTS,
             Error::Temporary { .. } => EXIT_TEMPFAIL,
         }

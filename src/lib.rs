@@ -3,7 +3,7 @@
 //! Data flows one way: [`object_source`] lists and reads log objects, [`lines`] cuts them into
 //! newline-aligned chunks, [`access_log`] parses each line, [`batch_builder`] routes rows to their
 //! day, [`parquet_sink`] writes and commits files, and [`report`] says what happened. [`convert`]
-//! runs that pipeline; [`cli`] is the command line over it. [`schema`] is the one field table
+//! runs that pipeline; [`cli`] is the command line over it, and [`status`] reads a DEST's state back. [`schema`] is the one field table
 //! everything else derives its columns from.
 
 pub mod access_log;
@@ -15,8 +15,11 @@ pub mod corpus;
 pub mod ddl;
 pub mod destination;
 pub mod error;
+pub mod lease;
+pub mod ledger;
 pub mod lines;
 pub mod object_source;
 pub mod parquet_sink;
 pub mod report;
 pub mod schema;
+pub mod status;

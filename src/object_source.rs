@@ -189,6 +189,8 @@ pub struct SourceObject {
     pub name: String,
     /// Size in bytes as stored (before decompression).
     pub size: u64,
+    /// The ETag S3 listed (none for local files).
+    pub etag: Option<String>,
     location: Location,
 }
 
@@ -196,6 +198,11 @@ impl SourceObject {
     /// Whether the object is fetched over the network (and so is worth fetching concurrently).
     pub fn is_remote(&self) -> bool {
         matches!(self.location, Location::Store(..))
+    }
+
+    /// Standard input: it has no identity across runs.
+    pub fn is_stdin(&self) -> bool {
+        matches!(self.location, Location::Memory(_))
     }
 
     /// Fetches a remote object's bytes as stored, trying again on transient failures.
@@ -404,6 +411,7 @@ async fn list_s3(url: &str, opts: &StoreOptions, dates: Option<KeyDates>) -> Res
         .map(|m| SourceObject {
             name: format!("s3://{bucket}/{}", m.location),
             size: m.size,
+            etag: m.e_tag,
             location: Location::Store(store.clone(), m.location),
         })
         .collect())
@@ -455,6 +463,7 @@ pub fn list(
             out.push(SourceObject {
                 name: "stdin".into(),
                 size: buf.len() as u64,
+                etag: None,
                 location: Location::Memory(Arc::new(buf)),
             });
             continue;
@@ -496,7 +505,7 @@ pub fn list(
 }
 
 fn file_object(path: PathBuf, size: u64) -> SourceObject {
-    SourceObject { name: path.display().to_string(), size, location: Location::File(path) }
+    SourceObject { name: path.display().to_string(), size, etag: None, location: Location::File(path) }
 }
 
 #[cfg(test)]

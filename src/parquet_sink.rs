@@ -1,11 +1,10 @@
 //! Writing record batches as Parquet files: fan-out by partition folder, roll at a target size,
-//! stage out of sight, commit by rename.
+//! in a staging folder out of the table's sight.
 //!
 //! A [`PartitionedWriter`] keeps one open file per partition folder (`dt=2024-01-15`, or `""` for
 //! an unpartitioned dataset), opened lazily on the first batch so no empty file is ever written,
 //! and rolled when it reaches the target size. Files are written under a staging folder outside the
-//! table location; [`commit`] moves each finished file into place with one rename, so a reader never
-//! sees a half-written file. File names come from the run's identity and a per-folder sequence
+//! table location, and each is fsynced when closed; [`crate::destination`] publishes them. File names come from the run's identity and a per-folder sequence
 //! number, never from the clock, so the same input gives the same names.
 //!
 //! Encoding is the most expensive stage, so the columns of each batch are encoded (dictionary,
@@ -14,7 +13,7 @@
 
 use std::fs::{self, File};
 use std::io::BufWriter;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -68,8 +67,8 @@ fn writer_properties(opts: &SinkOptions) -> Result<WriterProperties, Error> {
     Ok(b.build())
 }
 
-/// A file that was written (and, after [`commit`], is in place).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// A file that was written.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WrittenFile {
     /// Path relative to the dataset root, such as `dt=2024-01-15/part-0123abcd-00000.parquet`.
     pub path: String,
@@ -243,17 +242,4 @@ impl PartitionedWriter {
         self.written.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(self.written)
     }
-}
-
-/// Moves each staged file into `root`, one atomic rename per file, creating folders as needed.
-pub fn commit(staging: &Path, root: &Path, files: &[WrittenFile]) -> Result<(), Error> {
-    for f in files {
-        let from = staging.join(&f.path);
-        let to = root.join(&f.path);
-        if let Some(dir) = to.parent() {
-            fs::create_dir_all(dir).map_err(|e| Error::write(dir, e))?;
-        }
-        fs::rename(&from, &to).map_err(|e| Error::write(&to, e))?;
-    }
-    Ok(())
 }

@@ -25,10 +25,42 @@ pub struct StageSeconds {
     pub commit: f64,
 }
 
+/// An object a run would convert (`--dry-run`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PlannedObject {
+    pub name: String,
+    pub size: u64,
+}
+
+/// One object's line counts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ObjectCounts {
+    pub lines: u64,
+    pub rows: u64,
+    pub rejects: u64,
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
     /// The output root (DEST).
     pub output: String,
+    /// Objects listed that earlier runs converted (same ETag and size): not read again.
+    pub objects_skipped: u64,
+    /// Objects converted before under the same name but listed now with another ETag or size:
+    /// not converted again (that would duplicate the first version's lines).
+    pub objects_changed: Vec<String>,
+    /// Nothing was new: the run wrote nothing at all.
+    pub nothing_new: bool,
+    /// `--dry-run`: nothing was written; `would_convert` lists the objects a run would convert.
+    pub dry_run: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub would_convert: Vec<PlannedObject>,
+    /// The commits this run made, one per batch (`DEST/_state/commits/<n>.json`).
+    pub commits: Vec<u64>,
+    /// Staged batches of an earlier, interrupted run: committed ones were published (finished),
+    /// the others discarded (their objects are converted again).
+    pub batches_finished: Vec<String>,
+    pub batches_discarded: Vec<String>,
     pub objects_read: u64,
     /// Objects that were listed but gone when fetched (deleted or expired in between).
     pub objects_missing: Vec<String>,
@@ -60,11 +92,28 @@ pub struct Report {
     /// Whether the files were moved into place (false when the run stopped at the reject gate).
     pub committed: bool,
     pub duration_s: f64,
+    /// Line counts per object read, for the commit records.
+    #[serde(skip)]
+    pub per_object: BTreeMap<String, ObjectCounts>,
 }
 
 impl Report {
     /// The human summary printed on stderr.
     pub fn summary(&self) -> String {
+        if self.dry_run {
+            let bytes: u64 = self.would_convert.iter().map(|o| o.size).sum();
+            return format!(
+                "s3logs: dry run: would convert {} objects ({bytes} bytes); {} already converted; nothing written\n",
+                self.would_convert.len(),
+                self.objects_skipped
+            );
+        }
+        if self.nothing_new {
+            return format!(
+                "s3logs: nothing new: {} objects listed, all converted before; nothing written to {}\n",
+                self.objects_skipped, self.output
+            );
+        }
         let dates: std::collections::BTreeSet<&str> = self.files_written.iter().map(|f| f.dt.as_str()).collect();
         let mut s = format!(
             "s3logs: read {} objects ({} bytes, {} decompressed), {} lines in {:.2}s\n\
@@ -98,6 +147,23 @@ impl Report {
                 "s3logs: {} objects were listed but gone when fetched, e.g. {}\n",
                 self.objects_missing.len(),
                 self.objects_missing[0]
+            ));
+        }
+        if self.objects_skipped > 0 {
+            s.push_str(&format!("s3logs: {} objects skipped, converted by earlier runs\n", self.objects_skipped));
+        }
+        if !self.objects_changed.is_empty() {
+            s.push_str(&format!(
+                "s3logs: {} objects changed since they were converted, not converted again, e.g. {}\n",
+                self.objects_changed.len(),
+                self.objects_changed[0]
+            ));
+        }
+        if !self.batches_finished.is_empty() || !self.batches_discarded.is_empty() {
+            s.push_str(&format!(
+                "s3logs: an interrupted run was cleaned up: {} committed batches finished, {} unfinished discarded\n",
+                self.batches_finished.len(),
+                self.batches_discarded.len()
             ));
         }
         if !self.committed {

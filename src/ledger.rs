@@ -1,0 +1,291 @@
+//! The record of what has been converted into a DEST: which objects (name, ETag, size), into
+//! which files, by which commit. It is the source of truth for incremental runs, not a time
+//! watermark, so late objects in old key ranges and objects sharing a timestamp are found.
+//!
+//! It lives in `DEST/_state/`, outside the table, as JSON a person can read:
+//!
+//! - `commits/<seq>.json`: one per committed batch, created only if absent (so two runs can never
+//!   both commit the same sequence number), listing the batch's objects and files. A batch's files
+//!   are published into the table only after its record exists.
+//! - `checkpoints/<seq>.json`: every object of commits up to `seq`, one per line, folded so a run
+//!   reads one checkpoint and the few commits after it, not every commit ever made.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::destination::Destination;
+use crate::error::Error;
+use crate::object_source::SourceObject;
+use crate::parquet_sink::WrittenFile;
+
+pub const COMMITS: &str = "_state/commits";
+pub const CHECKPOINTS: &str = "_state/checkpoints";
+/// A checkpoint is written once this many commits follow the last one.
+const CHECKPOINT_EVERY: usize = 16;
+
+/// One converted object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectEntry {
+    /// Its `source_object` name.
+    pub name: String,
+    /// Its ETag as listed (S3 objects only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    pub size: u64,
+    pub lines: u64,
+    pub rows: u64,
+    pub rejects: u64,
+    /// The commit that converted it.
+    #[serde(default)]
+    pub commit: u64,
+}
+
+/// One committed batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommitRecord {
+    pub seq: u64,
+    /// The batch's identity: it names its staging folder and its files.
+    pub batch: String,
+    /// When the record was written (RFC 3339, UTC).
+    pub committed_at: String,
+    /// The run that wrote it (host, process and a random token).
+    pub owner: String,
+    pub objects: Vec<ObjectEntry>,
+    /// Files published into the table, paths relative to DEST.
+    pub files: Vec<WrittenFile>,
+}
+
+/// A commit without its object list, for `status` and checkpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommitSummary {
+    pub seq: u64,
+    pub batch: String,
+    pub committed_at: String,
+    pub owner: String,
+    pub objects: u64,
+    pub rows: u64,
+    pub rejects: u64,
+    pub files: u64,
+}
+
+impl CommitRecord {
+    pub fn summary(&self) -> CommitSummary {
+        CommitSummary {
+            seq: self.seq,
+            batch: self.batch.clone(),
+            committed_at: self.committed_at.clone(),
+            owner: self.owner.clone(),
+            objects: self.objects.len() as u64,
+            rows: self.objects.iter().map(|o| o.rows).sum(),
+            rejects: self.objects.iter().map(|o| o.rejects).sum(),
+            files: self.files.len() as u64,
+        }
+    }
+}
+
+/// The header of a checkpoint file; its objects follow, one per line.
+#[derive(Debug, Serialize, Deserialize)]
+struct Checkpoint {
+    seq: u64,
+    written_at: String,
+    last_commit: Option<CommitSummary>,
+    objects: Vec<ObjectEntry>,
+}
+
+/// What a run is to do with the objects it listed.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Not converted yet.
+    pub new: Vec<SourceObject>,
+    /// Converted before, same ETag and size.
+    pub skipped: u64,
+    /// Converted before under the same name, but now with another ETag or size: not converted
+    /// again (that would duplicate the first version's lines), reported.
+    pub changed: Vec<String>,
+}
+
+/// The state of a DEST as read at one moment.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    pub objects: HashMap<String, ObjectEntry>,
+    /// The highest commit sequence number seen (0: none).
+    pub last_seq: u64,
+    pub checkpoint_seq: u64,
+    /// Commits after the checkpoint, in order.
+    pub recent: Vec<CommitRecord>,
+    pub last_commit: Option<CommitSummary>,
+}
+
+fn seq_name(dir: &str, seq: u64) -> String {
+    format!("{dir}/{seq:020}.json")
+}
+
+pub fn seq_of(path: &str) -> Option<u64> {
+    path.rsplit('/').next()?.strip_suffix(".json")?.parse().ok()
+}
+
+fn corrupt(dest: &Destination, rel: &str, e: impl std::fmt::Display) -> Error {
+    Error::State { path: format!("{}/{rel}", dest.display()), cause: e.to_string() }
+}
+
+/// Now, as RFC 3339 in UTC.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Ledger {
+    /// Reads the newest checkpoint and the commits after it.
+    pub fn load(dest: &Destination) -> Result<Ledger, Error> {
+        let mut ledger = Ledger::default();
+        let checkpoints: Vec<String> =
+            dest.list(CHECKPOINTS, None)?.into_iter().filter(|p| seq_of(p).is_some()).collect();
+        if let Some(rel) = checkpoints.last() {
+            let bytes = dest.read(rel)?.ok_or_else(|| corrupt(dest, rel, "listed but gone"))?;
+            let cp: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| corrupt(dest, rel, e))?;
+            ledger.checkpoint_seq = cp.seq;
+            ledger.last_seq = cp.seq;
+            ledger.last_commit = cp.last_commit;
+            ledger.objects = cp.objects.into_iter().map(|o| (o.name.clone(), o)).collect();
+        }
+        let after = (ledger.checkpoint_seq > 0).then(|| seq_name(COMMITS, ledger.checkpoint_seq));
+        for rel in dest.list(COMMITS, after.as_deref())? {
+            if seq_of(&rel).is_none() {
+                continue;
+            }
+            let bytes = dest.read(&rel)?.ok_or_else(|| corrupt(dest, &rel, "listed but gone"))?;
+            let rec: CommitRecord = serde_json::from_slice(&bytes).map_err(|e| corrupt(dest, &rel, e))?;
+            ledger.apply(rec);
+        }
+        Ok(ledger)
+    }
+
+    fn apply(&mut self, rec: CommitRecord) {
+        self.last_seq = self.last_seq.max(rec.seq);
+        self.last_commit = Some(rec.summary());
+        for o in &rec.objects {
+            self.objects.insert(o.name.clone(), o.clone());
+        }
+        self.recent.push(rec);
+    }
+
+    /// Splits listed objects into new, already converted and changed. Standard input has no
+    /// identity across runs, so it is always new.
+    pub fn plan(&self, listed: &[SourceObject]) -> Plan {
+        let mut plan = Plan::default();
+        for o in listed {
+            if o.is_stdin() {
+                plan.new.push(o.clone());
+                continue;
+            }
+            match self.objects.get(&o.name) {
+                Some(done) if done.size == o.size && (done.etag.is_none() || done.etag == o.etag) => plan.skipped += 1,
+                Some(_) => plan.changed.push(o.name.clone()),
+                None => plan.new.push(o.clone()),
+            }
+        }
+        plan
+    }
+
+    /// The commit of `batch`, when it is among the commits after the checkpoint.
+    pub fn commit_of(&self, batch: &str) -> Option<&CommitRecord> {
+        self.recent.iter().find(|c| c.batch == batch)
+    }
+
+    /// Writes `rec` as the next commit. `Ok(false)`: another run committed that number first.
+    pub fn commit(&mut self, dest: &Destination, rec: CommitRecord) -> Result<bool, Error> {
+        let bytes = serde_json::to_vec_pretty(&rec).expect("a commit serializes");
+        if !dest.create(&seq_name(COMMITS, rec.seq), &bytes)? {
+            return Ok(false);
+        }
+        self.apply(rec);
+        Ok(true)
+    }
+
+    /// Folds the commits into a new checkpoint when enough have gathered since the last one, and
+    /// removes checkpoints older than the previous one. Only called with the staging area empty,
+    /// so every commit folded is published.
+    pub fn maybe_checkpoint(&mut self, dest: &Destination) -> Result<bool, Error> {
+        if self.recent.len() < CHECKPOINT_EVERY {
+            return Ok(false);
+        }
+        let mut objects: Vec<&ObjectEntry> = self.objects.values().collect();
+        objects.sort_by(|a, b| a.name.cmp(&b.name));
+        let header = Checkpoint {
+            seq: self.last_seq,
+            written_at: now_rfc3339(),
+            last_commit: self.last_commit.clone(),
+            objects: Vec::new(),
+        };
+        // One object per line, so the file reads (and diffs) line by line.
+        let mut text = serde_json::to_string(&header).expect("a checkpoint serializes");
+        text.truncate(text.len() - "[]}".len());
+        text.push_str("[\n");
+        for (i, o) in objects.iter().enumerate() {
+            if i > 0 {
+                text.push_str(",\n");
+            }
+            text.push_str(&serde_json::to_string(o).expect("an entry serializes"));
+        }
+        text.push_str("\n]}\n");
+        let rel = seq_name(CHECKPOINTS, self.last_seq);
+        dest.create(&rel, text.as_bytes())?;
+        self.checkpoint_seq = self.last_seq;
+        self.recent.clear();
+        let all = dest.list(CHECKPOINTS, None)?;
+        for old in all.iter().rev().skip(2) {
+            dest.delete(old)?;
+        }
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, commit: u64) -> ObjectEntry {
+        ObjectEntry { name: name.into(), etag: Some("\"e\"".into()), size: 10, lines: 3, rows: 2, rejects: 1, commit }
+    }
+
+    fn record(seq: u64, names: &[&str]) -> CommitRecord {
+        CommitRecord {
+            seq,
+            batch: format!("b{seq}"),
+            committed_at: now_rfc3339(),
+            owner: "test".into(),
+            objects: names.iter().map(|n| entry(n, seq)).collect(),
+            files: Vec::new(),
+        }
+    }
+
+    /// Commits are created once per number, survive a reload, and fold into a checkpoint that
+    /// gives the same state back.
+    #[test]
+    fn commits_fold_into_checkpoints_with_the_same_state() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dest = Destination::Local(tmp.path().to_path_buf());
+        let mut ledger = Ledger::load(&dest).unwrap();
+        assert_eq!(ledger.last_seq, 0);
+        for seq in 1..=CHECKPOINT_EVERY as u64 {
+            let name = format!("s3://b/k{seq}");
+            assert!(ledger.commit(&dest, record(seq, &[&name])).unwrap());
+        }
+        // The same number again (another run, late): refused, state unchanged.
+        let mut other = Ledger::load(&dest).unwrap();
+        other.last_seq = 3;
+        assert!(!other.commit(&dest, record(3, &["s3://b/other"])).unwrap());
+        let before = Ledger::load(&dest).unwrap();
+        assert_eq!(before.objects.len(), CHECKPOINT_EVERY);
+        assert!(!before.objects.contains_key("s3://b/other"));
+
+        assert!(ledger.maybe_checkpoint(&dest).unwrap());
+        let after = Ledger::load(&dest).unwrap();
+        assert_eq!((after.checkpoint_seq, after.last_seq), (CHECKPOINT_EVERY as u64, CHECKPOINT_EVERY as u64));
+        assert!(after.recent.is_empty());
+        assert_eq!(after.objects, before.objects);
+        assert_eq!(after.last_commit, before.last_commit);
+        let text = std::fs::read_to_string(tmp.path().join(seq_name(CHECKPOINTS, 16))).unwrap();
+        assert_eq!(text.lines().count(), CHECKPOINT_EVERY + 2, "one object per line:\n{text}");
+    }
+}
