@@ -559,6 +559,7 @@ fn convert_batch(run: &Run, objects: &[SourceObject], ledger: &mut Ledger, repor
         return Err(e);
     }
     dest.remove_local_staging(&local);
+    crate::crash_point::reached("staged");
     let missing: std::collections::HashSet<&str> = report.objects_missing.iter().map(String::as_str).collect();
     let entries = objects
         .iter()
@@ -591,8 +592,10 @@ fn convert_batch(run: &Run, objects: &[SourceObject], ledger: &mut Ledger, repor
         return Err(Error::LeaseLost { dest: dest.display() });
     }
     tracing::info!(seq, batch, files = files.len(), "committed");
+    crate::crash_point::reached("committed");
     let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
     dest.publish(&batch, &paths)?;
+    crate::crash_point::reached("published");
     dest.discard_staged(&batch)?;
     report.stage_seconds.commit += started.elapsed().as_secs_f64();
     report.commits.push(seq);

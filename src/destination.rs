@@ -266,6 +266,7 @@ impl Destination {
                     }
                 }
             }
+            crate::crash_point::reached("publishing");
         }
         Ok(())
     }

@@ -12,6 +12,7 @@ pub mod batch_builder;
 pub mod cli;
 pub mod convert;
 pub mod corpus;
+pub mod crash_point;
 pub mod ddl;
 pub mod destination;
 pub mod error;

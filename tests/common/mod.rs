@@ -40,3 +40,104 @@ pub fn rows(batch: &RecordBatch) -> Vec<Map<String, Value>> {
         })
         .collect()
 }
+
+/// `(source_object, source_line)` of every row or reject in the Parquet files under `dir`, sorted.
+pub fn line_ids(dir: &std::path::Path) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    for entry in walkdir_files(dir) {
+        let file = std::fs::File::open(&entry).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap_or_else(|e| panic!("{} is not a complete Parquet file: {e}", entry.display()))
+            .build()
+            .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let objects = batch.column_by_name("source_object").unwrap().as_string::<i32>().clone();
+            let lines = batch.column_by_name("source_line").unwrap().as_primitive::<Int64Type>().clone();
+            for i in 0..batch.num_rows() {
+                out.push((objects.value(i).to_string(), lines.value(i)));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Every file under `dir` (none when it does not exist).
+pub fn walkdir_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd {
+            let p = e.unwrap().path();
+            if p.is_dir() { stack.push(p) } else { out.push(p) }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// What a complete conversion of `objects` (name, bytes) holds: each line number once.
+pub fn expected_ids(objects: &[(String, Vec<u8>)]) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    for (name, bytes) in objects {
+        let n = bytes.iter().filter(|&&b| b == b'\n').count() + usize::from(bytes.last().is_some_and(|&b| b != b'\n'));
+        out.extend((1..=n as i64).map(|l| (name.clone(), l)));
+    }
+    out.sort();
+    out
+}
+
+/// A small deterministic generator for kill moments (xorshift).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+/// Runs `cmd()` again and again: the first `kills` runs are killed with SIGKILL at a random moment
+/// within `window` (a run that ends first is simply done); then runs go to completion until one
+/// exits 0. `after_kill` checks the table between runs. Returns how many runs were killed.
+pub fn run_with_kills(
+    cmd: impl Fn() -> std::process::Command,
+    kills: usize,
+    window: std::time::Duration,
+    rng: &mut Rng,
+    mut after_kill: impl FnMut(),
+) -> usize {
+    let mut killed = 0;
+    for _ in 0..kills {
+        let mut child = cmd().stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let at = std::time::Duration::from_millis(rng.below(window.as_millis() as u64));
+        let deadline = std::time::Instant::now() + at;
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break Some(s);
+            }
+            if std::time::Instant::now() >= deadline {
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        };
+        if status.is_none() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            killed += 1;
+        }
+        after_kill();
+    }
+    for attempt in 0..5 {
+        let out = cmd().output().unwrap();
+        if out.status.success() {
+            return killed;
+        }
+        assert!(attempt < 4, "no clean run after the kills: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    killed
+}

@@ -1,0 +1,311 @@
+//! Scheduled runs on a local DEST: killed at random and restarted, overlapping, late and
+//! same-second objects, dry runs and status. Every check compares the table with the input line
+//! by line: `(source_object, source_line)` in data plus rejects, each exactly once.
+//! (The same promises against moto's S3 server are in tests/s3.rs.)
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::{Rng, expected_ids, line_ids, run_with_kills, walkdir_files};
+use s3logs::corpus::{CorpusSpec, object};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_s3logs"));
+    c.env_remove("RUST_LOG");
+    c
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Writes `n` generated objects (with about 1% malformed lines) into `dir`; returns them with
+/// the names s3logs gives them (absolute paths).
+fn corpus(dir: &Path, n: usize, bytes: u64, seed: u64) -> Vec<(String, Vec<u8>)> {
+    std::fs::create_dir_all(dir).unwrap();
+    let spec = CorpusSpec { seed, total_bytes: bytes, objects: n, malformed_ratio: 0.01, ..CorpusSpec::default() };
+    (0..n)
+        .map(|i| {
+            let (name, body, _) = object(&spec, i);
+            let path = dir.join(&name);
+            std::fs::write(&path, &body).unwrap();
+            (std::fs::canonicalize(path).unwrap().display().to_string(), body)
+        })
+        .collect()
+}
+
+/// Data plus rejects, as `(source_object, source_line)`.
+fn table_ids(dest: &Path) -> Vec<(String, i64)> {
+    let mut ids = line_ids(&dest.join("data"));
+    ids.extend(line_ids(&dest.join("rejects")));
+    ids.sort();
+    ids
+}
+
+fn assert_exactly_once(dest: &Path, objects: &[(String, Vec<u8>)]) {
+    let (got, want) = (table_ids(dest), expected_ids(objects));
+    if got != want {
+        let mut dups = got.clone();
+        dups.dedup();
+        panic!("{} lines in the table, {} expected, {} distinct", got.len(), want.len(), dups.len());
+    }
+}
+
+fn convert(src: &Path, dest: &Path, extra: &[&str]) -> Command {
+    let mut c = bin();
+    c.args(["convert", src.to_str().unwrap(), "--output", dest.to_str().unwrap(), "--max-reject-ratio", "0.5"]);
+    c.args(extra);
+    c
+}
+
+/// Promises 1 and 3, as an hourly job on a growing bucket: each round new objects arrive, and
+/// runs are killed with SIGKILL at random moments (parsing, staging, committing, publishing) and
+/// started again until one succeeds. At every moment between runs each file under data/ is a
+/// complete Parquet file, and at the end the table holds every line exactly once: the same table
+/// as one clean run over all the objects.
+#[test]
+fn killed_at_random_and_restarted_loses_nothing_and_repeats_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (all, src, dest) = (tmp.path().join("all"), tmp.path().join("logs"), tmp.path().join("table"));
+    let (rounds, per_round) = (4, 24);
+    let objects = corpus(&all, rounds * per_round, 12 << 20, 7);
+    // Small batches: many commits, so kills land in every step of the protocol.
+    let cmd = || convert(&src, &dest, &["--batch-size", "192KiB", "--quiet"]);
+
+    // How long one clean run over everything takes here; a round has a share of that to do.
+    let probe = tmp.path().join("probe");
+    let started = std::time::Instant::now();
+    assert!(convert(&all, &probe, &["--batch-size", "192KiB"]).output().unwrap().status.success());
+    let window = started.elapsed() / rounds as u32;
+
+    let seed = std::env::var("S3LOGS_KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_1234_u64);
+    let mut rng = Rng(seed);
+    let mut killed = 0;
+    std::fs::create_dir_all(&src).unwrap();
+    for round in 0..rounds {
+        for (name, _) in &objects[round * per_round..(round + 1) * per_round] {
+            let file = Path::new(name).file_name().unwrap();
+            std::fs::copy(name, src.join(file)).unwrap();
+        }
+        killed += run_with_kills(cmd, 6, window, &mut rng, || {
+            for f in walkdir_files(&dest.join("data")) {
+                let file = std::fs::File::open(&f).unwrap();
+                assert!(
+                    parquet::file::reader::SerializedFileReader::new(file).is_ok(),
+                    "{} is not a complete Parquet file (seed {seed})",
+                    f.display()
+                );
+            }
+        });
+    }
+    assert!(killed >= rounds, "only {killed} runs were killed before they finished (seed {seed})");
+    let renamed: Vec<(String, Vec<u8>)> = objects
+        .iter()
+        .map(|(n, b)| (src.join(Path::new(n).file_name().unwrap()).display().to_string(), b.clone()))
+        .collect();
+    let canonical = |ids: Vec<(String, i64)>| -> Vec<(String, i64)> {
+        ids.into_iter().map(|(n, l)| (Path::new(&n).file_name().unwrap().to_string_lossy().into_owned(), l)).collect()
+    };
+    assert_exactly_once(&dest, &renamed);
+    assert_eq!(canonical(table_ids(&dest)), canonical(table_ids(&probe)), "the same table as one clean run");
+
+    // And once more: nothing new, nothing written, nothing left staged.
+    let out = cmd().arg("--report").arg(tmp.path().join("r.json")).output().unwrap();
+    assert!(out.status.success());
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(tmp.path().join("r.json")).unwrap()).unwrap();
+    assert_eq!((r["nothing_new"].as_bool(), r["objects_skipped"].as_u64()), (Some(true), Some(96)));
+    assert!(!dest.join("_staging").exists());
+    eprintln!("{killed} runs killed (seed {seed})");
+}
+
+/// Promise 5: a run that finds DEST's lease held exits 73 with a clear message and changes
+/// nothing; with --lease-wait it waits for the lease, then converts only what is still new.
+#[test]
+fn a_second_run_waits_or_exits_with_its_own_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("logs");
+    let dest = tmp.path().join("table");
+    let objects = corpus(&src, 6, 256 << 10, 3);
+    let dest_handle = s3logs::destination::Destination::Local(dest.clone());
+    let opts = s3logs::lease::LeaseOptions { ttl: Duration::from_secs(60), wait: Duration::ZERO };
+    let held = s3logs::lease::acquire(&dest_handle, opts).unwrap();
+
+    let out = convert(&src, &dest, &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(73), "{}", stderr(&out));
+    assert!(stderr(&out).contains("another run") && stderr(&out).lines().count() == 1, "{}", stderr(&out));
+    assert!(!dest.join("data").exists() && !dest.join("_staging").exists());
+
+    // Waiting: the holder lets go after a moment, and the waiting run converts everything.
+    let waiting = convert(&src, &dest, &["--lease-wait", "60"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    held.release();
+    assert!(waiting.wait_with_output().unwrap().status.success());
+    assert_exactly_once(&dest, &objects);
+}
+
+/// Promise 5 with real processes: three runs started together on one DEST, all waiting for the
+/// lease; whatever order they get it in, the table holds every line once.
+#[test]
+fn runs_started_together_convert_each_object_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("logs");
+    let dest = tmp.path().join("table");
+    let objects = corpus(&src, 24, 2 << 20, 11);
+    let children: Vec<_> = (0..3)
+        .map(|_| convert(&src, &dest, &["--lease-wait", "120", "--batch-size", "256KiB"]).spawn().unwrap())
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    assert_exactly_once(&dest, &objects);
+    let commits = walkdir_files(&dest.join("_state/commits"));
+    assert!(commits.len() >= 2, "{commits:?}");
+}
+
+fn partitioned(root: &Path, day: &str, time: &str, unique: &str) -> PathBuf {
+    let (y, m, d) = (&day[..4], &day[5..7], &day[8..10]);
+    let dir = root.join(format!("111122223333/us-east-1/app/{y}/{m}/{d}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(format!("{day}-{time}-{unique}"))
+}
+
+fn sample(name: &str) -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/logs").join(name)).unwrap()
+}
+
+/// Promises 2 and 4: objects that arrive late into an old key range, and one whose key shares
+/// the second of one already converted, are converted by the next run, alone; their records go
+/// to their own days as additional files, and the files already there are not touched.
+#[test]
+fn late_and_same_second_objects_are_found_and_land_in_their_day() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("logs");
+    let dest = tmp.path().join("table");
+    let first = sample("2024-03-15-00-10-11-4C3B2A1908F7E6D5");
+    let a = partitioned(&src, "2024-03-15", "00-10-11", "4C3B2A1908F7E6D5");
+    std::fs::write(&a, &first).unwrap();
+    let b = partitioned(&src, "2024-03-15", "02-20-45", "9E8D7C6B5A493827");
+    std::fs::write(&b, sample("2024-03-15-02-20-45-9E8D7C6B5A493827")).unwrap();
+    let range = ["--since", "2024-03-14", "--until", "2024-03-15"];
+    assert!(convert(&src, &dest, &range).output().unwrap().status.success());
+    let before: Vec<(PathBuf, Vec<u8>, std::time::SystemTime)> = walkdir_files(&dest.join("data"))
+        .into_iter()
+        .map(|p| {
+            let (bytes, mtime) = (std::fs::read(&p).unwrap(), std::fs::metadata(&p).unwrap().modified().unwrap());
+            (p, bytes, mtime)
+        })
+        .collect();
+
+    // A late object in the previous day's folder, and one with the same second as `a`.
+    let late = partitioned(&src, "2024-03-14", "23-59-59", "LATE000000000000");
+    std::fs::write(&late, &first).unwrap();
+    let twin = partitioned(&src, "2024-03-15", "00-10-11", "0000SAMESECOND00");
+    std::fs::write(&twin, &first).unwrap();
+    let report = tmp.path().join("r.json");
+    let out = convert(&src, &dest, &[&range[..], &["--report", report.to_str().unwrap()]].concat()).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!((r["objects_read"].as_u64(), r["objects_skipped"].as_u64()), (Some(2), Some(2)), "{r}");
+    assert_eq!(r["commits"], serde_json::json!([2]));
+
+    // The old files are untouched; the new records are additional files in their days.
+    for (p, bytes, mtime) in &before {
+        assert_eq!(&std::fs::read(p).unwrap(), bytes);
+        assert_eq!(&std::fs::metadata(p).unwrap().modified().unwrap(), mtime);
+    }
+    let added: Vec<String> = r["files_written"].as_array().unwrap().iter().map(|f| f["path"].to_string()).collect();
+    assert_eq!(added.len(), 2, "{added:?}");
+    assert!(added[0].contains("data/dt=2024-03-14/") && added[1].contains("data/dt=2024-03-15/"), "{added:?}");
+    let name = |p: &Path| std::fs::canonicalize(p).unwrap().display().to_string();
+    let objects: Vec<(String, Vec<u8>)> =
+        [&a, &b, &late, &twin].iter().map(|p| (name(p), std::fs::read(p).unwrap())).collect();
+    assert_exactly_once(&dest, &objects);
+}
+
+/// `--dry-run` lists what would be converted and writes nothing; `status` reports what the
+/// ledger holds; the report says what was skipped.
+#[test]
+fn dry_run_and_status() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("logs");
+    let dest = tmp.path().join("table");
+    let objects = corpus(&src, 5, 64 << 10, 5);
+
+    let out = convert(&src, &dest, &["--dry-run"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed: Vec<String> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| l.split('\t').next().unwrap().to_string()).collect();
+    assert_eq!(listed, objects.iter().map(|o| o.0.clone()).collect::<Vec<_>>());
+    assert!(stderr(&out).contains("dry run: would convert 5 objects"), "{}", stderr(&out));
+    assert!(!dest.exists(), "a dry run writes nothing");
+
+    let out = bin().args(["status", dest.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(74), "no DEST yet: {}", stderr(&out));
+
+    assert!(convert(&src, &dest, &[]).output().unwrap().status.success());
+    // One more object, then a dry run: only it would be converted.
+    let extra = corpus(&tmp.path().join("more"), 6, 64 << 10, 5).pop().unwrap();
+    let extra_path = src.join("2099-01-01-00-00-00-EXTRA");
+    std::fs::write(&extra_path, &extra.1).unwrap();
+    let out = convert(&src, &dest, &["--dry-run"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+    assert!(stderr(&out).contains("5 already converted"), "{}", stderr(&out));
+
+    let out = bin().args(["status", dest.to_str().unwrap(), "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids = table_ids(&dest);
+    let rejects = line_ids(&dest.join("rejects")).len() as u64;
+    assert_eq!(s["objects"].as_u64(), Some(5));
+    assert_eq!(s["lines"].as_u64(), Some(ids.len() as u64));
+    assert_eq!(s["rows"].as_u64(), Some(ids.len() as u64 - rejects));
+    assert_eq!(s["rejects"].as_u64(), Some(rejects));
+    assert_eq!(s["commits"].as_u64(), Some(1));
+    assert_eq!(s["lease"], "free");
+    let text = bin().args(["status", dest.to_str().unwrap()]).output().unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.contains("converted: 5 objects") && text.contains("last commit: #1"), "{text}");
+}
+
+/// Promise 1 at every step of the commit protocol, deterministically: the process aborts (no
+/// cleanup, like kill -9) at each crash point, at the first and at a later batch; the next run
+/// finishes or discards what it left, and the table holds every line once.
+#[test]
+fn a_crash_at_each_step_of_the_commit_protocol_is_finished_or_discarded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("logs");
+    let objects = corpus(&src, 12, 1 << 20, 13);
+    for point in ["staged", "committed", "publishing", "published"] {
+        for n in ["1", "3"] {
+            let dest = tmp.path().join(format!("{point}-{n}"));
+            let crashed = convert(&src, &dest, &["--batch-size", "128KiB"])
+                .env("S3LOGS_CRASH_AT", format!("{point}:{n}"))
+                .output()
+                .unwrap();
+            assert_eq!(crashed.status.code(), None, "{point}:{n} did not crash: {}", stderr(&crashed));
+            assert!(dest.join("_staging").exists(), "{point}:{n} left nothing staged");
+            let status = bin().args(["status", dest.to_str().unwrap(), "--json"]).output().unwrap();
+            let s: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+            let committed = s["staged_committed"].as_array().unwrap().len();
+            assert_eq!(committed, usize::from(point != "staged"), "{point}:{n}: {s}");
+            assert_eq!(s["lease"], "expired", "a dead process's lease is free to take: {s}");
+
+            let out = convert(&src, &dest, &["--batch-size", "128KiB", "--report", "/dev/stdout"]).output().unwrap();
+            assert!(out.status.success(), "{point}:{n}: {}", stderr(&out));
+            let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let (finished, discarded) =
+                (r["batches_finished"].as_array().unwrap(), r["batches_discarded"].as_array().unwrap());
+            assert_eq!(
+                (finished.len(), discarded.len()),
+                if point == "staged" { (0, 1) } else { (1, 0) },
+                "{point}:{n}"
+            );
+            assert_exactly_once(&dest, &objects);
+            assert!(!dest.join("_staging").exists());
+        }
+    }
+}
