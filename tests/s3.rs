@@ -326,7 +326,8 @@ mod faults {
 
     /// Fails the first `get_failures` reads (`usize::MAX`: all), hangs the first `hanging_gets`
     /// reads, says `NotFound` for keys ending in `missing`, and answers the first `lying_puts`
-    /// writes with an error after they succeeded.
+    /// writes (puts and copies) with an error after they succeeded. Counts every write request
+    /// (put, multipart, copy, delete) in `writes`.
     #[derive(Debug)]
     pub struct Faulty {
         pub inner: Arc<dyn ObjectStore>,
@@ -334,6 +335,17 @@ mod faults {
         pub hanging_gets: AtomicUsize,
         pub missing: Option<String>,
         pub lying_puts: AtomicUsize,
+        /// Every second write (put or copy) answers with an error after it succeeded.
+        pub lie_every_other: bool,
+        pub writes: Arc<AtomicUsize>,
+    }
+
+    impl Faulty {
+        /// Whether this successful write is to be answered with an error.
+        fn lies(&self) -> bool {
+            let n = self.writes.load(Ordering::SeqCst);
+            take_one(&self.lying_puts) || (self.lie_every_other && n % 2 == 1)
+        }
     }
 
     fn take_one(n: &AtomicUsize) -> bool {
@@ -354,8 +366,9 @@ mod faults {
     #[async_trait::async_trait]
     impl ObjectStore for Faulty {
         async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
+            self.writes.fetch_add(1, Ordering::SeqCst);
             let done = self.inner.put_opts(location, payload, opts).await?;
-            if take_one(&self.lying_puts) {
+            if self.lies() {
                 return Err(injected("connection reset after the write was stored"));
             }
             Ok(done)
@@ -365,6 +378,7 @@ mod faults {
             location: &Path,
             opts: PutMultipartOptions,
         ) -> Result<Box<dyn MultipartUpload>> {
+            self.writes.fetch_add(1, Ordering::SeqCst);
             self.inner.put_multipart_opts(location, opts).await
         }
         async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
@@ -380,6 +394,7 @@ mod faults {
             self.inner.get_opts(location, options).await
         }
         fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
+            self.writes.fetch_add(1, Ordering::SeqCst);
             self.inner.delete_stream(locations)
         }
         fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
@@ -392,7 +407,12 @@ mod faults {
             self.inner.list_with_delimiter(prefix).await
         }
         async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
-            self.inner.copy_opts(from, to, options).await
+            self.writes.fetch_add(1, Ordering::SeqCst);
+            self.inner.copy_opts(from, to, options).await?;
+            if self.lies() {
+                return Err(injected("connection reset after the copy was made"));
+            }
+            Ok(())
         }
     }
 }
@@ -434,6 +454,8 @@ fn faulty(
         hanging_gets: AtomicUsize::new(0),
         missing: missing.map(str::to_string),
         lying_puts: AtomicUsize::new(lying_puts),
+        lie_every_other: false,
+        writes: Arc::default(),
     }
 }
 
@@ -578,4 +600,186 @@ fn large_s3_objects_are_streamed() {
             }
         }
     }
+}
+
+// ---- Scheduled runs against S3: the same promises as tests/scheduled.rs, on moto. ----
+
+/// Generates `n` objects (1% malformed lines) into `dir`; returns `(key under logs/, path, bytes)`.
+fn generated(dir: &Path, n: usize, bytes: u64, seed: u64) -> Vec<(String, PathBuf, Vec<u8>)> {
+    use s3logs::corpus::{CorpusSpec, object};
+    std::fs::create_dir_all(dir).unwrap();
+    let spec = CorpusSpec { seed, total_bytes: bytes, objects: n, malformed_ratio: 0.01, ..CorpusSpec::default() };
+    (0..n)
+        .map(|i| {
+            let (name, body, _) = object(&spec, i);
+            let path = dir.join(&name);
+            std::fs::write(&path, &body).unwrap();
+            (format!("logs/{name}"), path, body)
+        })
+        .collect()
+}
+
+fn upload_generated(moto: &Moto, objects: &[(String, PathBuf, Vec<u8>)]) {
+    let files: Vec<(String, PathBuf)> = objects.iter().map(|(k, p, _)| (k.clone(), p.clone())).collect();
+    moto.upload("logs-bucket", &files);
+}
+
+/// Downloads `s3://analytics/<prefix>/` and checks data plus rejects hold every line of
+/// `objects` exactly once and nothing is left staged; returns the keys under `_state/commits/`.
+fn assert_s3_table_exactly_once(
+    moto: &Moto,
+    prefix: &str,
+    objects: &[(String, PathBuf, Vec<u8>)],
+    tmp: &Path,
+) -> usize {
+    let local = tmp.join(format!("download-{prefix}"));
+    let _ = std::fs::remove_dir_all(&local);
+    moto.download("analytics", prefix, &local);
+    assert!(!local.join("_staging").exists(), "{prefix}: staging left behind");
+    let mut got = common::line_ids(&local.join("data"));
+    got.extend(common::line_ids(&local.join("rejects")));
+    got.sort();
+    let named: Vec<(String, Vec<u8>)> =
+        objects.iter().map(|(k, _, b)| (format!("s3://logs-bucket/{k}"), b.clone())).collect();
+    let want = common::expected_ids(&named);
+    assert_eq!(got.len(), want.len(), "{prefix}: lines in the table");
+    assert!(got == want, "{prefix}: a line is missing or repeated");
+    common::walkdir_files(&local.join("_state/commits")).len()
+}
+
+/// Promise 1 on S3: an s3 -> s3 job on a growing bucket, killed at random moments and at each
+/// step of the commit protocol, restarted each time, ends with every line exactly once.
+#[test]
+fn scheduled_s3_runs_killed_and_restarted_lose_nothing() {
+    let moto = Moto::start();
+    moto.upload("analytics", &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let objects = generated(&tmp.path().join("gen"), 28, 2 << 20, 21);
+    let args = |dest: &str| -> Vec<String> {
+        ["convert", "s3://logs-bucket/logs/", "--output", dest, "--batch-size", "192KiB", "--max-reject-ratio", "0.5"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["--endpoint-url".to_string(), moto.endpoint.clone(), "--quiet".to_string()])
+            .collect()
+    };
+    let cmd = |dest: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_s3logs"));
+        c.args(args(dest))
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ENDPOINT_URL");
+        c
+    };
+
+    // Round one: 12 objects; a clean run into another prefix measures how long a run takes.
+    upload_generated(&moto, &objects[..12]);
+    let started = Instant::now();
+    assert!(cmd("s3://analytics/probe").output().unwrap().status.success());
+    let window = started.elapsed() / 2;
+    let mut rng = common::Rng(0x0005_3000_5eed);
+    let mut killed = common::run_with_kills(|| cmd("s3://analytics/table"), 5, window, &mut rng, || {});
+    // Round two: 12 more.
+    upload_generated(&moto, &objects[12..24]);
+    killed += common::run_with_kills(|| cmd("s3://analytics/table"), 5, window, &mut rng, || {});
+    assert!(killed >= 2, "only {killed} runs were killed");
+    assert_s3_table_exactly_once(&moto, "table", &objects[..24], tmp.path());
+
+    // Then one new object per crash point: each run dies there, the next one finishes the job.
+    for (i, point) in ["staged", "committed", "publishing", "published"].iter().enumerate() {
+        upload_generated(&moto, &objects[24 + i..25 + i]);
+        let crashed = cmd("s3://analytics/table").env("S3LOGS_CRASH_AT", format!("{point}:1")).output().unwrap();
+        assert_eq!(crashed.status.code(), None, "{point}: {}", String::from_utf8_lossy(&crashed.stderr));
+        let out = cmd("s3://analytics/table").output().unwrap();
+        assert!(out.status.success(), "{point}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert_s3_table_exactly_once(&moto, "table", &objects, tmp.path());
+    eprintln!("{killed} runs killed at random");
+}
+
+/// Promise 2 on S3: a run with nothing new makes no write request at all (counted by a store
+/// wrapper), nor does a dry run; ambiguous writes (the request succeeded, the answer was an
+/// error) are resolved without duplicates; a held lease makes the binary exit 73.
+#[test]
+fn scheduled_s3_noop_dry_run_ambiguous_writes_and_lease() {
+    use std::sync::atomic::Ordering;
+    let moto = Moto::start();
+    moto.upload("analytics", &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let objects = generated(&tmp.path().join("gen"), 6, 256 << 10, 31);
+    upload_generated(&moto, &objects[..5]);
+
+    // Every second write answers with an error after it succeeded: lease, staging uploads, the
+    // commit record and the copies into data/. All are resolved; each line lands once, in one
+    // commit.
+    let report = convert_with(&moto, "s3://analytics/lying", |inner| faults::Faulty {
+        lie_every_other: true,
+        ..faulty(inner, 0, None, 0)
+    })
+    .unwrap();
+    assert!(report.retries >= 3, "{}", report.retries);
+    assert_eq!(report.commits, [1]);
+    assert_eq!(assert_s3_table_exactly_once(&moto, "lying", &objects[..5], tmp.path()), 1);
+
+    // Nothing new: zero write requests. A dry run with one new object: zero as well.
+    let writes = Arc::new(AtomicUsize::new(0));
+    let counted = |w: &Arc<AtomicUsize>| {
+        let w = w.clone();
+        move |inner| faults::Faulty { writes: w.clone(), ..faulty(inner, 0, None, 0) }
+    };
+    let report = convert_with(&moto, "s3://analytics/lying", counted(&writes)).unwrap();
+    assert!(report.nothing_new && report.objects_skipped == 5, "{report:?}");
+    assert_eq!(writes.load(Ordering::SeqCst), 0, "a run with nothing new wrote");
+    upload_generated(&moto, &objects[5..]);
+    let listing = || {
+        let (w, dest) = (writes.clone(), "s3://analytics/lying".to_string());
+        let mut opts = s3logs::convert::ConvertOptions {
+            sources: vec!["s3://logs-bucket/logs/".into()],
+            output: dest.into(),
+            dry_run: true,
+            store: moto_store(
+                &moto,
+                Some(s3logs::object_source::StoreLayer(Arc::new(move |inner| {
+                    Arc::new(faults::Faulty { writes: w.clone(), ..faulty(inner, 0, None, 0) })
+                        as Arc<dyn object_store::ObjectStore>
+                }))),
+            ),
+            ..Default::default()
+        };
+        opts.max_reject_ratio = 0.5;
+        s3logs::convert::run(&opts).unwrap()
+    };
+    let report = listing();
+    assert_eq!(report.would_convert.len(), 1);
+    assert_eq!(writes.load(Ordering::SeqCst), 0, "a dry run wrote");
+    // Converted for real: only the new object is read.
+    let report = convert_with(&moto, "s3://analytics/lying", counted(&writes)).unwrap();
+    assert_eq!((report.objects_read, report.objects_skipped, report.commits.clone()), (1, 5, vec![2]));
+    assert_eq!(assert_s3_table_exactly_once(&moto, "lying", &objects, tmp.path()), 2);
+
+    // A held lease on an S3 DEST: the binary exits 73 and writes nothing; released, it converts.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dest =
+        s3logs::destination::Destination::parse("s3://analytics/busy", &moto_store(&moto, None), Some(&rt)).unwrap();
+    let held = s3logs::lease::acquire(&dest, s3logs::lease::LeaseOptions::default()).unwrap();
+    let run = || {
+        s3logs(
+            &["convert", "s3://logs-bucket/logs/", "--output", "s3://analytics/busy", "--max-reject-ratio", "0.5"],
+            &moto.endpoint,
+        )
+    };
+    let out = run();
+    assert_eq!(out.status.code(), Some(73), "{}", String::from_utf8_lossy(&out.stderr));
+    held.release();
+    let out = run();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status = s3logs(&["status", "s3://analytics/busy", "--json"], &moto.endpoint);
+    let s: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(
+        (s["objects"].as_u64(), s["commits"].as_u64(), s["lease"].as_str()),
+        (Some(6), Some(1), Some("free")),
+        "{s}"
+    );
 }
