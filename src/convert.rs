@@ -642,7 +642,9 @@ pub fn run(opts: &ConvertOptions) -> Result<Report, Error> {
     let mut report = Report { output: dest.display(), listing, ..Report::default() };
 
     // Plan without the lease first: a run with nothing to do writes nothing at all.
+    let state_started = Instant::now();
     let plan = Ledger::load(&dest)?.plan(&objects);
+    report.stage_seconds.state = state_started.elapsed().as_secs_f64();
     report.objects_skipped = plan.skipped;
     report.objects_changed = plan.changed.clone();
     for name in &plan.changed {
@@ -663,9 +665,11 @@ pub fn run(opts: &ConvertOptions) -> Result<Report, Error> {
 
     let lease = lease::acquire(&dest, opts.lease)?;
     // Under the lease the ledger is read again: a run that just finished may have converted some.
+    let state_started = Instant::now();
     let mut ledger = Ledger::load(&dest)?;
     recover(&dest, &ledger, &mut report)?;
     let plan = ledger.plan(&objects);
+    report.stage_seconds.state += state_started.elapsed().as_secs_f64();
     report.objects_skipped = plan.skipped;
     let retries_before = object_source::RETRIES.load(std::sync::atomic::Ordering::Relaxed);
     let run = Run { opts, rt: rt.as_ref(), dest: &dest, lease: &lease, owner: lease.owner().to_string() };

@@ -20,6 +20,8 @@ pub struct TransferFigures {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StageSeconds {
+    /// Reading the ledger (`DEST/_state/`) and planning what is new.
+    pub state: f64,
     pub read_parse: f64,
     pub encode: f64,
     pub commit: f64,
