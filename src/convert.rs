@@ -630,9 +630,13 @@ pub fn run(opts: &ConvertOptions) -> Result<Report, Error> {
         return Err(Error::Usage("--max-line-bytes must be at least 1".into()));
     }
     let rt = runtime_if_needed(opts)?;
-    let dest = Destination::parse(&opts.output.to_string_lossy(), &opts.store, rt.as_ref())?;
+    let mut store = opts.store.clone();
+    if let Some(rt) = &rt {
+        object_source::resolve_region(&mut store, rt);
+    }
+    let dest = Destination::parse(&opts.output.to_string_lossy(), &store, rt.as_ref())?;
     let listing_started = Instant::now();
-    let objects = object_source::list(&opts.sources, dest.local_root(), &opts.store, rt.as_ref(), opts.key_dates)?;
+    let objects = object_source::list(&opts.sources, dest.local_root(), &store, rt.as_ref(), opts.key_dates)?;
     let listing = TransferFigures {
         objects: objects.len() as u64,
         bytes: objects.iter().map(|o| o.size).sum(),

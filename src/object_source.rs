@@ -285,6 +285,21 @@ impl SourceObject {
     }
 }
 
+/// Fills in the region from the AWS profile (`AWS_PROFILE`, else `default`, in the shared config
+/// file) when neither `--region` nor `AWS_REGION` / `AWS_DEFAULT_REGION` gives one, as the AWS CLI
+/// does. Without any, object_store uses us-east-1.
+pub fn resolve_region(opts: &mut StoreOptions, rt: &tokio::runtime::Runtime) {
+    if opts.region.is_some() || ["AWS_REGION", "AWS_DEFAULT_REGION"].iter().any(|v| std::env::var_os(v).is_some()) {
+        return;
+    }
+    use aws_config::meta::region::ProvideRegion;
+    let provider = aws_config::profile::ProfileFileRegionProvider::new();
+    if let Some(region) = rt.block_on(provider.region()) {
+        tracing::info!(region = %region, "region from the AWS profile");
+        opts.region = Some(region.to_string());
+    }
+}
+
 /// Splits `s3://bucket/key/prefix` into bucket and key prefix.
 pub fn split_s3_url(url: &str) -> Option<(&str, &str)> {
     let rest = url.strip_prefix("s3://")?;

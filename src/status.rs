@@ -75,7 +75,11 @@ pub fn render(dest: &str, opts: &StoreOptions, json: bool) -> Result<String, Err
     } else {
         None
     };
-    let d = Destination::parse(dest, opts, rt.as_ref())?;
+    let mut opts = opts.clone();
+    if let Some(rt) = &rt {
+        crate::object_source::resolve_region(&mut opts, rt);
+    }
+    let d = Destination::parse(dest, &opts, rt.as_ref())?;
     if let Destination::Local(p) = &d
         && !p.is_dir()
     {

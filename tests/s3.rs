@@ -516,8 +516,61 @@ fn transient_faults_are_retried_and_lose_nothing() {
     assert_eq!(rows(&fetched.join("rejects")).len(), 1);
 }
 
-/// Credentials from `AWS_PROFILE` and the shared credentials file, as the AWS CLI finds them; a
-/// profile that does not exist is one clear error that shows no secret. Instance metadata is off,
+/// A stand-in for the AWS SSO portal's GetRoleCredentials on a free loopback port (python3's
+/// http.server), answering with moto's fake keys; counts the requests that carried the token.
+struct SsoPortal {
+    child: Child,
+    endpoint: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SsoPortal {
+    fn start() -> SsoPortal {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("requests");
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let script = format!(
+            "import http.server, json, time\n\
+             class H(http.server.BaseHTTPRequestHandler):\n\
+             \x20   def do_GET(self):\n\
+             \x20       ok = self.path.startswith('/federation/credentials') and \
+             self.headers.get('x-amz-sso_bearer_token') == 'sso-token-do-not-print'\n\
+             \x20       if ok: open('{}', 'a').write(self.path + '\\n')\n\
+             \x20       body = json.dumps({{'roleCredentials': {{'accessKeyId': 'test', 'secretAccessKey': 'test', \
+             'sessionToken': 'sso-session', 'expiration': int(time.time() + 3600) * 1000}}}}).encode()\n\
+             \x20       self.send_response(200 if ok else 403)\n\
+             \x20       self.send_header('Content-Type', 'application/json')\n\
+             \x20       self.send_header('Content-Length', str(len(body)))\n\
+             \x20       self.end_headers()\n\
+             \x20       self.wfile.write(body)\n\
+             http.server.HTTPServer(('127.0.0.1', {port}), H).serve_forever()\n",
+            log.display()
+        );
+        let child =
+            Command::new("python3").args(["-c", &script]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the SSO stand-in did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        SsoPortal { child, endpoint: format!("http://127.0.0.1:{port}"), log, _dir: dir }
+    }
+
+    fn requests(&self) -> usize {
+        std::fs::read_to_string(&self.log).map_or(0, |s| s.lines().count())
+    }
+}
+
+impl Drop for SsoPortal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Credentials from `AWS_PROFILE` and the shared credentials file, and from an SSO profile, as
+/// the AWS CLI finds them, with the profile's region; a profile that does not exist is one clear error that shows no secret. Instance metadata is off,
 /// so nothing is asked of any address but moto's.
 #[test]
 fn credentials_come_from_a_named_profile() {
@@ -531,28 +584,67 @@ fn credentials_come_from_a_named_profile() {
         "[s3logs-test]\naws_access_key_id = AKIAPROFILEEXAMPLE\naws_secret_access_key = profile-secret-do-not-print\n",
     )
     .unwrap();
+    // An SSO profile: its token is in the SSO cache (under HOME), and the role credentials come
+    // from a stand-in for the SSO portal on loopback (AWS_ENDPOINT_URL_SSO).
+    let sso = SsoPortal::start();
+    let start_url = "https://s3logs-test.awsapps.com/start";
+    let cache = tmp.path().join(".aws/sso/cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let key: String = {
+        use sha1::Digest;
+        sha1::Sha1::digest(start_url.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    };
+    std::fs::write(
+        cache.join(format!("{key}.json")),
+        format!(
+            r#"{{"accessToken":"sso-token-do-not-print","expiresAt":"2099-01-01T00:00:00Z","region":"us-east-1","startUrl":"{start_url}"}}"#
+        ),
+    )
+    .unwrap();
     let config = tmp.path().join("config");
-    std::fs::write(&config, "[profile s3logs-test]\nregion = us-east-1\n").unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[profile s3logs-test]\nregion = eu-west-1\n\n[profile s3logs-sso]\nsso_start_url = {start_url}\n\
+             sso_region = us-east-1\nsso_account_id = 111122223333\nsso_role_name = LogReader\nregion = us-east-1\n"
+        ),
+    )
+    .unwrap();
     let run = |profile: &str, dest: &Path| {
         Command::new(env!("CARGO_BIN_EXE_s3logs"))
             .args(["convert", "s3://logs-bucket/logs/", "--output", dest.to_str().unwrap()])
-            .args(["--endpoint-url", &moto.endpoint, "--region", "us-east-1", "--retries", "0"])
+            .args(["--endpoint-url", &moto.endpoint, "--retries", "0"])
             .env_remove("AWS_ACCESS_KEY_ID")
             .env_remove("AWS_SECRET_ACCESS_KEY")
             .env_remove("AWS_SESSION_TOKEN")
             .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_REGION")
+            .env_remove("AWS_DEFAULT_REGION")
             .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
             .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
             .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
             .env("AWS_CONFIG_FILE", &config)
+            .env("AWS_ENDPOINT_URL_SSO", &sso.endpoint)
+            .env("HOME", tmp.path())
+            .env("RUST_LOG", "s3logs=info")
             .env("AWS_PROFILE", profile)
             .output()
             .unwrap()
     };
+    // The SSO profile: credentials from the portal, used against moto.
+    let out = run("s3logs-sso", &tmp.path().join("sso"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(rows(&tmp.path().join("sso/data")).len(), 8);
+    assert!(sso.requests() >= 1, "the SSO portal was not asked");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("sso-token-do-not-print"));
+
     let out = run("s3logs-test", &tmp.path().join("ok"));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // No --region and no AWS_REGION: the profile's region is used, as the AWS CLI does.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("region from the AWS profile") && err.contains("eu-west-1"), "{err}");
     assert_eq!(rows(&tmp.path().join("ok/data")).len(), 8);
 
     let out = run("no-such-profile", &tmp.path().join("missing"));
