@@ -1,14 +1,17 @@
-//! The `convert` run: list objects, parse them in parallel, write partitioned Parquet, commit.
+//! The `convert` run: list objects, convert the new ones in parallel, commit them in batches.
 //!
-//! Objects are taken in windows of about 16 MiB. While a window is converted, the remote objects of
-//! the next one download in the background (tokio, `--concurrency` at once, so at most two windows
-//! of bytes are in flight). Each window is parsed by rayon (objects, and newline-aligned chunks of
-//! larger ones, in parallel) and then encoded (columns in parallel): the two phases alternate, each
-//! on every core. An object larger than a window is streamed in blocks instead of held whole.
-//! Input order is kept everywhere, so the same input gives the same files and rows. Files are staged (in `DEST/_staging/<run>/`, or a
-//! temporary folder for an S3 DEST) and moved or uploaded into `DEST/data/` and `DEST/rejects/`
-//! only when the whole run succeeded; on any error the staging folder is removed and nothing under
-//! `DEST/data/` changes.
+//! The listing runs in the background ([`Listing`]) and hands objects over as S3 pages arrive;
+//! each is checked against the ledger, and the new ones are taken in windows of about 16 MiB.
+//! While a window is converted, the next is drawn from the listing and its remote objects download
+//! (tokio, `--concurrency` at once, so at most two windows of bytes are in flight). Each window is
+//! parsed by rayon (objects, and newline-aligned chunks of larger ones, in parallel) and then
+//! encoded (columns in parallel): the two phases alternate, each on every core. An object larger
+//! than a window is streamed in blocks instead of held whole. Input order is kept everywhere, so
+//! the same input gives the same files and rows.
+//!
+//! Windows fill batches of about `--batch-size`; each batch is staged, committed and published as
+//! `docs/commit-protocol.md` describes, under the DEST's lease. A run with nothing new writes
+//! nothing at all.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -25,9 +28,9 @@ use crate::batch_builder::{ChunkOutput, MAX_SAMPLES, ParseOptions, PartitionKey,
 use crate::destination::Destination;
 use crate::error::Error;
 use crate::lease::{self, Lease, LeaseOptions};
-use crate::ledger::{CommitRecord, Ledger, ObjectEntry};
+use crate::ledger::{CommitRecord, Ledger, ObjectEntry, Verdict};
 use crate::lines::chunks;
-use crate::object_source::{self, Fetched, KeyDates, SourceObject, StoreOptions};
+use crate::object_source::{self, Fetched, KeyDates, Listing, SourceObject, StoreOptions};
 use crate::parquet_sink::{PartitionedWriter, SinkOptions, WrittenFile};
 use crate::report::{PlannedObject, Report, TransferFigures};
 use crate::schema::{arrow_schema, reject_schema};
@@ -324,12 +327,12 @@ fn stream_object(
 }
 
 /// A progress bar of bytes and objects, with rate and ETA, when asked for (stderr is a terminal);
-/// otherwise one that draws nothing.
-fn progress_bar(objects: &[SourceObject], show: bool) -> indicatif::ProgressBar {
+/// otherwise one that draws nothing. Its total grows as the listing goes on.
+fn progress_bar(show: bool) -> indicatif::ProgressBar {
     if !show {
         return indicatif::ProgressBar::hidden();
     }
-    let bar = indicatif::ProgressBar::new(objects.iter().map(|o| o.size).sum());
+    let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}")
             .expect("the template is valid"),
@@ -337,26 +340,81 @@ fn progress_bar(objects: &[SourceObject], show: bool) -> indicatif::ProgressBar 
     bar
 }
 
-/// Consecutive objects grouped so each group holds about `bytes` stored bytes.
-/// An object larger than a window is a window of its own, and is streamed.
-fn windows(objects: &[SourceObject], bytes: u64) -> Vec<&[SourceObject]> {
-    let mut out = Vec::new();
-    let (mut start, mut size) = (0, 0u64);
-    for (i, o) in objects.iter().enumerate() {
-        if o.size > bytes && start < i {
-            out.push(&objects[start..i]);
-            (start, size) = (i, 0);
-        }
-        size += o.size;
-        if size >= bytes {
-            out.push(&objects[start..=i]);
-            (start, size) = (i + 1, 0);
-        }
+/// New objects drawn from the listing as the batches need them, each checked against the ledger
+/// and against the names this run already took (a source named twice is read once).
+struct Feed<'a> {
+    listing: &'a mut Listing,
+    /// An object drawn and found new but not yet placed in a window.
+    peeked: Option<SourceObject>,
+    seen: std::collections::HashSet<String>,
+    skipped: u64,
+    changed: Vec<String>,
+}
+
+impl<'a> Feed<'a> {
+    fn new(listing: &'a mut Listing) -> Self {
+        Feed { listing, peeked: None, seen: Default::default(), skipped: 0, changed: Vec::new() }
     }
-    if start < objects.len() {
-        out.push(&objects[start..]);
+
+    /// The next object `ledger` does not hold, waiting for the listing if need be.
+    fn next_new(&mut self, ledger: &Ledger) -> Result<Option<SourceObject>, Error> {
+        if let Some(o) = self.peeked.take() {
+            return Ok(Some(o));
+        }
+        while let Some(o) = self.listing.next_object()? {
+            if !o.is_stdin() && !self.seen.insert(o.name.clone()) {
+                self.skipped += 1;
+                continue;
+            }
+            match ledger.classify(&o) {
+                Verdict::New => return Ok(Some(o)),
+                Verdict::Skip => self.skipped += 1,
+                Verdict::Changed => {
+                    tracing::warn!(object = o.name, "changed since it was converted; not converted again");
+                    self.changed.push(o.name);
+                }
+            }
+        }
+        Ok(None)
     }
-    out
+}
+
+/// The windows of one batch: consecutive new objects of about `window_bytes` stored bytes each (an
+/// object larger than that is a window of its own, and is streamed), until the batch holds about
+/// `batch_bytes`.
+struct BatchWindows<'f, 'a> {
+    feed: &'f mut Feed<'a>,
+    ledger: &'f Ledger,
+    window_bytes: u64,
+    batch_bytes: u64,
+    taken: Vec<SourceObject>,
+    taken_bytes: u64,
+}
+
+impl BatchWindows<'_, '_> {
+    fn next_window(&mut self) -> Result<Option<Vec<SourceObject>>, Error> {
+        if self.taken_bytes >= self.batch_bytes {
+            return Ok(None);
+        }
+        let (mut window, mut size) = (Vec::new(), 0u64);
+        while let Some(o) = self.feed.next_new(self.ledger)? {
+            if o.size > self.window_bytes && !window.is_empty() {
+                self.feed.peeked = Some(o);
+                break;
+            }
+            size += o.size;
+            window.push(o);
+            if size >= self.window_bytes || self.taken_bytes + size >= self.batch_bytes {
+                break;
+            }
+        }
+        if window.is_empty() {
+            return Ok(None);
+        }
+        self.taken.extend(window.iter().cloned());
+        self.taken_bytes += size;
+        Ok(Some(window))
+    }
 }
 
 fn tally(report: &mut Report, o: &ObjectOutput) {
@@ -404,14 +462,17 @@ fn prepare_output(dest: &Destination, local: &Path) -> Result<(), Error> {
 
 type Written = (Vec<WrittenFile>, Vec<WrittenFile>);
 
-/// Parses all objects and writes staged files; returns the data and rejects files written.
+/// Parses the objects of a batch's windows and writes its files in `staging`; returns the data
+/// and rejects files written. While a window is converted, the next one is drawn from the listing
+/// and its remote objects download.
 fn parse_and_write(
-    objects: &[SourceObject],
+    windows: &mut BatchWindows,
     rt: Option<&tokio::runtime::Runtime>,
     opts: &ConvertOptions,
     staging: &Path,
     run: &str,
     report: &mut Report,
+    progress: &indicatif::ProgressBar,
 ) -> Result<Written, Error> {
     let mut pool = rayon::ThreadPoolBuilder::new();
     if let Some(n) = opts.threads {
@@ -422,21 +483,22 @@ fn parse_and_write(
     let mut rejects =
         PartitionedWriter::new(staging.join("rejects"), run.to_string(), reject_schema(), opts.sink.clone())?;
 
-    let progress = progress_bar(objects, opts.progress);
     // Phases alternate, each using every core: parse a window of objects, then encode it.
-    let windows = windows(objects, opts.window_bytes);
-    let mut pending = windows.first().and_then(|w| spawn_prefetch(w, rt, opts));
-    for (i, window) in windows.iter().copied().enumerate() {
+    let mut next = windows.next_window()?;
+    let mut pending = next.as_deref().and_then(|w| spawn_prefetch(w, rt, opts));
+    while let Some(window) = next.take() {
         let started = Instant::now();
         let this = pending.take();
-        pending = windows.get(i + 1).and_then(|w| spawn_prefetch(w, rt, opts));
-        if let Some(big) = opts.streamed(window) {
+        next = windows.next_window()?;
+        pending = next.as_deref().and_then(|w| spawn_prefetch(w, rt, opts));
+        progress.set_length(windows.feed.listing.bytes);
+        if let Some(big) = opts.streamed(&window) {
             stream_object(big, rt, &pool, opts, &mut data, &mut rejects, report)?;
             report.stage_seconds.read_parse += started.elapsed().as_secs_f64();
             progress.inc(big.size);
             continue;
         }
-        let fetched = fetched(window, rt, this)?;
+        let fetched = fetched(&window, rt, this)?;
         if window.iter().any(SourceObject::is_remote) {
             // Time spent waiting for downloads, beyond what overlapped with the previous window.
             report.fetch.seconds += started.elapsed().as_secs_f64();
@@ -458,31 +520,39 @@ fn parse_and_write(
         encode(outs.into_iter().flat_map(|o| o.chunks), &pool, &mut data, &mut rejects)?;
         report.stage_seconds.encode += started.elapsed().as_secs_f64();
         progress.inc(window.iter().map(|o| o.size).sum());
-        progress.set_message(format!("{} of {} objects", report.objects_read, objects.len()));
+        progress.set_message(format!("{} objects", report.objects_read));
         tracing::debug!(objects = window.len(), rows = report.rows_written, "window written");
     }
-    progress.finish_and_clear();
     let started = Instant::now();
     let written = pool.install(|| Ok((data.finish()?, rejects.finish()?)));
     report.stage_seconds.encode += started.elapsed().as_secs_f64();
     written
 }
 
-/// Consecutive objects grouped into commit batches of about `bytes` stored bytes each.
-fn batches(objects: &[SourceObject], bytes: u64) -> Vec<&[SourceObject]> {
-    let mut out = Vec::new();
-    let (mut start, mut size) = (0, 0u64);
-    for (i, o) in objects.iter().enumerate() {
-        size += o.size;
-        if size >= bytes {
-            out.push(&objects[start..=i]);
-            (start, size) = (i + 1, 0);
+/// Gives the files written under a provisional name their batch's name (`part-<batch>-N`), and,
+/// for a local DEST, moves the folder to the batch's staging folder.
+fn rename_batch(
+    dest: &Destination,
+    local: &Path,
+    provisional: &str,
+    batch: &str,
+    files: Vec<WrittenFile>,
+) -> Result<(PathBuf, Vec<WrittenFile>), Error> {
+    let (from, to) = (format!("part-{provisional}-"), format!("part-{batch}-"));
+    let mut renamed = Vec::with_capacity(files.len());
+    for f in files {
+        let path = f.path.replacen(&from, &to, 1);
+        std::fs::rename(local.join(&f.path), local.join(&path)).map_err(|e| Error::write(local.join(&path), e))?;
+        renamed.push(WrittenFile { path, ..f });
+    }
+    let target = if dest.is_remote() { local.to_path_buf() } else { dest.local_staging(batch) };
+    if target != local {
+        if target.exists() {
+            std::fs::remove_dir_all(&target).map_err(|e| Error::write(&target, e))?;
         }
+        std::fs::rename(local, &target).map_err(|e| Error::write(&target, e))?;
     }
-    if start < objects.len() {
-        out.push(&objects[start..]);
-    }
-    out
+    Ok((target, renamed))
 }
 
 /// Finishes what an interrupted run left in the staging area: a batch with a commit record is
@@ -513,31 +583,61 @@ struct Run<'a> {
     owner: String,
 }
 
-/// Converts one batch and commits it: parse and write files locally, stage them in DEST, check
-/// the lease, create the commit record (the commit point), publish the files into the table,
-/// and empty the staging area. A failure before the commit record leaves the table as it was.
-fn convert_batch(run: &Run, objects: &[SourceObject], ledger: &mut Ledger, report: &mut Report) -> Result<(), Error> {
+/// Converts one batch and commits it: draw new objects from the listing, parse and write their
+/// files locally (under a provisional name, since the batch's name comes from its objects), stage
+/// them in DEST, check the lease, create the commit record (the commit point), publish the files
+/// into the table, and empty the staging area. A failure before the commit record leaves the
+/// table as it was. Returns false when there was nothing left to convert.
+fn convert_batch(
+    run: &Run,
+    feed: &mut Feed,
+    ledger: &mut Ledger,
+    report: &mut Report,
+    progress: &indicatif::ProgressBar,
+) -> Result<bool, Error> {
     let (opts, dest) = (run.opts, run.dest);
-    let batch = batch_id(objects);
-    let local = dest.local_staging(&batch);
-    let (lines_before, rejected_before) = (report.lines_read, report.lines_rejected);
-    let written =
-        prepare_output(dest, &local).and_then(|()| parse_and_write(objects, run.rt, opts, &local, &batch, report));
-    let discard = || {
-        dest.remove_local_staging(&local);
-        let _ = dest.discard_staged(&batch);
+    let provisional = format!("new-{}-{}", std::process::id(), report.commits.len());
+    let mut local = dest.local_staging(&provisional);
+    let mut staged_as: Option<String> = None;
+    // Removes what this batch wrote: its local folder (for a local DEST, its staging folder) and
+    // what it uploaded to an S3 DEST's staging area.
+    let discard = |local: &Path, staged_as: &Option<String>| {
+        let _ = std::fs::remove_dir_all(local);
+        if let Some(batch) = staged_as {
+            let _ = dest.discard_staged(batch);
+        }
+        if let Some(root) = dest.local_root() {
+            let _ = std::fs::remove_dir(root.join(crate::destination::STAGING));
+        }
     };
+    let (lines_before, rejected_before) = (report.lines_read, report.lines_rejected);
+    let mut windows = BatchWindows {
+        feed,
+        ledger,
+        window_bytes: opts.window_bytes,
+        batch_bytes: opts.batch_bytes.max(1),
+        taken: Vec::new(),
+        taken_bytes: 0,
+    };
+    let written = prepare_output(dest, &local)
+        .and_then(|()| parse_and_write(&mut windows, run.rt, opts, &local, &provisional, report, progress));
+    let objects = std::mem::take(&mut windows.taken);
     let (data, rejects) = match written {
         Ok(w) => w,
         Err(e) => {
-            discard();
+            discard(&local, &staged_as);
             return Err(e);
         }
     };
+    if objects.is_empty() {
+        discard(&local, &staged_as);
+        return Ok(false);
+    }
+    let batch = batch_id(&objects);
     let (lines, rejected) = (report.lines_read - lines_before, report.lines_rejected - rejected_before);
     let ratio = if lines == 0 { 0.0 } else { rejected as f64 / lines as f64 };
     if ratio > opts.max_reject_ratio {
-        discard();
+        discard(&local, &staged_as);
         let first = report
             .reject_samples
             .first()
@@ -551,13 +651,23 @@ fn convert_batch(run: &Run, objects: &[SourceObject], ledger: &mut Ledger, repor
             report: Box::new(std::mem::take(report)),
         });
     }
-    let (data, rejects) = (with_prefix("data", data), with_prefix("rejects", rejects));
-    let files: Vec<WrittenFile> = data.iter().chain(&rejects).cloned().collect();
+    let files: Vec<WrittenFile> =
+        with_prefix("data", data).into_iter().chain(with_prefix("rejects", rejects)).collect();
     let started = Instant::now();
-    if let Err(e) = dest.stage(&batch, &local, &files, opts.upload_part_bytes).and_then(|()| run.lease.check()) {
-        discard();
-        return Err(e);
-    }
+    let staged = rename_batch(dest, &local, &provisional, &batch, files).and_then(|(moved, files)| {
+        local = moved;
+        staged_as = Some(batch.clone());
+        dest.stage(&batch, &local, &files, opts.upload_part_bytes)?;
+        run.lease.check()?;
+        Ok(files)
+    });
+    let files = match staged {
+        Ok(f) => f,
+        Err(e) => {
+            discard(&local, &staged_as);
+            return Err(e);
+        }
+    };
     dest.remove_local_staging(&local);
     crate::crash_point::reached("staged");
     let missing: std::collections::HashSet<&str> = report.objects_missing.iter().map(String::as_str).collect();
@@ -599,9 +709,14 @@ fn convert_batch(run: &Run, objects: &[SourceObject], ledger: &mut Ledger, repor
     dest.discard_staged(&batch)?;
     report.stage_seconds.commit += started.elapsed().as_secs_f64();
     report.commits.push(seq);
-    report.files_written.extend(data);
-    report.reject_files_written.extend(rejects);
-    Ok(())
+    for f in files {
+        if f.path.starts_with("data/") {
+            report.files_written.push(f);
+        } else {
+            report.reject_files_written.push(f);
+        }
+    }
+    Ok(true)
 }
 
 fn runtime_if_needed(opts: &ConvertOptions) -> Result<Option<tokio::runtime::Runtime>, Error> {
@@ -635,64 +750,84 @@ pub fn run(opts: &ConvertOptions) -> Result<Report, Error> {
         object_source::resolve_region(&mut store, rt);
     }
     let dest = Destination::parse(&opts.output.to_string_lossy(), &store, rt.as_ref())?;
-    let listing_started = Instant::now();
-    let objects = object_source::list(&opts.sources, dest.local_root(), &store, rt.as_ref(), opts.key_dates)?;
-    let listing = TransferFigures {
-        objects: objects.len() as u64,
-        bytes: objects.iter().map(|o| o.size).sum(),
-        seconds: listing_started.elapsed().as_secs_f64(),
-    };
+    let mut report = Report { output: dest.display(), ..Report::default() };
+    let mut listing = Listing::start(&opts.sources, dest.local_root(), &store, rt.as_ref(), opts.key_dates);
+    let outcome = convert_listed(opts, rt.as_ref(), &dest, &mut listing, &mut report);
+    report.listing = TransferFigures { objects: listing.objects, bytes: listing.bytes, seconds: listing.seconds };
     tracing::info!(objects = listing.objects, bytes = listing.bytes, seconds = listing.seconds, "listed");
-    let mut report = Report { output: dest.display(), listing, ..Report::default() };
-
-    // Plan without the lease first: a run with nothing to do writes nothing at all.
-    let state_started = Instant::now();
-    let plan = Ledger::load(&dest)?.plan(&objects);
-    report.stage_seconds.state = state_started.elapsed().as_secs_f64();
-    report.objects_skipped = plan.skipped;
-    report.objects_changed = plan.changed.clone();
-    for name in &plan.changed {
-        tracing::warn!(object = name, "changed since it was converted; not converted again");
+    report.duration_s = started.elapsed().as_secs_f64();
+    match outcome {
+        Ok(()) => Ok(report),
+        // The reject gate took the report as it stood; it gains the listing figures too.
+        Err(Error::TooManyRejects { rejected, lines, ratio, max, first, report: partial }) => {
+            let report = Report { listing: report.listing, duration_s: report.duration_s, ..*partial };
+            Err(Error::TooManyRejects { rejected, lines, ratio, max, first, report: Box::new(report) })
+        }
+        Err(e) => Err(e),
     }
+}
+
+/// Converts the new objects as the listing hands them over.
+fn convert_listed(
+    opts: &ConvertOptions,
+    rt: Option<&tokio::runtime::Runtime>,
+    dest: &Destination,
+    listing: &mut Listing,
+    report: &mut Report,
+) -> Result<(), Error> {
+    // Look for new objects without the lease first: a run with nothing to do writes nothing at all.
+    let state_started = Instant::now();
+    let ledger = Ledger::load(dest)?;
+    report.stage_seconds.state = state_started.elapsed().as_secs_f64();
+    let mut feed = Feed::new(listing);
+    let finish = |feed: &Feed, report: &mut Report| {
+        report.objects_skipped = feed.skipped;
+        report.objects_changed = feed.changed.clone();
+    };
     if opts.dry_run {
         report.dry_run = true;
-        report.would_convert = plan.new.iter().map(|o| PlannedObject { name: o.name.clone(), size: o.size }).collect();
-        report.duration_s = started.elapsed().as_secs_f64();
-        return Ok(report);
+        while let Some(o) = feed.next_new(&ledger)? {
+            report.would_convert.push(PlannedObject { name: o.name.clone(), size: o.size });
+        }
+        finish(&feed, report);
+        return Ok(());
     }
-    if plan.new.is_empty() && dest.staged_batches()?.is_empty() {
+    let first = feed.next_new(&ledger)?;
+    if first.is_none() && dest.staged_batches()?.is_empty() {
+        finish(&feed, report);
         report.nothing_new = true;
         report.committed = true;
-        report.duration_s = started.elapsed().as_secs_f64();
-        return Ok(report);
+        return Ok(());
     }
 
-    let lease = lease::acquire(&dest, opts.lease)?;
+    let lease = lease::acquire(dest, opts.lease)?;
     // Under the lease the ledger is read again: a run that just finished may have converted some.
     let state_started = Instant::now();
-    let mut ledger = Ledger::load(&dest)?;
-    recover(&dest, &ledger, &mut report)?;
-    let plan = ledger.plan(&objects);
+    let mut ledger = Ledger::load(dest)?;
+    recover(dest, &ledger, report)?;
     report.stage_seconds.state += state_started.elapsed().as_secs_f64();
-    report.objects_skipped = plan.skipped;
-    let retries_before = object_source::RETRIES.load(std::sync::atomic::Ordering::Relaxed);
-    let run = Run { opts, rt: rt.as_ref(), dest: &dest, lease: &lease, owner: lease.owner().to_string() };
-    let mut outcome = Ok(());
-    for batch in batches(&plan.new, opts.batch_bytes.max(1)) {
-        outcome = convert_batch(&run, batch, &mut ledger, &mut report);
-        if outcome.is_err() {
-            break;
-        }
+    match first {
+        Some(o) if ledger.classify(&o) == Verdict::New => feed.peeked = Some(o),
+        Some(_) => feed.skipped += 1,
+        None => {}
     }
+    let retries_before = object_source::RETRIES.load(std::sync::atomic::Ordering::Relaxed);
+    let run = Run { opts, rt, dest, lease: &lease, owner: lease.owner().to_string() };
+    let progress = progress_bar(opts.progress);
+    let mut outcome = Ok(true);
+    while let Ok(true) = outcome {
+        outcome = convert_batch(&run, &mut feed, &mut ledger, report, &progress);
+    }
+    progress.finish_and_clear();
+    finish(&feed, report);
     report.retries = object_source::RETRIES.load(std::sync::atomic::Ordering::Relaxed) - retries_before;
     outcome?;
     if dest.staged_batches()?.is_empty() {
-        ledger.maybe_checkpoint(&dest)?;
+        ledger.maybe_checkpoint(dest)?;
     }
     lease.release();
     report.committed = true;
-    report.duration_s = started.elapsed().as_secs_f64();
-    Ok(report)
+    Ok(())
 }
 
 fn with_prefix(prefix: &str, files: Vec<WrittenFile>) -> Vec<WrittenFile> {

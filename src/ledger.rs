@@ -93,16 +93,16 @@ struct Checkpoint {
     objects: Vec<ObjectEntry>,
 }
 
-/// What a run is to do with the objects it listed.
-#[derive(Debug, Default)]
-pub struct Plan {
+/// What a run does with a listed object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
     /// Not converted yet.
-    pub new: Vec<SourceObject>,
+    New,
     /// Converted before, same ETag and size.
-    pub skipped: u64,
+    Skip,
     /// Converted before under the same name, but now with another ETag or size: not converted
     /// again (that would duplicate the first version's lines), reported.
-    pub changed: Vec<String>,
+    Changed,
 }
 
 /// The state of a DEST as read at one moment.
@@ -169,22 +169,17 @@ impl Ledger {
         self.recent.push(rec);
     }
 
-    /// Splits listed objects into new, already converted and changed. Standard input has no
-    /// identity across runs, so it is always new.
-    pub fn plan(&self, listed: &[SourceObject]) -> Plan {
-        let mut plan = Plan::default();
-        for o in listed {
-            if o.is_stdin() {
-                plan.new.push(o.clone());
-                continue;
-            }
-            match self.objects.get(&o.name) {
-                Some(done) if done.size == o.size && (done.etag.is_none() || done.etag == o.etag) => plan.skipped += 1,
-                Some(_) => plan.changed.push(o.name.clone()),
-                None => plan.new.push(o.clone()),
-            }
+    /// Whether `o` is to be converted. Standard input has no identity across runs, so it is
+    /// always new.
+    pub fn classify(&self, o: &SourceObject) -> Verdict {
+        if o.is_stdin() {
+            return Verdict::New;
         }
-        plan
+        match self.objects.get(&o.name) {
+            None => Verdict::New,
+            Some(done) if done.size == o.size && (done.etag.is_none() || done.etag == o.etag) => Verdict::Skip,
+            Some(_) => Verdict::Changed,
+        }
     }
 
     /// The commit of `batch`, when it is among the commits after the checkpoint.

@@ -334,30 +334,52 @@ pub fn s3_store(bucket: &str, opts: &StoreOptions) -> Result<Arc<dyn ObjectStore
     })
 }
 
-/// The objects whose keys start with `prefix`. S3 prefixes are plain string prefixes, while
-/// object_store lists by folder: so list the prefix's folder from just before the prefix (S3's
-/// StartAfter), keep the keys that start with it, and stop at the first key past it.
-async fn list_prefix(store: &Arc<dyn ObjectStore>, prefix: &str) -> object_store::Result<Vec<ObjectMeta>> {
-    let (folder, start) = match prefix.rfind('/') {
-        _ if prefix.is_empty() => (None, None),
-        Some(i) if i + 1 == prefix.len() => (Some(StorePath::from(&prefix[..i])), None),
-        Some(i) => (Some(StorePath::from(&prefix[..i])), Some(&prefix[..prefix.len() - 1])),
-        None => (None, Some(&prefix[..prefix.len() - 1])),
+/// The objects whose keys start with `prefix`, in key order, from after `after` when given.
+/// S3 prefixes are plain string prefixes, while object_store lists by folder: so list the prefix's
+/// folder from just before the prefix (S3's StartAfter), keep the keys that start with it, and stop
+/// at the first key past it: selecting one day of a folder holding years of logs reads that day's
+/// pages, not the rest of the folder.
+fn list_prefix(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &str,
+    after: Option<&str>,
+) -> futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>> {
+    use futures::StreamExt;
+    let folder = match prefix.rfind('/') {
+        Some(i) if i > 0 => Some(StorePath::from(&prefix[..i])),
+        _ => None,
     };
-    let listing = match start {
+    let start = (!prefix.is_empty() && !prefix.ends_with('/')).then(|| just_before(prefix));
+    let listing = match after.map(str::to_string).or(start).as_deref() {
         Some(s) => store.list_with_offset(folder.as_ref(), &StorePath::from(s)),
         None => store.list(folder.as_ref()),
     };
-    // S3 lists keys in order: the first key past the prefix ends the listing, so selecting one day
-    // of a folder holding years of logs reads that day's pages, not the rest of the folder.
+    let (p, q) = (prefix.to_string(), prefix.to_string());
     listing
-        .try_take_while(|m| {
+        .try_take_while(move |m| {
             let k = m.location.as_ref();
-            futures::future::ready(Ok(k.starts_with(prefix) || k < prefix))
+            futures::future::ready(Ok(k.starts_with(p.as_str()) || k < p.as_str()))
         })
-        .try_filter(|m| futures::future::ready(m.location.as_ref().starts_with(prefix)))
-        .try_collect()
-        .await
+        .try_filter(move |m| futures::future::ready(m.location.as_ref().starts_with(q.as_str())))
+        .boxed()
+}
+
+/// A key that sorts before every key starting with `prefix` and after the log keys before them:
+/// the last character one lower, then `z` (the highest character object_store does not
+/// percent-encode). S3 lists keys after its StartAfter, so listing one day of a folder holding
+/// years of logs starts at that day, not at its month or decade. Whatever the characters, the
+/// result sorts below the prefix (the lowered character decides), so no key is ever missed.
+fn just_before(prefix: &str) -> String {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    match chars.pop().and_then(|c| (c as u32).checked_sub(1).and_then(char::from_u32)) {
+        Some(lower) => {
+            chars.push(lower);
+            chars.push('z');
+            chars.into_iter().collect()
+        }
+        // A last character with nothing below it: start at the prefix without it.
+        None => chars.into_iter().collect(),
+    }
 }
 
 /// Partitioned keys: `<prefix><account>/<region>/<bucket>/YYYY/MM/DD/...`, account 12 digits.
@@ -365,19 +387,12 @@ fn is_account(segment: &str) -> bool {
     segment.len() == 12 && segment.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// The objects under `prefix` whose key dates fall in `dates`, listing only those days: one
-/// listing per day for simple keys (`<prefix>YYYY-MM-DD...`), and for partitioned keys one per day
-/// and source bucket, after walking the account, region and bucket folders.
-async fn list_dated(
-    store: &Arc<dyn ObjectStore>,
-    prefix: &str,
-    dates: KeyDates,
-) -> object_store::Result<Vec<ObjectMeta>> {
-    use crate::access_log::time::civil_from_days;
-    let mut out = Vec::new();
-    for day in dates.first..=dates.last {
-        out.extend(list_prefix(store, &format!("{prefix}{}", crate::access_log::time::format_day(day))).await?);
-    }
+/// The key prefixes that hold the objects of `dates` under `prefix`, in listing order: one per
+/// day for simple keys (`<prefix>YYYY-MM-DD`), and for partitioned keys one per day and source
+/// bucket (`.../<bucket>/YYYY/MM/DD/`), found by walking the account, region and bucket folders.
+async fn key_ranges(store: &Arc<dyn ObjectStore>, prefix: &str, dates: KeyDates) -> object_store::Result<Vec<String>> {
+    use crate::access_log::time::{civil_from_days, format_day};
+    let mut out: Vec<String> = (dates.first..=dates.last).map(|d| format!("{prefix}{}", format_day(d))).collect();
     if prefix.is_empty() || prefix.ends_with('/') {
         let root = (!prefix.is_empty()).then(|| StorePath::from(prefix.trim_end_matches('/')));
         let children = |p: Option<StorePath>| async move { store.list_with_delimiter(p.as_ref()).await };
@@ -389,47 +404,94 @@ async fn list_dated(
                 for bucket in children(Some(region)).await?.common_prefixes {
                     for day in dates.first..=dates.last {
                         let (y, m, d) = civil_from_days(day);
-                        out.extend(list_prefix(store, &format!("{bucket}/{y:04}/{m:02}/{d:02}/")).await?);
+                        out.push(format!("{bucket}/{y:04}/{m:02}/{d:02}/"));
                     }
                 }
             }
         }
     }
-    out.retain(|m| dates.contains_key(m.location.as_ref()));
     Ok(out)
 }
 
-/// Lists the objects of `s3://bucket/prefix`, sorted by key; with `dates`, only those whose key
-/// date is in range, listing only the key ranges of those days.
-async fn list_s3(url: &str, opts: &StoreOptions, dates: Option<KeyDates>) -> Result<Vec<SourceObject>, Error> {
-    // The first line says what failed; S3's XML error body follows on later lines.
+/// Lists `s3://bucket/prefix` page by page and hands each page's objects to `send` as it arrives,
+/// so fetching starts while the listing goes on. With `dates`, only those days' key ranges are
+/// listed. A page that fails is tried again from after the last key handed over, so nothing is
+/// handed over twice. `send` returns false when nobody listens any more.
+async fn stream_s3(
+    url: &str,
+    opts: &StoreOptions,
+    dates: Option<KeyDates>,
+    send: &mut dyn FnMut(Vec<SourceObject>) -> bool,
+) -> Result<(), Error> {
+    use futures::StreamExt;
     let fail = |cause: String| Error::Store { url: url.to_string(), cause: first_line(&cause) };
     let (bucket, prefix) = split_s3_url(url).ok_or_else(|| fail("not an s3://bucket/prefix URL".into()))?;
     let store = s3_store(bucket, opts).map_err(fail)?;
-    let listed = with_retries(opts.retry, || async {
-        Ok(match dates {
-            // A bounded range is listed day by day; an open one (ten years or more) is one listing.
-            Some(d) if d.last - d.first < 3660 => list_dated(&store, prefix, d).await?,
-            Some(d) => {
-                let mut all = list_prefix(&store, prefix).await?;
-                all.retain(|m| d.contains_key(m.location.as_ref()));
-                all
+    let policy = opts.retry;
+    let ranges = match dates {
+        // A bounded range is listed day by day; an open one (ten years or more) is one listing.
+        Some(d) if d.last - d.first < 3660 => {
+            with_retries(policy, || key_ranges(&store, prefix, d)).await.map_err(|e| store_error(url, &e))?
+        }
+        _ => vec![prefix.to_string()],
+    };
+    for range in ranges {
+        let (mut after, mut attempt) = (None::<String>, 0u32);
+        loop {
+            // What has arrived is handed over at once (an S3 page at a time), not 1,000 keys at a time.
+            let mut pages = list_prefix(&store, &range, after.as_deref()).ready_chunks(1000);
+            let failed = loop {
+                let page = match tokio::time::timeout(policy.timeout, pages.next()).await {
+                    Err(_) => break format!("listing timed out after {:?}", policy.timeout),
+                    Ok(None) => break String::new(),
+                    Ok(Some(page)) => page,
+                };
+                let mut metas = Vec::with_capacity(page.len());
+                let mut error = None;
+                for m in page {
+                    match m {
+                        Ok(m) => metas.push(m),
+                        Err(e) if is_permanent(&e) => return Err(store_error(url, &e)),
+                        Err(e) => {
+                            error = Some(first_line(&e.to_string()));
+                            break;
+                        }
+                    }
+                }
+                if let Some(last) = metas.last() {
+                    after = Some(last.location.to_string());
+                }
+                let objects = metas
+                    .into_iter()
+                    .filter(|m| dates.is_none_or(|d| d.contains_key(m.location.as_ref())))
+                    .map(|m| SourceObject {
+                        name: format!("s3://{bucket}/{}", m.location),
+                        size: m.size,
+                        etag: m.e_tag,
+                        location: Location::Store(store.clone(), m.location),
+                    })
+                    .collect();
+                if !send(objects) {
+                    return Ok(());
+                }
+                if let Some(e) = error {
+                    break e;
+                }
+            };
+            if failed.is_empty() {
+                break;
             }
-            None => list_prefix(&store, prefix).await?,
-        })
-    })
-    .await;
-    let mut metas = listed.map_err(|e| store_error(url, &e))?;
-    metas.sort_by(|a, b| a.location.cmp(&b.location));
-    Ok(metas
-        .into_iter()
-        .map(|m| SourceObject {
-            name: format!("s3://{bucket}/{}", m.location),
-            size: m.size,
-            etag: m.e_tag,
-            location: Location::Store(store.clone(), m.location),
-        })
-        .collect())
+            attempt += 1;
+            if attempt >= policy.attempts.max(1) {
+                return Err(Error::Temporary { url: url.to_string(), cause: failed });
+            }
+            RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(attempt, error = %failed, "retrying the listing");
+            let delay = policy.base_delay.saturating_mul(1 << attempt.min(6));
+            tokio::time::sleep(delay.min(std::time::Duration::from_secs(10))).await;
+        }
+    }
+    Ok(())
 }
 
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
@@ -453,19 +515,109 @@ fn absolute(p: &Path) -> Result<PathBuf, Error> {
     std::fs::canonicalize(p).map_err(|e| Error::read(p, e))
 }
 
-/// Lists the objects named by `sources`, in the order given, each directory walked recursively in
-/// sorted order and each `s3://` prefix listed in key order. Files under `exclude` (the output
-/// folder) are skipped. `rt` runs the listing of `s3://` sources. With `dates`, only objects whose
-/// file name starts with a date in range are kept (standard input is always read).
-pub fn list(
+/// What the listing thread hands over, in order.
+enum Listed {
+    Objects(Vec<SourceObject>),
+    Done,
+    Failed(Error),
+}
+
+/// The objects named by the sources, in order, handed over while the listing goes on in a
+/// background thread: S3 pages as they arrive, local folders in steps of 1,000 files. So fetching
+/// and parsing the first objects overlap with listing the rest.
+pub struct Listing {
+    rx: std::sync::mpsc::Receiver<Listed>,
+    buf: std::collections::VecDeque<SourceObject>,
+    done: bool,
+    started: std::time::Instant,
+    /// Objects and stored bytes handed over so far.
+    pub objects: u64,
+    pub bytes: u64,
+    /// How long the whole listing took, once it is done.
+    pub seconds: f64,
+}
+
+impl Listing {
+    /// Starts listing `sources`: each directory walked recursively in sorted order, each `s3://`
+    /// prefix listed in key order (see [`stream_s3`]). Files under `exclude` (the output folder)
+    /// are skipped. With `dates`, only objects whose file name starts with a date in range are kept
+    /// (standard input is always read). `rt` runs the listing of `s3://` sources.
+    pub fn start(
+        sources: &[String],
+        exclude: Option<&Path>,
+        store: &StoreOptions,
+        rt: Option<&tokio::runtime::Runtime>,
+        dates: Option<KeyDates>,
+    ) -> Listing {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (sources, store, rt) = (sources.to_vec(), store.clone(), rt.map(|r| r.handle().clone()));
+        let exclude = exclude.and_then(|p| std::fs::canonicalize(p).ok());
+        std::thread::spawn(move || {
+            let mut send = |objects: Vec<SourceObject>| tx.send(Listed::Objects(objects)).is_ok();
+            let end = match produce(&sources, exclude.as_deref(), &store, rt.as_ref(), dates, &mut send) {
+                Ok(()) => Listed::Done,
+                Err(e) => Listed::Failed(e),
+            };
+            let _ = tx.send(end);
+        });
+        Listing {
+            rx,
+            buf: Default::default(),
+            done: false,
+            started: std::time::Instant::now(),
+            objects: 0,
+            bytes: 0,
+            seconds: 0.0,
+        }
+    }
+
+    /// The next object, waiting for the listing if need be; `None` once everything was handed over.
+    pub fn next_object(&mut self) -> Result<Option<SourceObject>, Error> {
+        loop {
+            if let Some(o) = self.buf.pop_front() {
+                return Ok(Some(o));
+            }
+            if self.done {
+                return Ok(None);
+            }
+            match self.rx.recv() {
+                Ok(Listed::Objects(v)) => {
+                    self.objects += v.len() as u64;
+                    self.bytes += v.iter().map(|o| o.size).sum::<u64>();
+                    self.buf.extend(v);
+                }
+                Ok(Listed::Done) => {
+                    self.done = true;
+                    self.seconds = self.started.elapsed().as_secs_f64();
+                }
+                Ok(Listed::Failed(e)) => {
+                    self.done = true;
+                    return Err(e);
+                }
+                Err(_) => return Err(Error::Usage("the listing thread stopped unexpectedly".into())),
+            }
+        }
+    }
+
+    /// Everything left, waiting for the listing to end.
+    pub fn collect_rest(&mut self) -> Result<Vec<SourceObject>, Error> {
+        let mut out = Vec::new();
+        while let Some(o) = self.next_object()? {
+            out.push(o);
+        }
+        Ok(out)
+    }
+}
+
+/// Lists `sources` in order, handing objects to `send` (false: stop, nobody listens).
+fn produce(
     sources: &[String],
     exclude: Option<&Path>,
     store: &StoreOptions,
-    rt: Option<&tokio::runtime::Runtime>,
+    rt: Option<&tokio::runtime::Handle>,
     dates: Option<KeyDates>,
-) -> Result<Vec<SourceObject>, Error> {
-    let exclude = exclude.and_then(|p| std::fs::canonicalize(p).ok());
-    let mut out = Vec::new();
+    send: &mut dyn FnMut(Vec<SourceObject>) -> bool,
+) -> Result<(), Error> {
     let mut stdin_used = false;
     for s in sources {
         if s == "-" {
@@ -475,17 +627,17 @@ pub fn list(
             stdin_used = true;
             let mut buf = Vec::new();
             std::io::stdin().read_to_end(&mut buf).map_err(|e| Error::read("stdin", e))?;
-            out.push(SourceObject {
-                name: "stdin".into(),
-                size: buf.len() as u64,
-                etag: None,
-                location: Location::Memory(Arc::new(buf)),
-            });
+            let size = buf.len() as u64;
+            let stdin =
+                SourceObject { name: "stdin".into(), size, etag: None, location: Location::Memory(Arc::new(buf)) };
+            if !send(vec![stdin]) {
+                return Ok(());
+            }
             continue;
         }
         if s.starts_with("s3://") {
             let rt = rt.ok_or_else(|| Error::Usage("s3:// sources need the async runtime".into()))?;
-            out.extend(rt.block_on(list_s3(s, store, dates))?);
+            rt.block_on(stream_s3(s, store, dates, send))?;
             continue;
         }
         let local = s.strip_prefix("file://").unwrap_or(s);
@@ -496,27 +648,34 @@ pub fn list(
         let meta = std::fs::metadata(&path).map_err(|e| Error::read(&path, e))?;
         let in_range = |p: &Path| dates.is_none_or(|d| d.contains_key(&p.to_string_lossy()));
         if !meta.is_dir() {
-            if in_range(&path) {
-                out.push(file_object(path, meta.len()));
+            if in_range(&path) && !send(vec![file_object(path, meta.len())]) {
+                return Ok(());
             }
             continue;
         }
+        let mut step = Vec::new();
         for entry in walkdir::WalkDir::new(&path).follow_links(true).sort_by_file_name() {
             let entry = entry.map_err(|e| {
                 let p = e.path().unwrap_or(&path).to_path_buf();
                 Error::read(p, e.into_io_error().unwrap_or_else(|| std::io::Error::other("file system loop")))
             })?;
             if !entry.file_type().is_file()
-                || exclude.as_ref().is_some_and(|x| entry.path().starts_with(x))
+                || exclude.is_some_and(|x| entry.path().starts_with(x))
                 || !in_range(entry.path())
             {
                 continue;
             }
             let size = entry.metadata().map_err(|e| Error::read(entry.path(), e.into()))?.len();
-            out.push(file_object(entry.into_path(), size));
+            step.push(file_object(entry.into_path(), size));
+            if step.len() == 1000 && !send(std::mem::take(&mut step)) {
+                return Ok(());
+            }
+        }
+        if !step.is_empty() && !send(step) {
+            return Ok(());
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 fn file_object(path: PathBuf, size: u64) -> SourceObject {
@@ -548,8 +707,8 @@ mod tests {
             }
         });
         let list = |prefix: &str| -> Vec<String> {
-            let mut v: Vec<String> =
-                rt.block_on(list_prefix(&store, prefix)).unwrap().into_iter().map(|m| m.location.to_string()).collect();
+            let listed: Vec<ObjectMeta> = rt.block_on(list_prefix(&store, prefix, None).try_collect()).unwrap();
+            let mut v: Vec<String> = listed.into_iter().map(|m| m.location.to_string()).collect();
             v.sort();
             v
         };
@@ -560,14 +719,28 @@ mod tests {
         assert_eq!(list("").len(), 7);
         let day = crate::access_log::time::parse_day;
         let dates = KeyDates { first: day("2024-01-09").unwrap(), last: day("2024-01-09").unwrap() };
-        let mut dated: Vec<String> = rt
-            .block_on(list_dated(&store, "logs/", dates))
-            .unwrap()
-            .into_iter()
-            .map(|m| m.location.to_string())
-            .collect();
+        let ranges = rt.block_on(key_ranges(&store, "logs/", dates)).unwrap();
+        assert_eq!(ranges, ["logs/2024-01-09", "logs/111122223333/us-east-1/app/2024/01/09/"]);
+        let mut dated: Vec<String> = ranges.iter().flat_map(|r| list(r)).collect();
         dated.sort();
         assert_eq!(dated, [keys[5], keys[1]]);
+        // Handed over in pages, resumed after a key: the listing goes on from there.
+        let resumed: Vec<ObjectMeta> =
+            rt.block_on(list_prefix(&store, "logs/", Some("logs/2024-01-09-00-00-00-B")).try_collect()).unwrap();
+        assert_eq!(resumed.iter().map(|m| m.location.to_string()).collect::<Vec<_>>(), [keys[3], keys[2]]);
+    }
+
+    /// The listing's starting point sorts below every key with the prefix, and above the keys of
+    /// the day before.
+    #[test]
+    fn listing_starts_just_before_the_prefix() {
+        for (prefix, start) in [("logs/2024-03-17", "logs/2024-03-16z"), ("a/2024-03-20", "a/2024-03-2/z"), ("x", "wz")]
+        {
+            assert_eq!(just_before(prefix), start);
+            assert!(start < prefix);
+        }
+        assert!("logs/2024-03-16-23-59-59-FFFFFFFFFFFFFFFF" < just_before("logs/2024-03-17").as_str());
+        assert_eq!(just_before("\u{0}"), "");
     }
 
     #[test]

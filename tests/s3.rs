@@ -417,6 +417,167 @@ mod faults {
     }
 }
 
+/// Counts listing requests and slows listings down (every key after a listing's first is held
+/// back `delay`), recording when keys are handed over and when reads start.
+mod slow {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use futures::StreamExt;
+    use futures::stream::BoxStream;
+    use object_store::path::Path;
+    use object_store::{
+        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
+        PutOptions, PutPayload, PutResult, Result,
+    };
+
+    #[derive(Debug, Default)]
+    pub struct Events {
+        /// Listing calls (`list`, `list_with_offset`) with their folder, and `list_with_delimiter` calls.
+        pub lists: Vec<String>,
+        pub delimiter_lists: usize,
+        pub last_key_listed: Option<Instant>,
+        pub first_get: Option<Instant>,
+    }
+
+    #[derive(Debug)]
+    pub struct SlowListing {
+        pub inner: Arc<dyn ObjectStore>,
+        pub delay: Duration,
+        pub events: Arc<Mutex<Events>>,
+    }
+
+    impl std::fmt::Display for SlowListing {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "SlowListing({})", self.inner)
+        }
+    }
+
+    impl SlowListing {
+        /// Slows the listings of the source folder (`logs`), not those of DEST.
+        fn slowed(
+            &self,
+            prefix: Option<&Path>,
+            inner: BoxStream<'static, Result<ObjectMeta>>,
+        ) -> BoxStream<'static, Result<ObjectMeta>> {
+            if !prefix.is_some_and(|p| p.as_ref().starts_with("logs")) {
+                return inner;
+            }
+            let (events, delay) = (self.events.clone(), self.delay);
+            inner
+                .enumerate()
+                .then(move |(i, m)| {
+                    let events = events.clone();
+                    async move {
+                        if i > 0 {
+                            tokio::time::sleep(delay).await;
+                        }
+                        events.lock().unwrap().last_key_listed = Some(Instant::now());
+                        m
+                    }
+                })
+                .boxed()
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for SlowListing {
+        async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
+            self.inner.put_opts(location, payload, opts).await
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: PutMultipartOptions,
+        ) -> Result<Box<dyn MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+        async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+            if location.as_ref().starts_with("logs/") {
+                self.events.lock().unwrap().first_get.get_or_insert_with(Instant::now);
+            }
+            self.inner.get_opts(location, options).await
+        }
+        fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
+            self.inner.delete_stream(locations)
+        }
+        fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+            self.events.lock().unwrap().lists.push(prefix.map_or(String::new(), |p| p.to_string()));
+            self.slowed(prefix, self.inner.list(prefix))
+        }
+        fn list_with_offset(&self, prefix: Option<&Path>, offset: &Path) -> BoxStream<'static, Result<ObjectMeta>> {
+            self.events.lock().unwrap().lists.push(format!("{} after {offset}", prefix.map_or("", |p| p.as_ref())));
+            self.slowed(prefix, self.inner.list_with_offset(prefix, offset))
+        }
+        async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+            self.events.lock().unwrap().delimiter_lists += 1;
+            self.inner.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+}
+
+/// `--since/--until` list only the key ranges of those days (one listing request per day, counted
+/// by a store wrapper, however many days the folder holds), and objects are fetched while the
+/// listing is still going on: with a listing slowed to 400 ms per key, the first object is read
+/// before the last key is listed.
+#[test]
+fn listing_reads_only_the_needed_key_ranges_and_overlaps_fetching() {
+    use std::sync::Mutex;
+    let moto = Moto::start();
+    let body = testdata().join("2024-03-15-00-10-11-4C3B2A1908F7E6D5");
+    // Thirty days of objects, two a day.
+    let keys: Vec<(String, PathBuf)> = (1..=30)
+        .flat_map(|d| [0, 12].map(|h| (format!("logs/2024-03-{d:02}-{h:02}-00-00-ABCDEF0123456789"), body.clone())))
+        .collect();
+    moto.upload("logs-bucket", &keys);
+    moto.upload("analytics", &[]);
+    let run = |output: &str, dates: Option<s3logs::object_source::KeyDates>, delay: Duration| {
+        let events = Arc::new(Mutex::new(slow::Events::default()));
+        let e = events.clone();
+        let layer = s3logs::object_source::StoreLayer(Arc::new(move |inner| {
+            Arc::new(slow::SlowListing { inner, delay, events: e.clone() }) as Arc<dyn object_store::ObjectStore>
+        }));
+        let opts = s3logs::convert::ConvertOptions {
+            sources: vec!["s3://logs-bucket/logs/".into()],
+            output: output.into(),
+            key_dates: dates,
+            // Each object a window of its own: the first can be read while the rest are listed.
+            window_bytes: 1024,
+            store: s3logs::object_source::StoreOptions {
+                retry: s3logs::object_source::RetryPolicy {
+                    timeout: Duration::from_secs(10),
+                    ..moto_store(&moto, None).retry
+                },
+                ..moto_store(&moto, Some(layer))
+            },
+            ..Default::default()
+        };
+        let report = s3logs::convert::run(&opts).unwrap();
+        let events = std::mem::take(&mut *events.lock().unwrap());
+        (report, events)
+    };
+
+    // One day out of thirty: the source listing is that day's range only.
+    let day = s3logs::access_log::time::parse_day("2024-03-17").unwrap();
+    let (report, events) =
+        run("s3://analytics/oneday", Some(s3logs::object_source::KeyDates { first: day, last: day }), Duration::ZERO);
+    assert_eq!(report.objects_read, 2);
+    let source_lists: Vec<&String> = events.lists.iter().filter(|l| l.starts_with("logs ")).collect();
+    // It starts just before the day (StartAfter `2024-03-16z`), not at the month.
+    assert_eq!(source_lists, ["logs after logs/2024-03-16z"], "{:?}", events.lists);
+    assert_eq!(events.delimiter_lists, 1, "one look for partitioned-key folders");
+
+    // Slow listing of four objects: reading starts before the listing ends.
+    let four = s3logs::object_source::KeyDates { first: day, last: day + 1 };
+    let (report, events) = run("s3://analytics/overlap", Some(four), Duration::from_millis(400));
+    assert_eq!(report.objects_read, 4);
+    let (first_get, last_listed) = (events.first_get.unwrap(), events.last_key_listed.unwrap());
+    assert!(first_get < last_listed, "the first object was read {:?} after the listing ended", first_get - last_listed);
+}
+
 /// Runs the library's conversion of `s3://logs-bucket/logs/` with a fault layer.
 fn convert_with(
     moto: &Moto,
@@ -628,7 +789,7 @@ fn credentials_come_from_a_named_profile() {
             .env("AWS_CONFIG_FILE", &config)
             .env("AWS_ENDPOINT_URL_SSO", &sso.endpoint)
             .env("HOME", tmp.path())
-            .env("RUST_LOG", "s3logs=info")
+            .env("RUST_LOG", if profile == "s3logs-test" { "s3logs=info" } else { "warn" })
             .env("AWS_PROFILE", profile)
             .output()
             .unwrap()
