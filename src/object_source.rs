@@ -539,7 +539,7 @@ pub struct Listing {
 
 impl Listing {
     /// Starts listing `sources`: each directory walked recursively in sorted order, each `s3://`
-    /// prefix listed in key order (see [`stream_s3`]). Files under `exclude` (the output folder)
+    /// prefix listed in key order, page by page. Files under `exclude` (the output folder)
     /// are skipped. With `dates`, only objects whose file name starts with a date in range are kept
     /// (standard input is always read). `rt` runs the listing of `s3://` sources.
     pub fn start(

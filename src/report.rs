@@ -82,7 +82,8 @@ pub struct Report {
     pub files_written: Vec<WrittenFile>,
     /// Rejects files, paths relative to DEST (`rejects/part-....parquet`).
     pub reject_files_written: Vec<WrittenFile>,
-    /// Objects listed (all sources) and the time listing took.
+    /// Objects listed (all sources), and the time until the listing ended (it runs in the
+    /// background, overlapping fetching and parsing).
     pub listing: TransferFigures,
     /// Remote objects fetched, their bytes, and the time spent fetching.
     pub fetch: TransferFigures,
