@@ -279,7 +279,12 @@ fn print_ddl(args: &DdlArgs) -> i32 {
         partition_by_bucket: args.partition_by.map(|p| p.bucket),
         buckets: args.buckets.clone(),
     };
-    match ddl::render(&opts) {
+    print_or_fail(ddl::render(&opts))
+}
+
+/// Prints a command's text on stdout, or its error on stderr; returns the exit code.
+fn print_or_fail(result: Result<String, Error>) -> i32 {
+    match result {
         Ok(text) => {
             print!("{text}");
             EXIT_OK
@@ -340,16 +345,7 @@ pub fn main() -> i32 {
                 region: args.region.clone(),
                 ..StoreOptions::default()
             };
-            match crate::status::render(&args.dest, &opts, args.json) {
-                Ok(text) => {
-                    print!("{text}");
-                    EXIT_OK
-                }
-                Err(e) => {
-                    eprintln!("s3logs: error: {e}");
-                    e.exit_code()
-                }
-            }
+            print_or_fail(crate::status::render(&args.dest, &opts, args.json))
         }
     }
 }

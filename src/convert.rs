@@ -722,15 +722,7 @@ fn convert_batch(
 fn runtime_if_needed(opts: &ConvertOptions) -> Result<Option<tokio::runtime::Runtime>, Error> {
     let remote =
         opts.output.to_string_lossy().starts_with("s3://") || opts.sources.iter().any(|s| s.starts_with("s3://"));
-    if !remote {
-        return Ok(None);
-    }
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map(Some)
-        .map_err(|e| Error::read("the async runtime", e))
+    remote.then(object_source::runtime).transpose()
 }
 
 /// Runs one conversion of the objects not converted yet. On success every line of every new

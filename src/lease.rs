@@ -62,7 +62,8 @@ impl LeaseRecord {
     }
 }
 
-fn now_ms() -> u64 {
+/// Milliseconds since the Unix epoch, as lease expiry times are written.
+pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 

@@ -144,14 +144,29 @@ where
             Ok(v) => return Ok(v),
             Err(e) if is_permanent(&e) || attempt + 1 >= policy.attempts.max(1) => return Err(e),
             Err(e) => {
-                RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::warn!(attempt = attempt + 1, error = %first_line(&e.to_string()), "retrying");
-                let delay = policy.base_delay.saturating_mul(1 << attempt.min(6));
-                tokio::time::sleep(delay.min(std::time::Duration::from_secs(10))).await;
                 attempt += 1;
+                back_off(policy, attempt, &first_line(&e.to_string())).await;
             }
         }
     }
+}
+
+/// Counts and logs the `retry`-th retry (from 1), then waits: `base_delay`, doubling each time,
+/// at most 10 s.
+async fn back_off(policy: RetryPolicy, retry: u32, error: &str) {
+    RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::warn!(attempt = retry, error, "retrying");
+    let delay = policy.base_delay.saturating_mul(1 << (retry - 1).min(6));
+    tokio::time::sleep(delay.min(std::time::Duration::from_secs(10))).await;
+}
+
+/// An async runtime for S3 requests (two worker threads: requests wait, they do not compute).
+pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::read("the async runtime", e))
 }
 
 /// A store error as this crate's error: `Temporary` (exit 75) when retrying did not help but a
@@ -485,10 +500,7 @@ async fn stream_s3(
             if attempt >= policy.attempts.max(1) {
                 return Err(Error::Temporary { url: url.to_string(), cause: failed });
             }
-            RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::warn!(attempt, error = %failed, "retrying the listing");
-            let delay = policy.base_delay.saturating_mul(1 << attempt.min(6));
-            tokio::time::sleep(delay.min(std::time::Duration::from_secs(10))).await;
+            back_off(policy, attempt, &failed).await;
         }
     }
     Ok(())

@@ -35,7 +35,7 @@ pub struct Status {
 pub fn status(dest: &Destination) -> Result<Status, Error> {
     let ledger = Ledger::load(dest)?;
     let lease_record = lease::current(dest)?;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let now = lease::now_ms();
     let lease = match &lease_record {
         None => "free",
         Some(r) if r.released => "free",
@@ -64,17 +64,7 @@ pub fn status(dest: &Destination) -> Result<Status, Error> {
 
 /// The status of the DEST named `dest`, as text or JSON.
 pub fn render(dest: &str, opts: &StoreOptions, json: bool) -> Result<String, Error> {
-    let rt = if dest.starts_with("s3://") {
-        Some(
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .map_err(|e| Error::read("the async runtime", e))?,
-        )
-    } else {
-        None
-    };
+    let rt = dest.starts_with("s3://").then(crate::object_source::runtime).transpose()?;
     let mut opts = opts.clone();
     if let Some(rt) = &rt {
         crate::object_source::resolve_region(&mut opts, rt);
