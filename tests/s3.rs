@@ -102,17 +102,22 @@ fn moto_store(moto: &Moto, layer: Option<s3logs::object_source::StoreLayer>) -> 
     }
 }
 
-fn s3logs(args: &[&str], endpoint: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_s3logs"))
-        .args(args)
+/// The binary with `args`, reaching moto at `endpoint` with fake keys (never instance metadata).
+fn s3logs_command<S: AsRef<std::ffi::OsStr>>(args: &[S], endpoint: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_s3logs"));
+    c.args(args)
         .args(["--endpoint-url", endpoint])
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
         .env_remove("AWS_PROFILE")
-        .env_remove("AWS_ENDPOINT_URL")
-        .output()
-        .unwrap()
+        .env_remove("AWS_ENDPOINT_URL");
+    c
+}
+
+fn s3logs(args: &[&str], endpoint: &str) -> Output {
+    s3logs_command(args, endpoint).output().unwrap()
 }
 
 fn rows(dir: &Path) -> Vec<Map<String, Value>> {
@@ -584,8 +589,18 @@ fn convert_with(
     output: &str,
     faulty: impl Fn(Arc<dyn object_store::ObjectStore>) -> faults::Faulty + Send + Sync + 'static,
 ) -> Result<s3logs::report::Report, s3logs::error::Error> {
+    convert_with_options(moto, output, faulty, |_| {})
+}
+
+/// [`convert_with`], with options changed by `edit` first.
+fn convert_with_options(
+    moto: &Moto,
+    output: &str,
+    faulty: impl Fn(Arc<dyn object_store::ObjectStore>) -> faults::Faulty + Send + Sync + 'static,
+    edit: impl FnOnce(&mut s3logs::convert::ConvertOptions),
+) -> Result<s3logs::report::Report, s3logs::error::Error> {
     use s3logs::object_source::StoreLayer;
-    let opts = s3logs::convert::ConvertOptions {
+    let mut opts = s3logs::convert::ConvertOptions {
         sources: vec!["s3://logs-bucket/logs/".into()],
         output: output.into(),
         // These cases are about losing nothing; the sample's one reject is a larger share of
@@ -597,6 +612,7 @@ fn convert_with(
         ),
         ..Default::default()
     };
+    edit(&mut opts);
     s3logs::convert::run(&opts)
 }
 
@@ -859,16 +875,9 @@ fn large_s3_objects_are_streamed() {
 
 /// Generates `n` objects (1% malformed lines) into `dir`; returns `(key under logs/, path, bytes)`.
 fn generated(dir: &Path, n: usize, bytes: u64, seed: u64) -> Vec<(String, PathBuf, Vec<u8>)> {
-    use s3logs::corpus::{CorpusSpec, object};
-    std::fs::create_dir_all(dir).unwrap();
-    let spec = CorpusSpec { seed, total_bytes: bytes, objects: n, malformed_ratio: 0.01, ..CorpusSpec::default() };
-    (0..n)
-        .map(|i| {
-            let (name, body, _) = object(&spec, i);
-            let path = dir.join(&name);
-            std::fs::write(&path, &body).unwrap();
-            (format!("logs/{name}"), path, body)
-        })
+    common::write_corpus(dir, n, bytes, seed)
+        .into_iter()
+        .map(|(name, path, body)| (format!("logs/{name}"), path, body))
         .collect()
 }
 
@@ -908,22 +917,19 @@ fn scheduled_s3_runs_killed_and_restarted_lose_nothing() {
     moto.upload("analytics", &[]);
     let tmp = tempfile::tempdir().unwrap();
     let objects = generated(&tmp.path().join("gen"), 28, 2 << 20, 21);
-    let args = |dest: &str| -> Vec<String> {
-        ["convert", "s3://logs-bucket/logs/", "--output", dest, "--batch-size", "192KiB", "--max-reject-ratio", "0.5"]
-            .iter()
-            .map(|s| s.to_string())
-            .chain(["--endpoint-url".to_string(), moto.endpoint.clone(), "--quiet".to_string()])
-            .collect()
-    };
     let cmd = |dest: &str| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_s3logs"));
-        c.args(args(dest))
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_ENDPOINT_URL");
+        let args = [
+            "convert",
+            "s3://logs-bucket/logs/",
+            "--output",
+            dest,
+            "--batch-size",
+            "192KiB",
+            "--max-reject-ratio",
+            "0.5",
+        ];
+        let mut c = s3logs_command(&args, &moto.endpoint);
+        c.arg("--quiet");
         c
     };
 
@@ -986,25 +992,7 @@ fn scheduled_s3_noop_dry_run_ambiguous_writes_and_lease() {
     assert!(report.nothing_new && report.objects_skipped == 5, "{report:?}");
     assert_eq!(writes.load(Ordering::SeqCst), 0, "a run with nothing new wrote");
     upload_generated(&moto, &objects[5..]);
-    let listing = || {
-        let (w, dest) = (writes.clone(), "s3://analytics/lying".to_string());
-        let mut opts = s3logs::convert::ConvertOptions {
-            sources: vec!["s3://logs-bucket/logs/".into()],
-            output: dest.into(),
-            dry_run: true,
-            store: moto_store(
-                &moto,
-                Some(s3logs::object_source::StoreLayer(Arc::new(move |inner| {
-                    Arc::new(faults::Faulty { writes: w.clone(), ..faulty(inner, 0, None, 0) })
-                        as Arc<dyn object_store::ObjectStore>
-                }))),
-            ),
-            ..Default::default()
-        };
-        opts.max_reject_ratio = 0.5;
-        s3logs::convert::run(&opts).unwrap()
-    };
-    let report = listing();
+    let report = convert_with_options(&moto, "s3://analytics/lying", counted(&writes), |o| o.dry_run = true).unwrap();
     assert_eq!(report.would_convert.len(), 1);
     assert_eq!(writes.load(Ordering::SeqCst), 0, "a dry run wrote");
     // Converted for real: only the new object is read.

@@ -10,7 +10,6 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use common::{Rng, expected_ids, line_ids, run_with_kills, walkdir_files};
-use s3logs::corpus::{CorpusSpec, object};
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_s3logs"));
@@ -25,15 +24,9 @@ fn stderr(o: &Output) -> String {
 /// Writes `n` generated objects (with about 1% malformed lines) into `dir`; returns them with
 /// the names s3logs gives them (absolute paths).
 fn corpus(dir: &Path, n: usize, bytes: u64, seed: u64) -> Vec<(String, Vec<u8>)> {
-    std::fs::create_dir_all(dir).unwrap();
-    let spec = CorpusSpec { seed, total_bytes: bytes, objects: n, malformed_ratio: 0.01, ..CorpusSpec::default() };
-    (0..n)
-        .map(|i| {
-            let (name, body, _) = object(&spec, i);
-            let path = dir.join(&name);
-            std::fs::write(&path, &body).unwrap();
-            (std::fs::canonicalize(path).unwrap().display().to_string(), body)
-        })
+    common::write_corpus(dir, n, bytes, seed)
+        .into_iter()
+        .map(|(_, path, body)| (std::fs::canonicalize(path).unwrap().display().to_string(), body))
         .collect()
 }
 

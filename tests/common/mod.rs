@@ -78,6 +78,27 @@ pub fn walkdir_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// Writes `n` generated objects (about 1% malformed lines) into `dir`, deterministic from
+/// `seed`; returns each object's file name, path and bytes.
+pub fn write_corpus(
+    dir: &std::path::Path,
+    n: usize,
+    bytes: u64,
+    seed: u64,
+) -> Vec<(String, std::path::PathBuf, Vec<u8>)> {
+    use s3logs::corpus::{CorpusSpec, object};
+    std::fs::create_dir_all(dir).unwrap();
+    let spec = CorpusSpec { seed, total_bytes: bytes, objects: n, malformed_ratio: 0.01, ..CorpusSpec::default() };
+    (0..n)
+        .map(|i| {
+            let (name, body, _) = object(&spec, i);
+            let path = dir.join(&name);
+            std::fs::write(&path, &body).unwrap();
+            (name, path, body)
+        })
+        .collect()
+}
+
 /// What a complete conversion of `objects` (name, bytes) holds: each line number once.
 pub fn expected_ids(objects: &[(String, Vec<u8>)]) -> Vec<(String, i64)> {
     let mut out = Vec::new();
