@@ -221,10 +221,11 @@ impl Destination {
         match self {
             // The writer fsynced each file; make their folder entries durable too.
             Destination::Local(_) => {
-                for f in files {
-                    sync_dir(local.join(&f.path).parent().expect("a file has a folder"))?;
-                }
-                Ok(())
+                let dirs: std::collections::BTreeSet<PathBuf> = files
+                    .iter()
+                    .map(|f| local.join(&f.path).parent().expect("a file has a folder").to_path_buf())
+                    .collect();
+                dirs.iter().try_for_each(|d| sync_dir(d))
             }
             Destination::Store(r) => {
                 for f in files {
