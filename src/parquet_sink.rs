@@ -38,11 +38,22 @@ pub struct SinkOptions {
     pub zstd_level: i32,
     /// Open files at most; the least recently written one is closed beyond that.
     pub max_open_files: usize,
+    /// The open row groups of all open files together hold at most about this many bytes of
+    /// encoder state; beyond that, the least recently written file's row group is closed early.
+    /// Without it, the partial row groups of days that have ended stay in memory until the end
+    /// of the batch, and a longer input leaves more of them behind.
+    pub max_buffered_bytes: usize,
 }
 
 impl Default for SinkOptions {
     fn default() -> Self {
-        SinkOptions { target_file_bytes: 256 << 20, row_group_rows: 128 * 1024, zstd_level: 1, max_open_files: 64 }
+        SinkOptions {
+            target_file_bytes: 256 << 20,
+            row_group_rows: 128 * 1024,
+            zstd_level: 1,
+            max_open_files: 64,
+            max_buffered_bytes: 48 << 20,
+        }
     }
 }
 
@@ -108,6 +119,11 @@ impl OpenFile {
         Ok(())
     }
 
+    /// Bytes held by the open row group's encoders (buffered pages, dictionaries, values).
+    fn buffered_bytes(&self) -> usize {
+        self.columns.iter().flatten().map(ArrowColumnWriter::memory_size).sum()
+    }
+
     /// Closes the open row group (its column chunks in parallel) and appends it to the file.
     fn flush_row_group(&mut self) -> parquet::errors::Result<()> {
         let Some(columns) = self.columns.take() else { return Ok(()) };
@@ -154,9 +170,37 @@ impl PartitionedWriter {
     }
 
     /// Appends `batch` to the file of partition folder `folder` (such as `dt=2024-01-15`). Row
-    /// groups hold exactly `row_group_rows` rows (the last of a file fewer), and a file rolls to the
-    /// next as soon as its finished row groups reach the target size.
+    /// groups hold `row_group_rows` rows, fewer when the buffered-bytes budget closes one early
+    /// (and the last of a file), and a file rolls to the next as soon as its finished row groups
+    /// reach the target size.
     pub fn write(&mut self, folder: &str, batch: &RecordBatch) -> Result<(), Error> {
+        self.append(folder, batch)?;
+        self.keep_within_budget()
+    }
+
+    /// Closes the open row groups of the least recently written files until all open row groups
+    /// together hold at most `max_buffered_bytes`: memory stays flat however long the input.
+    fn keep_within_budget(&mut self) -> Result<(), Error> {
+        let mut sizes: Vec<(u64, usize, usize)> =
+            self.open.iter().enumerate().map(|(i, f)| (f.last_used, f.buffered_bytes(), i)).collect();
+        let mut total: usize = sizes.iter().map(|s| s.1).sum();
+        sizes.sort_unstable();
+        for (_, bytes, i) in sizes {
+            if total <= self.opts.max_buffered_bytes {
+                break;
+            }
+            if bytes == 0 {
+                continue;
+            }
+            let f = &mut self.open[i];
+            let path = self.staging.join(&f.rel_path);
+            f.flush_row_group().map_err(|e| Error::parquet(&path, e))?;
+            total -= bytes;
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, folder: &str, batch: &RecordBatch) -> Result<(), Error> {
         let mut offset = 0;
         while offset < batch.num_rows() {
             self.tick += 1;
@@ -241,5 +285,67 @@ impl PartitionedWriter {
         }
         self.written.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(self.written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{Int64Array, RecordBatch};
+    use arrow_schema::{DataType, Field, Schema};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    use super::{PartitionedWriter, SinkOptions};
+
+    fn batch(values: std::ops::Range<i64>) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from_iter_values(values))]).unwrap()
+    }
+
+    /// Writes 0..10 to `a`, 100..110 to `b`, then 10..20 to `a`; returns each file's row group
+    /// sizes and values.
+    fn write_a_b_a(budget: usize) -> Vec<(String, Vec<i64>, Vec<i64>)> {
+        let tmp = tempfile::tempdir().unwrap();
+        let opts = SinkOptions { row_group_rows: 1000, max_buffered_bytes: budget, ..SinkOptions::default() };
+        let mut w = PartitionedWriter::new(tmp.path().into(), "t".into(), batch(0..0).schema(), opts).unwrap();
+        w.write("a", &batch(0..10)).unwrap();
+        w.write("b", &batch(100..110)).unwrap();
+        w.write("a", &batch(10..20)).unwrap();
+        let mut out = Vec::new();
+        for f in w.finish().unwrap() {
+            let r = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(tmp.path().join(&f.path)).unwrap())
+                .unwrap();
+            let groups = r.metadata().row_groups().iter().map(|g| g.num_rows()).collect();
+            let values = r
+                .build()
+                .unwrap()
+                .flat_map(|b| b.unwrap().column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
+                .collect();
+            out.push((f.dt.clone() + &f.path, groups, values));
+        }
+        out
+    }
+
+    #[test]
+    fn open_row_groups_close_early_beyond_the_buffered_bytes_budget() {
+        let a: Vec<i64> = (0..20).collect();
+        let b: Vec<i64> = (100..110).collect();
+        // Within the budget, each file is one row group.
+        let roomy = write_a_b_a(SinkOptions::default().max_buffered_bytes);
+        assert_eq!(
+            roomy,
+            vec![
+                ("a/part-t-00000.parquet".into(), vec![20], a.clone()),
+                ("b/part-t-00000.parquet".into(), vec![10], b.clone())
+            ]
+        );
+        // Over it, every write closes the open row groups, least recently written first, and
+        // every row is still there once, in order.
+        let tight = write_a_b_a(1);
+        assert_eq!(
+            tight,
+            vec![("a/part-t-00000.parquet".into(), vec![10, 10], a), ("b/part-t-00000.parquet".into(), vec![10], b)]
+        );
     }
 }
