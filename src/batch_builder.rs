@@ -1,9 +1,10 @@
 //! Parsed lines into Arrow record batches, routed to their UTC day while parsing.
 //!
-//! [`parse_chunk`] is the unit of parallel work: it walks one newline-aligned chunk of one log
-//! object, parses every line, appends each row to the builder of its day and each failure to the
-//! rejects builder, and returns finished batches plus the counts the report is built from. Every
-//! line ends as exactly one row or one reject.
+//! [`Rows`] is the unit of parallel work: it walks newline-aligned pieces of log objects (one
+//! chunk of a large object, or several small objects one after the other), parses every line,
+//! appends each row to the builder of its day and each failure to the rejects builder, and returns
+//! the counts the report is built from, then the finished batches. [`parse_chunk`] does this for
+//! one piece. Every line ends as exactly one row or one reject.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -204,61 +205,99 @@ impl ChunkOutput {
 /// How many reject samples a chunk keeps.
 pub const MAX_SAMPLES: usize = 5;
 
-/// Parses every line of `chunk` (lines numbered from `first_line`) from the object `source`.
-pub fn parse_chunk(chunk: &[u8], first_line: u64, source: &str, opts: ParseOptions) -> ChunkOutput {
-    let max_line = opts.max_line_bytes;
-    let expected_rows = chunk.len() / BYTES_PER_LINE + 1;
-    let mut parts: Vec<(PartitionKey, DayBuilder)> = Vec::new();
-    let mut rejects = RejectBuilder::new();
-    let mut out = ChunkOutput::default();
-    let mut reject = |out: &mut ChunkOutput, number: u64, reason: RejectReason, raw: &[u8]| {
-        rejects.append(source, number, &reason, raw);
-        *out.reject_codes.entry(reason.code()).or_default() += 1;
-        if out.samples.len() < MAX_SAMPLES {
-            out.samples.push(RejectSample {
-                source_object: source.to_string(),
-                source_line: number,
-                reason: reason.to_string(),
-            });
-        }
-    };
-    for_each_line(chunk, first_line, max_line, |line| {
-        out.lines += 1;
-        match line {
-            Line::TooLong { number, len, head } => {
-                reject(&mut out, number, RejectReason::TooLong { len, limit: max_line }, head)
+/// Builders filled by consecutive pieces of input on one thread: many small objects parsed into
+/// one `Rows` make one batch per partition, not one per object, which is what per-object
+/// overhead mostly was (builders, finished arrays, then joining them again).
+pub struct Rows {
+    parts: Vec<(PartitionKey, DayBuilder)>,
+    rejects: RejectBuilder,
+    /// Rows the first partition's builders are sized for.
+    expected_rows: usize,
+}
+
+impl Rows {
+    /// Builders sized for about `bytes` of input.
+    pub fn with_capacity(bytes: usize) -> Self {
+        Rows { parts: Vec::new(), rejects: RejectBuilder::new(), expected_rows: bytes / BYTES_PER_LINE + 1 }
+    }
+
+    /// Parses every line of `chunk` (lines numbered from `first_line`) from the object `source` into
+    /// these builders, and returns its counts; the batches come from [`Rows::finish`].
+    pub fn parse(&mut self, chunk: &[u8], first_line: u64, source: &str, opts: ParseOptions) -> ChunkOutput {
+        let max_line = opts.max_line_bytes;
+        let (parts, rejects, expected_rows) = (&mut self.parts, &mut self.rejects, self.expected_rows);
+        let mut out = ChunkOutput::default();
+        let mut reject = |out: &mut ChunkOutput, number: u64, reason: RejectReason, raw: &[u8]| {
+            rejects.append(source, number, &reason, raw);
+            *out.reject_codes.entry(reason.code()).or_default() += 1;
+            if out.samples.len() < MAX_SAMPLES {
+                out.samples.push(RejectSample {
+                    source_object: source.to_string(),
+                    source_line: number,
+                    reason: reason.to_string(),
+                });
             }
-            Line::Text { number, text, raw, lossy } => {
-                out.lossy_utf8 += lossy as u64;
-                match parse_line(&text) {
-                    Ok(parsed) => {
-                        let day = parsed.time.day;
-                        let bucket = match (&parsed.cells[col::BUCKET], opts.partition_by_bucket) {
-                            (Cell::Str(b), true) => Some(b.as_ref()),
-                            _ => None,
-                        };
-                        let builder =
-                            match parts.iter().position(|(k, _)| k.day == day && k.bucket.as_deref() == bucket) {
-                                Some(i) => &mut parts[i].1,
-                                None => {
-                                    let rows = if parts.is_empty() { expected_rows } else { 64 };
-                                    let key = PartitionKey { bucket: bucket.map(str::to_string), day };
-                                    parts.push((key, DayBuilder::new(rows)));
-                                    &mut parts.last_mut().expect("just pushed").1
-                                }
+        };
+        for_each_line(chunk, first_line, max_line, |line| {
+            out.lines += 1;
+            match line {
+                Line::TooLong { number, len, head } => {
+                    reject(&mut out, number, RejectReason::TooLong { len, limit: max_line }, head)
+                }
+                Line::Text { number, text, raw, lossy } => {
+                    out.lossy_utf8 += lossy as u64;
+                    match parse_line(&text) {
+                        Ok(parsed) => {
+                            let day = parsed.time.day;
+                            let bucket = match (&parsed.cells[col::BUCKET], opts.partition_by_bucket) {
+                                (Cell::Str(b), true) => Some(b.as_ref()),
+                                _ => None,
                             };
-                        builder.append(&parsed, source, number);
-                        out.rows += 1;
+                            let builder =
+                                match parts.iter().position(|(k, _)| k.day == day && k.bucket.as_deref() == bucket) {
+                                    Some(i) => &mut parts[i].1,
+                                    None => {
+                                        let rows = if parts.is_empty() { expected_rows } else { 64 };
+                                        let key = PartitionKey { bucket: bucket.map(str::to_string), day };
+                                        parts.push((key, DayBuilder::new(rows)));
+                                        &mut parts.last_mut().expect("just pushed").1
+                                    }
+                                };
+                            builder.append(&parsed, source, number);
+                            out.rows += 1;
+                        }
+                        Err(reason) => reject(&mut out, number, reason, raw),
                     }
-                    Err(reason) => reject(&mut out, number, reason, raw),
                 }
             }
+        });
+        out
+    }
+
+    /// The finished batches, by partition in partition order, with no counts (those came from
+    /// [`Rows::parse`]).
+    pub fn finish(mut self) -> ChunkOutput {
+        self.parts.sort_by(|a, b| a.0.cmp(&b.0));
+        ChunkOutput {
+            partitions: self.parts.into_iter().map(|(k, b)| (k, b.finish())).collect(),
+            rejects: self.rejects.finish(),
+            ..ChunkOutput::default()
         }
-    });
-    parts.sort_by(|a, b| a.0.cmp(&b.0));
-    out.partitions = parts.into_iter().map(|(k, b)| (k, b.finish())).collect();
-    out.rejects = rejects.finish();
-    out
+    }
+}
+
+/// Parses every line of `chunk` (lines numbered from `first_line`) from the object `source`.
+pub fn parse_chunk(chunk: &[u8], first_line: u64, source: &str, opts: ParseOptions) -> ChunkOutput {
+    let mut rows = Rows::with_capacity(chunk.len());
+    let counts = rows.parse(chunk, first_line, source, opts);
+    ChunkOutput {
+        lines: counts.lines,
+        rows: counts.rows,
+        lossy_utf8: counts.lossy_utf8,
+        reject_codes: counts.reject_codes,
+        samples: counts.samples,
+        ..rows.finish()
+    }
 }
 
 /// A chunk holding one reject and nothing else: a line too long to hold in memory, rejected while

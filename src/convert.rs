@@ -4,7 +4,8 @@
 //! each is checked against the ledger, and the new ones are taken in windows of about 16 MiB.
 //! While a window is converted, the next is drawn from the listing and its remote objects download
 //! (tokio, `--concurrency` at once, so at most two windows of bytes are in flight). Each window is
-//! parsed by rayon (objects, and newline-aligned chunks of larger ones, in parallel) and then
+//! parsed by rayon (groups of consecutive small objects into shared builders, and newline-aligned
+//! chunks of larger objects, in parallel) and then
 //! encoded (columns in parallel): the two phases alternate, each on every core. An object larger
 //! than a window is streamed in blocks instead of held whole. Input order is kept everywhere, so
 //! the same input gives the same files and rows.
@@ -24,7 +25,7 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::access_log::RejectReason;
-use crate::batch_builder::{ChunkOutput, MAX_SAMPLES, ParseOptions, PartitionKey, parse_chunk, reject_only};
+use crate::batch_builder::{ChunkOutput, MAX_SAMPLES, ParseOptions, PartitionKey, Rows, parse_chunk, reject_only};
 use crate::destination::Destination;
 use crate::error::Error;
 use crate::lease::{self, Lease, LeaseOptions};
@@ -135,13 +136,7 @@ struct ObjectOutput {
 
 fn process_object(o: &SourceObject, fetched: Fetched, opts: &ConvertOptions) -> Result<ObjectOutput, Error> {
     if matches!(fetched, Fetched::Missing) {
-        return Ok(ObjectOutput {
-            name: o.name.clone(),
-            missing: Some(o.name.clone()),
-            stored: 0,
-            decoded: 0,
-            chunks: Vec::new(),
-        });
+        return Ok(ObjectOutput::missing(o));
     }
     let (stored, bytes) = o.read(fetched)?;
     let parse = opts.parse_options();
@@ -150,6 +145,70 @@ fn process_object(o: &SourceObject, fetched: Fetched, opts: &ConvertOptions) -> 
         .map(|c| parse_chunk(&bytes[c.range], c.first_line, &o.name, parse))
         .collect();
     Ok(ObjectOutput { name: o.name.clone(), missing: None, stored, decoded: bytes.len() as u64, chunks })
+}
+
+impl ObjectOutput {
+    fn missing(o: &SourceObject) -> Self {
+        ObjectOutput { name: o.name.clone(), missing: Some(o.name.clone()), stored: 0, decoded: 0, chunks: Vec::new() }
+    }
+}
+
+/// What a group of objects produced: each object's counts, and the group's batches.
+struct GroupOutput {
+    objects: Vec<ObjectOutput>,
+    batches: ChunkOutput,
+}
+
+/// Stored bytes of consecutive small objects parsed together on one thread. A window holds 16 of
+/// them at the default window size, enough to keep every core busy.
+fn group_bytes(opts: &ConvertOptions) -> u64 {
+    (opts.window_bytes / 16).clamp(1, opts.chunk_bytes as u64)
+}
+
+/// Cuts a window of objects of these sizes into groups of consecutive objects: an object of at
+/// least `target` bytes alone (its chunks are parsed in parallel), smaller ones together until a
+/// group reaches `target`.
+fn groups(sizes: &[u64], target: u64) -> Vec<std::ops::Range<usize>> {
+    let mut groups = Vec::new();
+    let (mut start, mut size) = (0, 0u64);
+    for (i, &o) in sizes.iter().enumerate() {
+        if o >= target && i > start {
+            groups.push(start..i);
+            (start, size) = (i, 0);
+        }
+        size += o;
+        if size >= target {
+            groups.push(start..i + 1);
+            (start, size) = (i + 1, 0);
+        }
+    }
+    if start < sizes.len() {
+        groups.push(start..sizes.len());
+    }
+    groups
+}
+
+/// Parses a group of objects. A lone object is cut into chunks parsed in parallel; several small
+/// ones are parsed one after the other into the same builders, in order.
+fn process_group(objects: &[SourceObject], fetched: Vec<Fetched>, opts: &ConvertOptions) -> Result<GroupOutput, Error> {
+    if let ([o], [_]) = (objects, fetched.as_slice()) {
+        let f = fetched.into_iter().next().expect("one fetched");
+        return Ok(GroupOutput { objects: vec![process_object(o, f, opts)?], batches: ChunkOutput::default() });
+    }
+    let parse = opts.parse_options();
+    let mut rows = Rows::with_capacity(objects.iter().map(|o| o.size as usize).sum());
+    let mut outs = Vec::with_capacity(objects.len());
+    for (o, f) in objects.iter().zip(fetched) {
+        if matches!(f, Fetched::Missing) {
+            outs.push(ObjectOutput::missing(o));
+            continue;
+        }
+        let (stored, bytes) = o.read(f)?;
+        let counts = rows.parse(&bytes, 1, &o.name, parse);
+        let decoded = bytes.len() as u64;
+        outs.push(ObjectOutput { name: o.name.clone(), missing: None, stored, decoded, chunks: vec![counts] });
+    }
+    Ok(GroupOutput { objects: outs, batches: rows.finish() })
 }
 
 type Prefetch = tokio::task::JoinHandle<Result<Vec<Fetched>, Error>>;
@@ -509,15 +568,22 @@ fn parse_and_write(
                 }
             }
         }
-        let outs: Vec<ObjectOutput> = pool.install(|| {
-            window.par_iter().zip(fetched).map(|(o, f)| process_object(o, f, opts)).collect::<Result<_, _>>()
+        let mut fetched = fetched.into_iter();
+        let sizes: Vec<u64> = window.iter().map(|o| o.size).collect();
+        let work: Vec<_> = groups(&sizes, group_bytes(opts))
+            .into_iter()
+            .map(|g| (&window[g.clone()], fetched.by_ref().take(g.len()).collect::<Vec<_>>()))
+            .collect();
+        let outs: Vec<GroupOutput> = pool.install(|| {
+            work.into_par_iter().map(|(objects, f)| process_group(objects, f, opts)).collect::<Result<_, _>>()
         })?;
         report.stage_seconds.read_parse += started.elapsed().as_secs_f64();
         let started = Instant::now();
-        for o in &outs {
+        for o in outs.iter().flat_map(|g| &g.objects) {
             tally(report, o);
         }
-        encode(outs.into_iter().flat_map(|o| o.chunks), &pool, &mut data, &mut rejects)?;
+        let chunks = outs.into_iter().flat_map(|g| g.objects.into_iter().flat_map(|o| o.chunks).chain([g.batches]));
+        encode(chunks, &pool, &mut data, &mut rejects)?;
         report.stage_seconds.encode += started.elapsed().as_secs_f64();
         progress.inc(window.iter().map(|o| o.size).sum());
         progress.set_message(format!("{} objects", report.objects_read));
@@ -824,4 +890,18 @@ fn convert_listed(
 
 fn with_prefix(prefix: &str, files: Vec<WrittenFile>) -> Vec<WrittenFile> {
     files.into_iter().map(|f| WrittenFile { path: format!("{prefix}/{}", f.path), ..f }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::groups;
+
+    #[test]
+    fn groups_cover_the_window_in_order_and_a_large_object_is_alone() {
+        assert_eq!(groups(&[], 10), Vec::<std::ops::Range<usize>>::new());
+        assert_eq!(groups(&[3, 3, 3, 3, 3], 10), vec![0..4, 4..5]);
+        assert_eq!(groups(&[3, 12, 3, 10, 2, 2], 10), vec![0..1, 1..2, 2..3, 3..4, 4..6]);
+        assert_eq!(groups(&[0, 0, 0], 10), vec![0..3]);
+        assert_eq!(groups(&[9, 1, 9], 10), vec![0..2, 2..3]);
+    }
 }

@@ -501,3 +501,78 @@ fn file_urls_are_local_paths() {
     let out = run(&["convert", "gs://bucket/logs", "--output", &dest]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Small objects are parsed several to a thread into shared builders: every row must still carry
+/// its own object's name and line number, and the files keep input order. Each line's request id
+/// names its object and line, so a row given to the wrong object shows; an object of over 1 MiB
+/// in the middle is cut into chunks of its own and splits the small ones into two groups.
+#[test]
+fn small_objects_parsed_together_keep_each_line_with_its_own_object() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("logs");
+    std::fs::create_dir(&src).unwrap();
+    let mut expected = std::collections::BTreeMap::new();
+    let mut expected_rejects = std::collections::BTreeMap::new();
+    for obj in 0..61usize {
+        let name = format!("2024-03-{:02}-00-00-00-{obj:016X}", 15 + obj / 30);
+        let path = src.join(&name);
+        let lines = match obj {
+            30 => 8_000,
+            7 => 0,
+            _ => 3 + obj % 9,
+        };
+        let mut body = String::new();
+        for line in 1..=lines {
+            if (obj + line) % 11 == 0 {
+                let raw = format!("garbage from {obj} at {line}");
+                body.push_str(&raw);
+                expected_rejects.insert((path.display().to_string(), line as i64), raw);
+            } else {
+                // Straddling midnight: the last lines of each object fall on the next day.
+                let day = 15 + obj / 30 + usize::from(line > 4 && obj % 3 == 0);
+                body.push_str(&format!(
+                    "owner bkt [{day:02}/Mar/2024:23:59:{:02} +0000] 192.0.2.1 - R{obj:03}L{line:05} \
+                     REST.GET.OBJECT k \"GET /bkt/k HTTP/1.1\" 200 - 1 1 5 4 \"-\" \"agent\" - host SigV4 C \
+                     AuthHeader h TLSv1.2",
+                    line % 60
+                ));
+                expected.insert((path.display().to_string(), line as i64), format!("R{obj:03}L{line:05}"));
+            }
+            body.push('\n');
+        }
+        std::fs::write(&path, body).unwrap();
+    }
+    assert!(std::fs::metadata(src.join(format!("2024-03-16-00-00-00-{:016X}", 30))).unwrap().len() > 1 << 20);
+    let dest = tmp.path().join("out");
+    let out = convert(&src, &dest, &["--max-reject-ratio", "0.2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let mut got = std::collections::BTreeMap::new();
+    for file in walk(&dest.join("data")) {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&file).unwrap()).unwrap().build().unwrap();
+        let ids: Vec<(String, i64, String)> = reader
+            .flat_map(|b| common::rows(&b.unwrap()))
+            .map(|r| {
+                let id = (r["source_object"].as_str().unwrap().to_string(), r["source_line"].as_i64().unwrap());
+                (id.0, id.1, r["requestid"].as_str().unwrap().to_string())
+            })
+            .collect();
+        let order: Vec<_> = ids.iter().map(|(o, l, _)| (o.clone(), *l)).collect();
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(order, sorted, "{} is not in input order", file.display());
+        for (o, l, id) in ids {
+            assert!(got.insert((o, l), id).is_none(), "a line became two rows");
+        }
+    }
+    assert_eq!(got, expected);
+    let mut rejects = std::collections::BTreeMap::new();
+    for file in walk(&dest.join("rejects")) {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&file).unwrap()).unwrap().build().unwrap();
+        for r in reader.flat_map(|b| common::rows(&b.unwrap())) {
+            let id = (r["source_object"].as_str().unwrap().to_string(), r["source_line"].as_i64().unwrap());
+            rejects.insert(id, r["raw_line"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(rejects, expected_rejects);
+}
