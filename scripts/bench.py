@@ -95,7 +95,8 @@ def run(cmd):
 
 
 def output_size(out):
-    paths = [out] if out.is_file() else [p for p in out.rglob("*") if p.is_file()] if out.exists() else []
+    # Parquet files only: s3logs' ledger (`_state/`) is bookkeeping, not output.
+    paths = [out] if out.is_file() else list(out.rglob("*.parquet")) if out.exists() else []
     extra = [Path(str(out) + ".zst")] if Path(str(out) + ".zst").exists() else []
     files = paths + extra
     return sum(p.stat().st_size for p in files), len(files)
