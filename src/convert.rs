@@ -5,9 +5,9 @@
 //! While a window is converted, the next is drawn from the listing and its remote objects download
 //! (tokio, `--concurrency` at once, so at most two windows of bytes are in flight). Each window is
 //! parsed by rayon (groups of consecutive small objects into shared builders, and newline-aligned
-//! chunks of larger objects, in parallel) and then
-//! encoded (columns in parallel): the two phases alternate, each on every core. An object larger
-//! than a window is streamed in blocks instead of held whole. Input order is kept everywhere, so
+//! chunks of larger objects, in parallel) and then encoded (columns in parallel): the two phases
+//! alternate, each on every core. An object larger than a window is streamed in blocks instead of
+//! held whole. Input order is kept everywhere, so
 //! the same input gives the same files and rows.
 //!
 //! Windows fill batches of about `--batch-size`; each batch is staged, committed and published as
