@@ -290,14 +290,8 @@ impl Rows {
 pub fn parse_chunk(chunk: &[u8], first_line: u64, source: &str, opts: ParseOptions) -> ChunkOutput {
     let mut rows = Rows::with_capacity(chunk.len());
     let counts = rows.parse(chunk, first_line, source, opts);
-    ChunkOutput {
-        lines: counts.lines,
-        rows: counts.rows,
-        lossy_utf8: counts.lossy_utf8,
-        reject_codes: counts.reject_codes,
-        samples: counts.samples,
-        ..rows.finish()
-    }
+    let batches = rows.finish();
+    ChunkOutput { partitions: batches.partitions, rejects: batches.rejects, ..counts }
 }
 
 /// A chunk holding one reject and nothing else: a line too long to hold in memory, rejected while

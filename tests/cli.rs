@@ -58,14 +58,11 @@ fn read_rows(dir: &Path) -> Vec<Map<String, Value>> {
     let mut rows = Vec::new();
     for path in walk(dir) {
         let dt = path.parent().unwrap().file_name().unwrap().to_str().unwrap().strip_prefix("dt=").map(str::to_string);
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap().build().unwrap();
-        for batch in reader {
-            for mut r in common::rows(&batch.unwrap()) {
-                if let Some(dt) = &dt {
-                    r.insert("dt".into(), Value::from(dt.as_str()));
-                }
-                rows.push(r);
+        for mut r in common::file_rows(&path) {
+            if let Some(dt) = &dt {
+                r.insert("dt".into(), Value::from(dt.as_str()));
             }
+            rows.push(r);
         }
     }
     rows.sort_by_key(|r| (r["source_object"].as_str().unwrap().to_string(), r["source_line"].as_i64().unwrap()));
@@ -549,9 +546,8 @@ fn small_objects_parsed_together_keep_each_line_with_its_own_object() {
 
     let mut got = std::collections::BTreeMap::new();
     for file in walk(&dest.join("data")) {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&file).unwrap()).unwrap().build().unwrap();
-        let ids: Vec<(String, i64, String)> = reader
-            .flat_map(|b| common::rows(&b.unwrap()))
+        let ids: Vec<(String, i64, String)> = common::file_rows(&file)
+            .into_iter()
             .map(|r| {
                 let id = (r["source_object"].as_str().unwrap().to_string(), r["source_line"].as_i64().unwrap());
                 (id.0, id.1, r["requestid"].as_str().unwrap().to_string())
@@ -568,8 +564,7 @@ fn small_objects_parsed_together_keep_each_line_with_its_own_object() {
     assert_eq!(got, expected);
     let mut rejects = std::collections::BTreeMap::new();
     for file in walk(&dest.join("rejects")) {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&file).unwrap()).unwrap().build().unwrap();
-        for r in reader.flat_map(|b| common::rows(&b.unwrap())) {
+        for r in common::file_rows(&file) {
             let id = (r["source_object"].as_str().unwrap().to_string(), r["source_line"].as_i64().unwrap());
             rejects.insert(id, r["raw_line"].as_str().unwrap().to_string());
         }

@@ -4,13 +4,11 @@
 
 mod common;
 
-use std::fs::File;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Map, Value};
 
 /// A moto server on loopback, killed on drop.
@@ -129,9 +127,7 @@ fn rows(dir: &Path) -> Vec<Map<String, Value>> {
             if p.is_dir() {
                 stack.push(p);
             } else {
-                for b in ParquetRecordBatchReaderBuilder::try_new(File::open(&p).unwrap()).unwrap().build().unwrap() {
-                    out.extend(common::rows(&b.unwrap()));
-                }
+                out.extend(common::file_rows(&p));
             }
         }
     }

@@ -12,6 +12,13 @@ pub fn iso(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms).unwrap().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
+/// Every row of the Parquet file at `path`, in file order.
+pub fn file_rows(path: &std::path::Path) -> Vec<Map<String, Value>> {
+    let file = std::fs::File::open(path).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+    reader.flat_map(|b| rows(&b.unwrap())).collect()
+}
+
 pub fn rows(batch: &RecordBatch) -> Vec<Map<String, Value>> {
     let schema = batch.schema();
     (0..batch.num_rows())
