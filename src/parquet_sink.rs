@@ -61,6 +61,12 @@ impl Default for SinkOptions {
 const NO_DICTIONARY: &[&str] =
     &["requestdatetime", "requestid", "hostid", "source_line", "requesturi_key", "bytessent", "objectsize"];
 
+/// A column chunk's dictionary is given up for plain values once it holds this many bytes (the
+/// parquet crate's default is 1 MiB). Whether `key`, `remoteip` or `useragent` repeat depends on
+/// the bucket; a column whose values keep being new gives its dictionary up after a few thousand
+/// values instead of hashing half a row group first, and one whose values repeat keeps it.
+const DICTIONARY_BYTES: usize = 64 << 10;
+
 fn writer_properties(opts: &SinkOptions) -> Result<WriterProperties, Error> {
     let level = ZstdLevel::try_new(opts.zstd_level)
         .map_err(|e| Error::Usage(format!("--zstd-level {}: {e}", opts.zstd_level)))?;
@@ -71,6 +77,7 @@ fn writer_properties(opts: &SinkOptions) -> Result<WriterProperties, Error> {
         // (Spark, Trino/Athena) have read parquet-rs page indexes as zero rows (arrow-rs #10316).
         .set_statistics_enabled(EnabledStatistics::Chunk)
         .set_offset_index_disabled(true)
+        .set_dictionary_page_size_limit(DICTIONARY_BYTES)
         .set_created_by(format!("s3logs {}", env!("CARGO_PKG_VERSION")));
     for name in NO_DICTIONARY {
         b = b.set_column_dictionary_enabled(ColumnPath::from(*name), false);
@@ -292,9 +299,10 @@ impl PartitionedWriter {
 mod tests {
     use std::sync::Arc;
 
-    use arrow_array::{Int64Array, RecordBatch};
+    use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
     use arrow_schema::{DataType, Field, Schema};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::basic::Encoding;
 
     use super::{PartitionedWriter, SinkOptions};
 
@@ -347,5 +355,44 @@ mod tests {
             tight,
             vec![("a/part-t-00000.parquet".into(), vec![10, 10], a), ("b/part-t-00000.parquet".into(), vec![10], b)]
         );
+    }
+
+    #[test]
+    fn dictionaries_are_kept_for_repeating_values_and_given_up_early_for_new_ones() {
+        let rows = 20_000;
+        let column = |name: &str, value: &dyn Fn(usize) -> String| -> (Field, ArrayRef) {
+            (Field::new(name, DataType::Utf8, false), Arc::new(StringArray::from_iter_values((0..rows).map(value))))
+        };
+        // 36-byte values: `key` all distinct, `bucket` three of them.
+        let (fields, arrays): (Vec<Field>, Vec<ArrayRef>) = [
+            column("key", &|i| format!("photos/2024/{i:08}/img-{:08}.jpg", i * 7)),
+            column("bucket", &|i| format!("bucket-{}-{:028}", i % 3, 0)),
+        ]
+        .into_iter()
+        .unzip();
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let mut w =
+            PartitionedWriter::new(tmp.path().into(), "t".into(), batch.schema(), SinkOptions::default()).unwrap();
+        w.write("", &batch).unwrap();
+        let f = &w.finish().unwrap()[0];
+        let r =
+            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(tmp.path().join(&f.path)).unwrap()).unwrap();
+        let chunk = |i: usize| r.metadata().row_group(0).column(i);
+        let dictionary_bytes = |i: usize| {
+            let c = chunk(i);
+            c.dictionary_page_offset().map(|d| c.data_page_offset() - d)
+        };
+        // Data pages all dictionary-encoded, or not.
+        let all_dictionary =
+            |i: usize| chunk(i).page_encoding_stats_mask().expect("encoding stats").is_only(Encoding::RLE_DICTIONARY);
+        // `key` gave its dictionary up after at most 64 KiB (plus page overhead), well before
+        // 20,000 distinct values (720 KB); the rest of its values are plain.
+        let key_dictionary = dictionary_bytes(0).expect("key starts with a dictionary");
+        assert!(key_dictionary < 70_000, "{key_dictionary}");
+        assert!(!all_dictionary(0));
+        // `bucket` keeps its three-value dictionary for the whole chunk.
+        assert!(dictionary_bytes(1).is_some() && all_dictionary(1));
+        assert_eq!(r.build().unwrap().map(|b| b.unwrap().num_rows()).sum::<usize>(), rows);
     }
 }
