@@ -5,10 +5,10 @@
 //! While a window is converted, the next is drawn from the listing and its remote objects download
 //! (tokio, `--concurrency` at once, so at most two windows of bytes are in flight). Each window is
 //! parsed by rayon (groups of consecutive small objects into shared builders, and newline-aligned
-//! chunks of larger objects, in parallel) and then encoded (columns in parallel): the two phases
-//! alternate, each on every core. An object larger than a window is streamed in blocks instead of
-//! held whole. Input order is kept everywhere, so
-//! the same input gives the same files and rows.
+//! chunks of larger objects, in parallel) and then encoded (columns in parallel); a window is
+//! parsed while the one before it is encoded, all on the same rayon pool. An object larger than a
+//! window is streamed in blocks instead of held whole. Input order is kept everywhere, so the same
+//! input gives the same files and rows.
 //!
 //! Windows fill batches of about `--batch-size`; each batch is staged, committed and published as
 //! `docs/commit-protocol.md` describes, under the DEST's lease. A run with nothing new writes
@@ -542,21 +542,28 @@ fn parse_and_write(
     let mut rejects =
         PartitionedWriter::new(staging.join("rejects"), run.to_string(), reject_schema(), opts.sink.clone())?;
 
-    // Phases alternate, each using every core: parse a window of objects, then encode it.
+    // A window is parsed while the one before it is encoded, both on every core: rayon's workers
+    // take tasks from either, so neither phase's last straggling task leaves a core idle.
+    // Windows are encoded in order, so rows keep their input order.
+    let mut parsed: Option<Parsed> = None;
     let mut next = windows.next_window()?;
     let mut pending = next.as_deref().and_then(|w| spawn_prefetch(w, rt, opts));
     while let Some(window) = next.take() {
-        let started = Instant::now();
         let this = pending.take();
         next = windows.next_window()?;
         pending = next.as_deref().and_then(|w| spawn_prefetch(w, rt, opts));
         progress.set_length(windows.feed.listing.bytes);
         if let Some(big) = opts.streamed(&window) {
+            if let Some(p) = parsed.take() {
+                write_parsed(p, &pool, &mut data, &mut rejects, report, progress)?;
+            }
+            let started = Instant::now();
             stream_object(big, rt, &pool, opts, &mut data, &mut rejects, report)?;
             report.stage_seconds.read_parse += started.elapsed().as_secs_f64();
             progress.inc(big.size);
             continue;
         }
+        let started = Instant::now();
         let fetched = fetched(&window, rt, this)?;
         if window.iter().any(SourceObject::is_remote) {
             // Time spent waiting for downloads, beyond what overlapped with the previous window.
@@ -574,25 +581,78 @@ fn parse_and_write(
             .into_iter()
             .map(|g| (&window[g.clone()], fetched.by_ref().take(g.len()).collect::<Vec<_>>()))
             .collect();
-        let outs: Vec<GroupOutput> = pool.install(|| {
-            work.into_par_iter().map(|(objects, f)| process_group(objects, f, opts)).collect::<Result<_, _>>()
-        })?;
-        report.stage_seconds.read_parse += started.elapsed().as_secs_f64();
-        let started = Instant::now();
+        let parse = || {
+            let outs: Result<Vec<GroupOutput>, Error> =
+                work.into_par_iter().map(|(objects, f)| process_group(objects, f, opts)).collect();
+            (outs, started.elapsed().as_secs_f64())
+        };
+        let previous = parsed.take();
+        let ((outs, parse_seconds), written) =
+            pool.install(|| rayon::join(parse, || previous.map(|p| encode_parsed(p, &pool, &mut data, &mut rejects))));
+        report.stage_seconds.read_parse += parse_seconds;
+        if let Some(w) = written {
+            finish_window(w?, report, progress);
+        }
+        let outs = outs?;
         for o in outs.iter().flat_map(|g| &g.objects) {
             tally(report, o);
         }
-        let chunks = outs.into_iter().flat_map(|g| g.objects.into_iter().flat_map(|o| o.chunks).chain([g.batches]));
-        encode(chunks, &pool, &mut data, &mut rejects)?;
-        report.stage_seconds.encode += started.elapsed().as_secs_f64();
-        progress.inc(window.iter().map(|o| o.size).sum());
-        progress.set_message(format!("{} objects", report.objects_read));
-        tracing::debug!(objects = window.len(), rows = report.rows_written, "window written");
+        parsed = Some(Parsed { objects: window.len(), bytes: sizes.iter().sum(), outs });
+    }
+    if let Some(p) = parsed.take() {
+        write_parsed(p, &pool, &mut data, &mut rejects, report, progress)?;
     }
     let started = Instant::now();
     let written = pool.install(|| Ok((data.finish()?, rejects.finish()?)));
     report.stage_seconds.encode += started.elapsed().as_secs_f64();
     written
+}
+
+/// A window parsed and counted, waiting to be encoded.
+struct Parsed {
+    objects: usize,
+    bytes: u64,
+    outs: Vec<GroupOutput>,
+}
+
+/// A window encoded: what the report and progress bar learn of it.
+struct Encoded {
+    objects: usize,
+    bytes: u64,
+    seconds: f64,
+}
+
+fn encode_parsed(
+    p: Parsed,
+    pool: &rayon::ThreadPool,
+    data: &mut PartitionedWriter,
+    rejects: &mut PartitionedWriter,
+) -> Result<Encoded, Error> {
+    let started = Instant::now();
+    let chunks = p.outs.into_iter().flat_map(|g| g.objects.into_iter().flat_map(|o| o.chunks).chain([g.batches]));
+    encode(chunks, pool, data, rejects)?;
+    Ok(Encoded { objects: p.objects, bytes: p.bytes, seconds: started.elapsed().as_secs_f64() })
+}
+
+fn finish_window(w: Encoded, report: &mut Report, progress: &indicatif::ProgressBar) {
+    report.stage_seconds.encode += w.seconds;
+    progress.inc(w.bytes);
+    progress.set_message(format!("{} objects", report.objects_read));
+    tracing::debug!(objects = w.objects, rows = report.rows_written, "window written");
+}
+
+/// Encodes a parsed window on its own (the last one, or one before a streamed object).
+fn write_parsed(
+    p: Parsed,
+    pool: &rayon::ThreadPool,
+    data: &mut PartitionedWriter,
+    rejects: &mut PartitionedWriter,
+    report: &mut Report,
+    progress: &indicatif::ProgressBar,
+) -> Result<(), Error> {
+    let w = encode_parsed(p, pool, data, rejects)?;
+    finish_window(w, report, progress);
+    Ok(())
 }
 
 /// Gives the files written under a provisional name their batch's name (`part-<batch>-N`), and,

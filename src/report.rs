@@ -90,7 +90,8 @@ pub struct Report {
     /// Requests tried again after a transient failure.
     pub retries: u64,
     /// Wall time of each stage: reading and parsing objects, encoding and writing Parquet (both
-    /// on every core, one after the other per window), and moving files into place.
+    /// on every core; a window is parsed while the one before it is encoded, so these two
+    /// overlap and their sum exceeds the run's time), and moving files into place.
     pub stage_seconds: StageSeconds,
     /// Whether the files were moved into place (false when the run stopped at the reject gate).
     pub committed: bool,

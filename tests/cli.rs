@@ -525,8 +525,9 @@ fn small_objects_parsed_together_keep_each_line_with_its_own_object() {
                 body.push_str(&raw);
                 expected_rejects.insert((path.display().to_string(), line as i64), raw);
             } else {
-                // Straddling midnight: the last lines of each object fall on the next day.
-                let day = 15 + obj / 30 + usize::from(line > 4 && obj % 3 == 0);
+                // Straddling midnight: the last lines of every third object fall on the next
+                // day, and so do those of the object before the large one.
+                let day = 15 + obj / 30 + usize::from(line > 4 && (obj % 3 == 0 || obj == 29));
                 body.push_str(&format!(
                     "owner bkt [{day:02}/Mar/2024:23:59:{:02} +0000] 192.0.2.1 - R{obj:03}L{line:05} \
                      REST.GET.OBJECT k \"GET /bkt/k HTTP/1.1\" 200 - 1 1 5 4 \"-\" \"agent\" - host SigV4 C \
@@ -543,31 +544,51 @@ fn small_objects_parsed_together_keep_each_line_with_its_own_object() {
     let dest = tmp.path().join("out");
     let out = convert(&src, &dest, &["--max-reject-ratio", "0.2"]);
     assert!(out.status.success(), "{}", stderr(&out));
-
-    let mut got = std::collections::BTreeMap::new();
-    for file in walk(&dest.join("data")) {
-        let ids: Vec<(String, i64, String)> = common::file_rows(&file)
-            .into_iter()
-            .map(|r| {
+    let check = |dest: &Path| {
+        let mut got = std::collections::BTreeMap::new();
+        for file in walk(&dest.join("data")) {
+            let ids: Vec<(String, i64, String)> = common::file_rows(&file)
+                .into_iter()
+                .map(|r| {
+                    let id = (r["source_object"].as_str().unwrap().to_string(), r["source_line"].as_i64().unwrap());
+                    (id.0, id.1, r["requestid"].as_str().unwrap().to_string())
+                })
+                .collect();
+            let order: Vec<_> = ids.iter().map(|(o, l, _)| (o.clone(), *l)).collect();
+            let mut sorted = order.clone();
+            sorted.sort();
+            assert_eq!(order, sorted, "{} is not in input order", file.display());
+            for (o, l, id) in ids {
+                assert!(got.insert((o, l), id).is_none(), "a line became two rows");
+            }
+        }
+        assert_eq!(got, expected);
+        let mut rejects = std::collections::BTreeMap::new();
+        for file in walk(&dest.join("rejects")) {
+            let mut last = None;
+            for r in common::file_rows(&file) {
                 let id = (r["source_object"].as_str().unwrap().to_string(), r["source_line"].as_i64().unwrap());
-                (id.0, id.1, r["requestid"].as_str().unwrap().to_string())
-            })
-            .collect();
-        let order: Vec<_> = ids.iter().map(|(o, l, _)| (o.clone(), *l)).collect();
-        let mut sorted = order.clone();
-        sorted.sort();
-        assert_eq!(order, sorted, "{} is not in input order", file.display());
-        for (o, l, id) in ids {
-            assert!(got.insert((o, l), id).is_none(), "a line became two rows");
+                assert!(last < Some(id.clone()), "{} is not in input order at {id:?}", file.display());
+                last = Some(id.clone());
+                rejects.insert(id, r["raw_line"].as_str().unwrap().to_string());
+            }
         }
-    }
-    assert_eq!(got, expected);
-    let mut rejects = std::collections::BTreeMap::new();
-    for file in walk(&dest.join("rejects")) {
-        for r in common::file_rows(&file) {
-            let id = (r["source_object"].as_str().unwrap().to_string(), r["source_line"].as_i64().unwrap());
-            rejects.insert(id, r["raw_line"].as_str().unwrap().to_string());
-        }
-    }
-    assert_eq!(rejects, expected_rejects);
+        assert_eq!(rejects, expected_rejects);
+    };
+    check(&dest);
+
+    // Windows of a few objects each: a window is parsed while the one before it is encoded, and
+    // the large object, now larger than a window, is streamed between them. Windows must still
+    // reach the files in input order.
+    let small = tmp.path().join("small-windows");
+    let opts = s3logs::convert::ConvertOptions {
+        sources: vec![src.to_str().unwrap().to_string()],
+        output: small.clone(),
+        window_bytes: 4 << 10,
+        max_reject_ratio: 0.2,
+        ..Default::default()
+    };
+    let report = s3logs::convert::run(&opts).unwrap();
+    assert_eq!(report.rows_written as usize, expected.len());
+    check(&small);
 }
