@@ -1,7 +1,7 @@
 //! The `convert` run: list objects, convert the new ones in parallel, commit them in batches.
 //!
 //! The listing runs in the background ([`Listing`]) and hands objects over as S3 pages arrive;
-//! each is checked against the ledger, and the new ones are taken in windows of about 16 MiB.
+//! each is checked against the ledger, and the new ones are taken in windows of about 8 MiB.
 //! While a window is converted, the next is drawn from the listing and its remote objects download
 //! (tokio, `--concurrency` at once, so at most two windows of bytes are in flight). Each window is
 //! parsed by rayon (groups of consecutive small objects into shared builders, and newline-aligned
@@ -95,7 +95,7 @@ impl Default for ConvertOptions {
             max_reject_ratio: 0.05,
             max_line_bytes: 1 << 20,
             chunk_bytes: 4 << 20,
-            window_bytes: 16 << 20,
+            window_bytes: 8 << 20,
             threads: None,
             partition_by_bucket: false,
             store: StoreOptions::default(),
