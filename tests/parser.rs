@@ -200,6 +200,11 @@ case!(quoted_dash_is_null, full().replace("\"https://example.com/\"", "\"-\"").r
 case!(stray_leading_quote_in_user_agent_is_kept, full().replace("\"curl/8.0\"", "\"\"Mozilla/5.0 (X11; Linux x86_64)\""),
     { "useragent": "\"Mozilla/5.0 (X11; Linux x86_64)" });
 
+// A quote and a space inside the Referer: its first closing candidate is followed by a token that
+// cannot start a User-Agent, so the Referer closes at the next one, and the User-Agent found there
+// is the one kept.
+case!(quote_and_space_inside_the_referer, full().replace("\"https://example.com/\"", r#""https://example.com/" x""#),
+    { "referrer": r#"https://example.com/" x"# });
 case!(escaped_quotes_in_user_agent_are_verbatim, full().replace("\"curl/8.0\"", r#""Mozilla/5.0 \"quoted\" (compatible)""#),
     { "useragent": r#"Mozilla/5.0 \"quoted\" (compatible)"# });
 

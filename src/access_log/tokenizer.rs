@@ -216,7 +216,7 @@ fn closing_quotes(b: &[u8], open: usize) -> impl Iterator<Item = usize> + '_ {
 
 /// Picks the closing quote of the field opening at `open`: the first candidate `accept` likes,
 /// else the first candidate at all (the fields after it will then say what is wrong).
-fn close_quoted(b: &[u8], open: usize, accept: impl Fn(usize) -> bool) -> Option<usize> {
+fn close_quoted(b: &[u8], open: usize, mut accept: impl FnMut(usize) -> bool) -> Option<usize> {
     let mut first = None;
     for q in closing_quotes(b, open) {
         if accept(q) {
@@ -251,14 +251,22 @@ fn fits_after_user_agent(b: &[u8], pos: usize) -> bool {
     n < 3 || is_sigv(&b[t[2].clone()]) || (n == 4 && quote_free(&t[2]) && is_sigv(&b[t[3].clone()]))
 }
 
-/// End (exclusive) of the User-Agent field starting at `pos`, and whether the tail after it fits.
-fn user_agent_end(b: &[u8], pos: usize) -> Option<(usize, bool)> {
+/// The User-Agent field starting at `pos`: its span, and whether the tail after it fits. A quoted
+/// one closes at the first quote after which the tail fits, else at the first candidate.
+fn user_agent(b: &[u8], pos: usize) -> Option<(Span, bool)> {
     let tok = token_at(b, pos)?;
     if !starts_quote(&b[tok.clone()]) {
-        return Some((tok.end, fits_after_user_agent(b, tok.end)));
+        let fits = fits_after_user_agent(b, tok.end);
+        return Some((tok, fits));
     }
-    let q = close_quoted(b, tok.start, |q| fits_after_user_agent(b, q + 1))?;
-    Some((q + 1, fits_after_user_agent(b, q + 1)))
+    let mut first = None;
+    for q in closing_quotes(b, tok.start) {
+        if fits_after_user_agent(b, q + 1) {
+            return Some((tok.start..q + 1, true));
+        }
+        first.get_or_insert(q);
+    }
+    first.map(|q| (tok.start..q + 1, false))
 }
 
 /// A second record's time inside the line means two records were spliced together.
@@ -390,16 +398,23 @@ pub fn parse_line(s: &str) -> Result<ParsedLine<'_>, RejectReason> {
         }
     }
 
-    // Referer: where it may close, the User-Agent must then start and close well.
+    // Referer: where it may close, the User-Agent must then start and close well. The User-Agent
+    // found after the chosen quote is kept, not looked for again.
     let t = next_token!();
+    let mut found_ua: Option<(usize, Span)> = None;
     let referer = if starts_quote(&b[t.clone()]) {
         let accept = |q: usize| {
             token_at(b, q + 1).is_some_and(|u| {
                 let u = &b[u];
-                (u == b"-" || starts_quote(u)) && user_agent_end(b, q + 1).is_some_and(|(_, fits)| fits)
+                (u == b"-" || starts_quote(u))
+                    && user_agent(b, q + 1).is_some_and(|(ua, fits)| {
+                        found_ua = Some((q, ua));
+                        fits
+                    })
             })
         };
         let q = close_quoted(b, t.start, accept).ok_or(RejectReason::UnterminatedQuote { field: "referrer" })?;
+        found_ua = found_ua.filter(|(at, _)| *at == q);
         pos = q + 1;
         t.start..q + 1
     } else {
@@ -407,10 +422,15 @@ pub fn parse_line(s: &str) -> Result<ParsedLine<'_>, RejectReason> {
     };
     cells[col::REFERRER] = field_value(s, referer);
 
-    let ua_start = token_at(b, pos).ok_or(RejectReason::Truncated { fields })?.start;
-    let (ua_end, _) = user_agent_end(b, ua_start).ok_or(RejectReason::UnterminatedQuote { field: "useragent" })?;
-    cells[col::USERAGENT] = field_value(s, ua_start..ua_end);
-    pos = ua_end;
+    let ua = match found_ua {
+        Some((_, ua)) => ua,
+        None => {
+            token_at(b, pos).ok_or(RejectReason::Truncated { fields })?;
+            user_agent(b, pos).ok_or(RejectReason::UnterminatedQuote { field: "useragent" })?.0
+        }
+    };
+    pos = ua.end;
+    cells[col::USERAGENT] = field_value(s, ua);
 
     // The tail: plain tokens, a Host Id of one or two tokens, then anything AWS adds.
     let tail = |pos: &mut usize| token_at(b, *pos).inspect(|t| *pos = t.end);
