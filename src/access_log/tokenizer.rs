@@ -214,15 +214,16 @@ fn closing_quotes(b: &[u8], open: usize) -> impl Iterator<Item = usize> + '_ {
     memchr_iter(b'"', &b[open + 1..]).map(move |i| open + 1 + i).filter(move |&q| q + 1 == b.len() || b[q + 1] == b' ')
 }
 
-/// Picks the closing quote of the field opening at `open`: the first candidate `accept` likes,
-/// else the first candidate at all (the fields after it will then say what is wrong).
-fn close_quoted(b: &[u8], open: usize, mut accept: impl FnMut(usize) -> bool) -> Option<usize> {
+/// Picks the closing quote of the field opening at `open`: the first candidate `accept` likes
+/// (then `true`), else the first candidate at all (then `false`; the fields after it will then
+/// say what is wrong).
+fn close_quoted(b: &[u8], open: usize, mut accept: impl FnMut(usize) -> bool) -> Option<(usize, bool)> {
     let mut first = None;
     for q in closing_quotes(b, open) {
         if accept(q) {
-            return Some(q);
+            return Some((q, true));
         }
-        first.get_or_insert(q);
+        first.get_or_insert((q, false));
     }
     first
 }
@@ -259,14 +260,8 @@ fn user_agent(b: &[u8], pos: usize) -> Option<(Span, bool)> {
         let fits = fits_after_user_agent(b, tok.end);
         return Some((tok, fits));
     }
-    let mut first = None;
-    for q in closing_quotes(b, tok.start) {
-        if fits_after_user_agent(b, q + 1) {
-            return Some((tok.start..q + 1, true));
-        }
-        first.get_or_insert(q);
-    }
-    first.map(|q| (tok.start..q + 1, false))
+    let (q, fits) = close_quoted(b, tok.start, |q| fits_after_user_agent(b, q + 1))?;
+    Some((tok.start..q + 1, fits))
 }
 
 /// A second record's time inside the line means two records were spliced together.
@@ -354,16 +349,12 @@ pub fn parse_line(s: &str) -> Result<ParsedLine<'_>, RejectReason> {
     let t = next_token!();
     let mut after: Option<[Span; 7]> = None;
     let uri = if starts_quote(&b[t.clone()]) {
-        let mut first = None;
-        for q in closing_quotes(b, t.start) {
-            if let Some(spans) = after_request_uri(b, q + 1) {
-                after = Some(spans);
-                first = Some(q);
-                break;
-            }
-            first.get_or_insert(q);
-        }
-        let q = first.ok_or(RejectReason::UnterminatedQuote { field: "requesturi" })?;
+        // A candidate that does not fit leaves `after` empty, so it is kept only for the one taken.
+        let accept = |q: usize| {
+            after = after_request_uri(b, q + 1);
+            after.is_some()
+        };
+        let (q, _) = close_quoted(b, t.start, accept).ok_or(RejectReason::UnterminatedQuote { field: "requesturi" })?;
         pos = q + 1;
         t.start..q + 1
     } else {
@@ -413,7 +404,7 @@ pub fn parse_line(s: &str) -> Result<ParsedLine<'_>, RejectReason> {
                     })
             })
         };
-        let q = close_quoted(b, t.start, accept).ok_or(RejectReason::UnterminatedQuote { field: "referrer" })?;
+        let (q, _) = close_quoted(b, t.start, accept).ok_or(RejectReason::UnterminatedQuote { field: "referrer" })?;
         found_ua = found_ua.filter(|(at, _)| *at == q);
         pos = q + 1;
         t.start..q + 1
@@ -424,10 +415,12 @@ pub fn parse_line(s: &str) -> Result<ParsedLine<'_>, RejectReason> {
 
     let ua = match found_ua {
         Some((_, ua)) => ua,
-        None => {
-            token_at(b, pos).ok_or(RejectReason::Truncated { fields })?;
-            user_agent(b, pos).ok_or(RejectReason::UnterminatedQuote { field: "useragent" })?.0
-        }
+        // `user_agent` finds nothing when the line ends here or the quote never closes.
+        None => match user_agent(b, pos) {
+            Some((ua, _)) => ua,
+            None if token_at(b, pos).is_none() => return Err(RejectReason::Truncated { fields }),
+            None => return Err(RejectReason::UnterminatedQuote { field: "useragent" }),
+        },
     };
     pos = ua.end;
     cells[col::USERAGENT] = field_value(s, ua);
