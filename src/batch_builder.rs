@@ -200,6 +200,18 @@ impl ChunkOutput {
     pub fn rejected(&self) -> u64 {
         self.reject_codes.values().sum()
     }
+
+    /// Counts a reject by its reason code, and keeps it as a sample while there is room.
+    fn count_reject(&mut self, source: &str, number: u64, reason: &RejectReason) {
+        *self.reject_codes.entry(reason.code()).or_default() += 1;
+        if self.samples.len() < MAX_SAMPLES {
+            self.samples.push(RejectSample {
+                source_object: source.to_string(),
+                source_line: number,
+                reason: reason.to_string(),
+            });
+        }
+    }
 }
 
 /// How many reject samples a chunk keeps.
@@ -229,14 +241,7 @@ impl Rows {
         let mut out = ChunkOutput::default();
         let mut reject = |out: &mut ChunkOutput, number: u64, reason: RejectReason, raw: &[u8]| {
             rejects.append(source, number, &reason, raw);
-            *out.reject_codes.entry(reason.code()).or_default() += 1;
-            if out.samples.len() < MAX_SAMPLES {
-                out.samples.push(RejectSample {
-                    source_object: source.to_string(),
-                    source_line: number,
-                    reason: reason.to_string(),
-                });
-            }
+            out.count_reject(source, number, &reason);
         };
         for_each_line(chunk, first_line, max_line, |line| {
             out.lines += 1;
@@ -300,12 +305,7 @@ pub fn reject_only(source: &str, number: u64, reason: RejectReason, head: &[u8])
     let mut rejects = RejectBuilder::new();
     rejects.append(source, number, &reason, head);
     let mut out = ChunkOutput { lines: 1, ..ChunkOutput::default() };
-    out.samples.push(RejectSample {
-        source_object: source.to_string(),
-        source_line: number,
-        reason: reason.to_string(),
-    });
-    out.reject_codes.insert(reason.code(), 1);
+    out.count_reject(source, number, &reason);
     out.rejects = rejects.finish();
     out
 }

@@ -4,8 +4,9 @@
 //! A [`PartitionedWriter`] keeps one open file per partition folder (`dt=2024-01-15`, or `""` for
 //! an unpartitioned dataset), opened lazily on the first batch so no empty file is ever written,
 //! and rolled when it reaches the target size. Files are written under a staging folder outside the
-//! table location, and each is fsynced when closed; [`crate::destination`] publishes them. File names come from the run's identity and a per-folder sequence
-//! number, never from the clock, so the same input gives the same names.
+//! table location, and each is fsynced when closed; [`crate::destination`] publishes them. File
+//! names come from the run's identity and a per-folder sequence number, never from the clock, so
+//! the same input gives the same names.
 //!
 //! Encoding is the most expensive stage, so the columns of each batch are encoded (dictionary,
 //! pages, ZSTD) in parallel on the caller's rayon pool, one `ArrowColumnWriter` per column, and the
