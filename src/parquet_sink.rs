@@ -10,23 +10,30 @@
 //!
 //! Encoding is the most expensive stage, so the columns of each batch are encoded (dictionary,
 //! pages, ZSTD) in parallel on the caller's rayon pool, one `ArrowColumnWriter` per column, and the
-//! finished column chunks are appended to the file in column order.
+//! finished column chunks are appended to the file in column order. String columns that take a
+//! dictionary are first encoded by [`dictionary`], which is much cheaper for the few-valued
+//! columns most of an access log is; a column with many values goes back to the crate's writer.
+
+mod dictionary;
 
 use std::fs::{self, File};
 use std::io::BufWriter;
 use std::path::PathBuf;
 
-use arrow_array::RecordBatch;
-use arrow_schema::SchemaRef;
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::{DataType, Field, SchemaRef};
+use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory, compute_leaves};
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::column::writer::ColumnCloseResult;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::ColumnPath;
+use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 use rayon::prelude::*;
 
 use crate::error::Error;
+use dictionary::{DictionaryColumn, Written};
 
 /// How Parquet files are written.
 #[derive(Debug, Clone)]
@@ -97,13 +104,79 @@ pub struct WrittenFile {
     pub bytes: u64,
 }
 
+/// The ZSTD level of each column [`dictionary`] encodes: Utf8, dictionary enabled, ZSTD.
+fn hand_encoded(schema: &SchemaRef, props: &WriterProperties) -> Vec<Option<ZstdLevel>> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let path = ColumnPath::from(f.name().as_str());
+            match (f.data_type(), props.dictionary_enabled(&path), props.compression(&path)) {
+                (DataType::Utf8, true, Compression::ZSTD(level)) => Some(level),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// One column of the open row group: the crate's writer, and in front of it the hand-written
+/// dictionary encoder while the column's values fit a dictionary.
+struct ColumnSlot {
+    writer: ArrowColumnWriter,
+    dictionary: Option<(DictionaryColumn, ZstdLevel)>,
+}
+
+/// A finished column chunk: from the crate's writer, or encoded by hand.
+enum Chunk {
+    Arrow(ArrowColumnChunk),
+    ByHand(Bytes, ColumnCloseResult),
+}
+
+impl ColumnSlot {
+    fn write(&mut self, field: &Field, array: &dyn Array) -> parquet::errors::Result<()> {
+        if let Some((d, _)) = &mut self.dictionary {
+            match d.write(array) {
+                Written::Kept => return Ok(()),
+                Written::GaveUp(all) => {
+                    self.dictionary = None;
+                    return self.write(field, &all);
+                }
+            }
+        }
+        for leaf in compute_leaves(field, &array.slice(0, array.len()))? {
+            self.writer.write(&leaf)?;
+        }
+        Ok(())
+    }
+
+    fn memory_size(&self) -> usize {
+        self.writer.memory_size() + self.dictionary.as_ref().map_or(0, |(d, _)| d.memory_size())
+    }
+
+    fn close(mut self, field: &Field, descr: ColumnDescPtr) -> parquet::errors::Result<Chunk> {
+        if let Some((mut d, level)) = self.dictionary.take() {
+            if d.non_null() > 0 {
+                let (bytes, close) = d.close(descr, level)?;
+                return Ok(Chunk::ByHand(bytes, close));
+            }
+            // All NULL: nothing for a dictionary to hold.
+            self.write(field, &d.take_array())?;
+        }
+        Ok(Chunk::Arrow(self.writer.close()?))
+    }
+}
+
 struct OpenFile {
     folder: String,
     rel_path: String,
     file: SerializedFileWriter<BufWriter<File>>,
     factory: ArrowRowGroupWriterFactory,
-    /// The open row group's column writers, created on its first rows.
-    columns: Option<Vec<ArrowColumnWriter>>,
+    /// The open row group's columns, created on its first rows.
+    columns: Option<Vec<ColumnSlot>>,
+    /// Per column, the ZSTD level when [`dictionary`] encodes it; a column that gave its
+    /// dictionary up in one row group stays with the crate's writer for the rest of the file.
+    by_hand: Vec<Option<ZstdLevel>>,
+    fields: arrow_schema::Fields,
     row_groups: usize,
     rows_in_group: usize,
     rows: u64,
@@ -114,14 +187,20 @@ impl OpenFile {
     /// Encodes `batch` into the open row group, one rayon task per column.
     fn append(&mut self, schema: &SchemaRef, batch: &RecordBatch) -> parquet::errors::Result<()> {
         if self.columns.is_none() {
-            self.columns = Some(self.factory.create_column_writers(self.row_groups)?);
+            let writers = self.factory.create_column_writers(self.row_groups)?;
+            let by_hand = self.by_hand.iter();
+            let slots = writers.into_iter().zip(by_hand).map(|(writer, level)| ColumnSlot {
+                writer,
+                dictionary: level.map(|l| (DictionaryColumn::new(DICTIONARY_BYTES), l)),
+            });
+            self.columns = Some(slots.collect());
         }
         let columns = self.columns.as_mut().expect("just created");
-        let mut leaves = Vec::with_capacity(columns.len());
-        for (field, array) in schema.fields().iter().zip(batch.columns()) {
-            leaves.extend(compute_leaves(field, array)?);
-        }
-        columns.par_iter_mut().zip(leaves.par_iter()).try_for_each(|(w, leaf)| w.write(leaf))?;
+        let inputs: Vec<_> = schema.fields().iter().zip(batch.columns()).collect();
+        columns
+            .par_iter_mut()
+            .zip(inputs.par_iter())
+            .try_for_each(|(slot, (field, array))| slot.write(field, array))?;
         self.rows_in_group += batch.num_rows();
         self.rows += batch.num_rows() as u64;
         Ok(())
@@ -129,17 +208,30 @@ impl OpenFile {
 
     /// Bytes held by the open row group's encoders (buffered pages, dictionaries, values).
     fn buffered_bytes(&self) -> usize {
-        self.columns.iter().flatten().map(ArrowColumnWriter::memory_size).sum()
+        self.columns.iter().flatten().map(ColumnSlot::memory_size).sum()
     }
 
     /// Closes the open row group (its column chunks in parallel) and appends it to the file.
     fn flush_row_group(&mut self) -> parquet::errors::Result<()> {
         let Some(columns) = self.columns.take() else { return Ok(()) };
-        let chunks: Vec<ArrowColumnChunk> =
-            columns.into_par_iter().map(ArrowColumnWriter::close).collect::<Result<_, _>>()?;
+        for (by_hand, slot) in self.by_hand.iter_mut().zip(&columns) {
+            if slot.dictionary.is_none() {
+                *by_hand = None;
+            }
+        }
+        let schema = self.file.schema_descr();
+        let inputs: Vec<_> = (0..columns.len()).map(|i| (schema.column(i), self.fields[i].clone())).collect();
+        let chunks: Vec<Chunk> = columns
+            .into_par_iter()
+            .zip(inputs)
+            .map(|(slot, (descr, field))| slot.close(&field, descr))
+            .collect::<Result<_, _>>()?;
         let mut row_group = self.file.next_row_group()?;
         for chunk in chunks {
-            chunk.append_to_row_group(&mut row_group)?;
+            match chunk {
+                Chunk::Arrow(chunk) => chunk.append_to_row_group(&mut row_group)?,
+                Chunk::ByHand(bytes, close) => row_group.append_column(&bytes, close)?,
+            }
         }
         row_group.close()?;
         self.row_groups += 1;
@@ -264,6 +356,8 @@ impl PartitionedWriter {
             file,
             factory,
             columns: None,
+            by_hand: hand_encoded(&self.schema, &self.props),
+            fields: self.schema.fields().clone(),
             row_groups: 0,
             rows_in_group: 0,
             rows: 0,
@@ -395,5 +489,90 @@ mod tests {
         // `bucket` keeps its three-value dictionary for the whole chunk.
         assert!(dictionary_bytes(1).is_some() && all_dictionary(1));
         assert_eq!(r.build().unwrap().map(|b| b.unwrap().num_rows()).sum::<usize>(), rows);
+    }
+
+    /// The few-valued string columns are encoded by hand (`dictionary`): over several batches,
+    /// row groups and data pages, with NULLs, one value, no value and a column that gives its
+    /// dictionary up, every value reads back and the statistics hold per row group.
+    #[test]
+    fn hand_encoded_dictionary_columns_read_back_with_their_statistics() {
+        use parquet::file::statistics::Statistics;
+
+        let rows = 45_000;
+        let ops = ["REST.GET.OBJECT", "REST.PUT.OBJECT", "", "日本/キー", "REST.HEAD.OBJECT"];
+        // Runs of 40 equal values, then values changing every row, and every 7th row NULL.
+        let op = |i: usize| (i % 7 != 3).then(|| if i % 200 < 40 { ops[0] } else { ops[i * 31 % 5] });
+        let key = |i: usize| (!i.is_multiple_of(11)).then(|| format!("photos/2024/{i:08}/img-{:08}.jpg", i * 7));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("op", DataType::Utf8, true),
+            Field::new("one", DataType::Utf8, false),
+            Field::new("nothing", DataType::Utf8, true),
+            Field::new("key", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, false),
+        ]));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter((0..rows).map(op))),
+            Arc::new(StringArray::from_iter_values((0..rows).map(|_| "bucket-1"))),
+            Arc::new(StringArray::from_iter((0..rows).map(|_| None::<&str>))),
+            Arc::new(StringArray::from_iter((0..rows).map(key))),
+            Arc::new(Int64Array::from_iter_values(0..rows as i64)),
+        ];
+        let all = RecordBatch::try_new(schema.clone(), columns).unwrap();
+
+        let tmp = tempfile::tempdir().unwrap();
+        let opts = SinkOptions { row_group_rows: 30_000, ..SinkOptions::default() };
+        let mut w = PartitionedWriter::new(tmp.path().into(), "t".into(), schema, opts).unwrap();
+        let mut at = 0;
+        for len in [1, 999, 17_000, 23_000, 4_000] {
+            w.write("", &all.slice(at, len)).unwrap();
+            at += len;
+        }
+        assert_eq!(at, rows);
+        let f = &w.finish().unwrap()[0];
+        let r =
+            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(tmp.path().join(&f.path)).unwrap()).unwrap();
+        let meta = r.metadata().clone();
+        let read: Vec<RecordBatch> = r.build().unwrap().map(Result::unwrap).collect();
+        let read = arrow_select::concat::concat_batches(&read[0].schema(), &read).unwrap();
+        for c in 0..all.num_columns() {
+            assert_eq!(read.column(c).as_ref(), all.column(c).as_ref(), "column {c}");
+        }
+
+        assert_eq!(meta.row_groups().iter().map(|g| g.num_rows()).collect::<Vec<_>>(), [30_000, 15_000]);
+        for (g, first) in meta.row_groups().iter().zip([0, 30_000]) {
+            let range = first..first + g.num_rows() as usize;
+            let only_dictionary = |c: usize| {
+                g.column(c).page_encoding_stats_mask().expect("encoding stats").is_only(Encoding::RLE_DICTIONARY)
+            };
+            let stats = |c: usize| match g.column(c).statistics() {
+                Some(Statistics::ByteArray(s)) => {
+                    let text = |v: Option<&parquet::data_type::ByteArray>| v.map(|v| v.as_utf8().unwrap().to_string());
+                    (text(s.min_opt()), text(s.max_opt()), s.null_count_opt())
+                }
+                other => panic!("column {c}: {other:?}"),
+            };
+            let values: Vec<&str> = range.clone().filter_map(op).collect();
+            let nulls = (range.len() - values.len()) as u64;
+            let (min, max) = (values.iter().min().unwrap(), values.iter().max().unwrap());
+            assert!(only_dictionary(0) && only_dictionary(1));
+            assert_eq!(stats(0), (Some(min.to_string()), Some(max.to_string()), Some(nulls)));
+            assert_eq!(stats(1), (Some("bucket-1".into()), Some("bucket-1".into()), Some(0)));
+            assert_eq!(stats(2), (None, None, Some(range.len() as u64)));
+            // `key` gave its dictionary up in the first row group and stays plain after it.
+            assert!(!only_dictionary(3));
+            assert_eq!(
+                g.column(3).statistics().unwrap().null_count_opt(),
+                Some(range.filter(|i| i.is_multiple_of(11)).count() as u64)
+            );
+        }
+        // Pages of at most 20,000 rows: a dictionary page and two data pages in the first row
+        // group, one of each in the second.
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let file = SerializedFileReader::new(std::fs::File::open(tmp.path().join(&f.path)).unwrap()).unwrap();
+        for (g, want) in [(0, vec![5, 20_000, 10_000]), (1, vec![5, 15_000])] {
+            let pages = file.get_row_group(g).unwrap().get_column_page_reader(0).unwrap();
+            let values: Vec<u32> = pages.map(|p| p.unwrap().num_values()).collect();
+            assert_eq!(values, want, "row group {g}");
+        }
     }
 }
