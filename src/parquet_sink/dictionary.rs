@@ -145,11 +145,7 @@ impl DictionaryColumn {
         }
         let mut sink = TrackedWrite::new(Vec::new());
         let mut pages = SerializedPageWriter::new(&mut sink);
-        let compress = |buf: &[u8]| -> Result<Bytes> {
-            Ok(zstd::bulk::compress(buf, level.compression_level())
-                .map_err(|e| ParquetError::External(e.into()))?
-                .into())
-        };
+        let compress = |buf: &[u8]| compress(buf, level.compression_level());
 
         let mut dict = Vec::with_capacity(self.values.len() + 4 * self.ends.len());
         for i in 0..self.ends.len() as u32 {
@@ -241,6 +237,24 @@ impl DictionaryColumn {
         *self = DictionaryColumn::new(self.limit);
         Ok((bytes, close))
     }
+}
+
+thread_local! {
+    /// One ZSTD context per thread and level: a new one per page cost a fresh allocation (and
+    /// its page faults) for every page.
+    static ZSTD: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn compress(buf: &[u8], level: i32) -> Result<Bytes> {
+    let external = |e: std::io::Error| ParquetError::External(e.into());
+    ZSTD.with_borrow_mut(|z| {
+        if !matches!(z, Some((l, _)) if *l == level) {
+            *z = Some((level, zstd::bulk::Compressor::new(level).map_err(external)?));
+        }
+        let (_, c) = z.as_mut().expect("set above");
+        Ok(c.compress(buf).map_err(external)?.into())
+    })
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
