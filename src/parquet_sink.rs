@@ -503,12 +503,16 @@ mod tests {
         // Runs of 40 equal values, then values changing every row, and every 7th row NULL.
         let op = |i: usize| (i % 7 != 3).then(|| if i % 200 < 40 { ops[0] } else { ops[i * 31 % 5] });
         let key = |i: usize| (!i.is_multiple_of(11)).then(|| format!("photos/2024/{i:08}/img-{:08}.jpg", i * 7));
+        // 1,000 values, keys 10 bits wide: runs of 20 (two bytes a value in an RLE run), then
+        // values changing every row (bit-packed).
+        let user = |i: usize| format!("user{}", if i % 200 < 100 { i / 20 % 1000 } else { i * 7 % 1000 });
         let schema = Arc::new(Schema::new(vec![
             Field::new("op", DataType::Utf8, true),
             Field::new("one", DataType::Utf8, false),
             Field::new("nothing", DataType::Utf8, true),
             Field::new("key", DataType::Utf8, true),
             Field::new("n", DataType::Int64, false),
+            Field::new("user", DataType::Utf8, false),
         ]));
         let columns: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from_iter((0..rows).map(op))),
@@ -516,6 +520,7 @@ mod tests {
             Arc::new(StringArray::from_iter((0..rows).map(|_| None::<&str>))),
             Arc::new(StringArray::from_iter((0..rows).map(key))),
             Arc::new(Int64Array::from_iter_values(0..rows as i64)),
+            Arc::new(StringArray::from_iter_values((0..rows).map(user))),
         ];
         let all = RecordBatch::try_new(schema.clone(), columns).unwrap();
 
@@ -554,7 +559,7 @@ mod tests {
             let values: Vec<&str> = range.clone().filter_map(op).collect();
             let nulls = (range.len() - values.len()) as u64;
             let (min, max) = (values.iter().min().unwrap(), values.iter().max().unwrap());
-            assert!(only_dictionary(0) && only_dictionary(1));
+            assert!(only_dictionary(0) && only_dictionary(1) && only_dictionary(5));
             assert_eq!(stats(0), (Some(min.to_string()), Some(max.to_string()), Some(nulls)));
             assert_eq!(stats(1), (Some("bucket-1".into()), Some("bucket-1".into()), Some(0)));
             assert_eq!(stats(2), (None, None, Some(range.len() as u64)));
