@@ -20,7 +20,7 @@ use std::fs::{self, File};
 use std::io::BufWriter;
 use std::path::PathBuf;
 
-use arrow_array::{Array, RecordBatch};
+use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, SchemaRef};
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
@@ -133,7 +133,7 @@ enum Chunk {
 }
 
 impl ColumnSlot {
-    fn write(&mut self, field: &Field, array: &dyn Array) -> parquet::errors::Result<()> {
+    fn write(&mut self, field: &Field, array: &ArrayRef) -> parquet::errors::Result<()> {
         if let Some((d, _)) = &mut self.dictionary {
             match d.write(array) {
                 Written::Kept => return Ok(()),
@@ -143,7 +143,7 @@ impl ColumnSlot {
                 }
             }
         }
-        for leaf in compute_leaves(field, &array.slice(0, array.len()))? {
+        for leaf in compute_leaves(field, array)? {
             self.writer.write(&leaf)?;
         }
         Ok(())
@@ -185,7 +185,7 @@ struct OpenFile {
 
 impl OpenFile {
     /// Encodes `batch` into the open row group, one rayon task per column.
-    fn append(&mut self, schema: &SchemaRef, batch: &RecordBatch) -> parquet::errors::Result<()> {
+    fn append(&mut self, batch: &RecordBatch) -> parquet::errors::Result<()> {
         if self.columns.is_none() {
             let writers = self.factory.create_column_writers(self.row_groups)?;
             let by_hand = self.by_hand.iter();
@@ -196,7 +196,7 @@ impl OpenFile {
             self.columns = Some(slots.collect());
         }
         let columns = self.columns.as_mut().expect("just created");
-        let inputs: Vec<_> = schema.fields().iter().zip(batch.columns()).collect();
+        let inputs: Vec<_> = self.fields.iter().zip(batch.columns()).collect();
         columns
             .par_iter_mut()
             .zip(inputs.par_iter())
@@ -313,7 +313,7 @@ impl PartitionedWriter {
             f.last_used = self.tick;
             let len = (group - f.rows_in_group).min(batch.num_rows() - offset);
             let path = self.staging.join(&f.rel_path);
-            f.append(&self.schema, &batch.slice(offset, len)).map_err(|e| Error::parquet(&path, e))?;
+            f.append(&batch.slice(offset, len)).map_err(|e| Error::parquet(&path, e))?;
             offset += len;
             if f.rows_in_group >= group {
                 f.flush_row_group().map_err(|e| Error::parquet(&path, e))?;
