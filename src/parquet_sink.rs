@@ -492,8 +492,9 @@ mod tests {
     }
 
     /// The few-valued string columns are encoded by hand (`dictionary`): over several batches,
-    /// row groups and data pages, with NULLs, one value, no value and a column that gives its
-    /// dictionary up, every value reads back and the statistics hold per row group.
+    /// row groups and data pages, with NULLs, one value, no value, 10-bit keys, a column that gives
+    /// its dictionary up, one whose dictionary passes 64 KiB but repeats and one that repeats past
+    /// 1 MiB, every value reads back and the statistics hold per row group.
     #[test]
     fn hand_encoded_dictionary_columns_read_back_with_their_statistics() {
         use parquet::file::statistics::Statistics;
@@ -506,6 +507,10 @@ mod tests {
         // 1,000 values, keys 10 bits wide: runs of 20 (two bytes a value in an RLE run), then
         // values changing every row (bit-packed).
         let user = |i: usize| format!("user{}", if i % 200 < 100 { i / 20 % 1000 } else { i * 7 % 1000 });
+        // 100-byte values, each for 20 rows: past 64 KiB of dictionary, but repeating.
+        let object = |i: usize| format!("{:0>100}", i / 20);
+        // The same with 1,000-byte values: repeating, but past 1 MiB of dictionary.
+        let long = |i: usize| format!("{:0>1000}", i / 20);
         let schema = Arc::new(Schema::new(vec![
             Field::new("op", DataType::Utf8, true),
             Field::new("one", DataType::Utf8, false),
@@ -513,6 +518,8 @@ mod tests {
             Field::new("key", DataType::Utf8, true),
             Field::new("n", DataType::Int64, false),
             Field::new("user", DataType::Utf8, false),
+            Field::new("object", DataType::Utf8, false),
+            Field::new("long", DataType::Utf8, false),
         ]));
         let columns: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from_iter((0..rows).map(op))),
@@ -521,6 +528,8 @@ mod tests {
             Arc::new(StringArray::from_iter((0..rows).map(key))),
             Arc::new(Int64Array::from_iter_values(0..rows as i64)),
             Arc::new(StringArray::from_iter_values((0..rows).map(user))),
+            Arc::new(StringArray::from_iter_values((0..rows).map(object))),
+            Arc::new(StringArray::from_iter_values((0..rows).map(long))),
         ];
         let all = RecordBatch::try_new(schema.clone(), columns).unwrap();
 
@@ -560,6 +569,9 @@ mod tests {
             let nulls = (range.len() - values.len()) as u64;
             let (min, max) = (values.iter().min().unwrap(), values.iter().max().unwrap());
             assert!(only_dictionary(0) && only_dictionary(1) && only_dictionary(5));
+            // 1,500 values of 100 bytes in the first row group, one per 20 rows.
+            assert!(only_dictionary(6) && g.column(6).dictionary_page_offset().is_some());
+            assert!(!only_dictionary(7));
             assert_eq!(stats(0), (Some(min.to_string()), Some(max.to_string()), Some(nulls)));
             assert_eq!(stats(1), (Some("bucket-1".into()), Some("bucket-1".into()), Some(0)));
             assert_eq!(stats(2), (None, None, Some(range.len() as u64)));

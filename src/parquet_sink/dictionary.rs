@@ -9,9 +9,9 @@
 //! RLE/bit-packed keys, each ZSTD-compressed, the same layout the parquet crate writes. The
 //! column chunk is spliced into the row group with `append_column`.
 //!
-//! A column whose dictionary passes the budget is given back as a plain Arrow array (its values
-//! rebuilt from dictionary and keys), so the parquet crate's writer takes over the column with
-//! nothing lost; [`DictionaryColumn::write`] says when.
+//! A column whose dictionary passes the budget while its values keep being new is given back as
+//! a plain Arrow array (its values rebuilt from dictionary and keys), so the parquet crate's
+//! writer takes over the column with nothing lost; [`DictionaryColumn::write`] says when.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,6 +31,11 @@ use parquet::schema::types::ColumnDescPtr;
 
 /// Rows per data page, as the parquet crate's default.
 const PAGE_ROWS: usize = 20_000;
+
+/// Past its byte budget, a dictionary is kept while it holds at most one value per this many rows
+/// (`source_object` when thousands of small objects share a row group), up to [`MAX_BYTES`].
+const ROWS_PER_VALUE: usize = 16;
+const MAX_BYTES: usize = 1 << 20;
 
 /// The open row group's values of one string column, as dictionary and keys.
 pub struct DictionaryColumn {
@@ -56,7 +61,8 @@ pub enum Written {
 }
 
 impl DictionaryColumn {
-    /// A column that gives up once its dictionary holds more than `limit` bytes.
+    /// A column that gives up once its dictionary holds more than `limit` bytes, unless its values
+    /// repeat (see [`ROWS_PER_VALUE`]).
     pub fn new(limit: usize) -> Self {
         DictionaryColumn {
             values: Vec::new(),
@@ -119,7 +125,13 @@ impl DictionaryColumn {
             };
             self.keys.push(key);
         }
-        if self.values.len() > self.limit { Written::GaveUp(self.take_array()) } else { Written::Kept }
+        let bytes = self.values.len();
+        let repeats = self.ends.len() * ROWS_PER_VALUE <= self.rows();
+        if bytes > MAX_BYTES || (bytes > self.limit && !repeats) {
+            Written::GaveUp(self.take_array())
+        } else {
+            Written::Kept
+        }
     }
 
     /// Every row so far as a plain array; the column is empty afterwards.
