@@ -89,9 +89,15 @@ impl DictionaryColumn {
         2 * self.values.capacity() + self.keys.capacity() * 4 + self.valid.capacity() / 8 + self.ends.capacity() * 4
     }
 
-    fn entry(&self, i: u32) -> &[u8] {
+    /// Where entry `i` lies in `values`.
+    fn span(&self, i: u32) -> (usize, usize) {
         let start = if i == 0 { 0 } else { self.ends[i as usize - 1] as usize };
-        &self.values[start..self.ends[i as usize] as usize]
+        (start, self.ends[i as usize] as usize)
+    }
+
+    fn entry(&self, i: u32) -> &[u8] {
+        let (start, end) = self.span(i);
+        &self.values[start..end]
     }
 
     /// Adds `array`'s rows (a Utf8 array).
@@ -108,8 +114,8 @@ impl DictionaryColumn {
                 Some((key, start, end)) if &self.values[start..end] == v => key,
                 _ => match self.lookup.get(v) {
                     Some(&key) => {
-                        let start = if key == 0 { 0 } else { self.ends[key as usize - 1] as usize };
-                        self.last = Some((key, start, start + v.len()));
+                        let (start, end) = self.span(key);
+                        self.last = Some((key, start, end));
                         key
                     }
                     None => {
