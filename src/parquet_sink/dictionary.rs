@@ -156,9 +156,11 @@ impl DictionaryColumn {
     /// needs to splice them in. The column is empty afterwards.
     pub fn close(&mut self, descr: ColumnDescPtr, level: ZstdLevel) -> Result<(Bytes, ColumnCloseResult)> {
         let rows = self.rows();
+        // One key per value: what is not a key is a NULL.
+        let nulls = rows - self.non_null();
         let valid = self.valid.finish();
         let nullable = descr.max_def_level() > 0;
-        if !nullable && valid.count_set_bits() != rows {
+        if !nullable && nulls > 0 {
             return Err(ParquetError::General(format!("null in required column {}", descr.name())));
         }
         let mut sink = TrackedWrite::new(Vec::new());
@@ -224,7 +226,7 @@ impl DictionaryColumn {
             min.map(|v| ByteArray::from(v.to_vec())),
             max.map(|v| ByteArray::from(v.to_vec())),
             None,
-            Some((rows - valid.count_set_bits()) as u64),
+            Some(nulls as u64),
             false,
         );
         let page_stats = |page_type, encoding, count| PageEncodingStats { page_type, encoding, count };
