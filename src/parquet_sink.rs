@@ -15,6 +15,8 @@
 //! columns most of an access log is; a column with many values goes back to the crate's writer.
 
 mod dictionary;
+mod pages;
+mod plain;
 
 use std::fs::{self, File};
 use std::io::BufWriter;
@@ -34,6 +36,7 @@ use rayon::prelude::*;
 
 use crate::error::Error;
 use dictionary::{DictionaryColumn, Written};
+use plain::PlainColumn;
 
 /// How Parquet files are written.
 #[derive(Debug, Clone)]
@@ -104,26 +107,43 @@ pub struct WrittenFile {
     pub bytes: u64,
 }
 
-/// The ZSTD level of each column [`dictionary`] encodes: Utf8, dictionary enabled, ZSTD.
-fn hand_encoded(schema: &SchemaRef, props: &WriterProperties) -> Vec<Option<ZstdLevel>> {
+/// How a column is encoded by hand, and at which ZSTD level.
+#[derive(Debug, Clone, Copy)]
+enum ByHand {
+    /// [`dictionary`], until its values turn out to be too many.
+    Dictionary(ZstdLevel),
+    /// [`plain`].
+    Plain(ZstdLevel),
+}
+
+/// How each column is encoded by hand: every ZSTD-compressed Utf8 column, with a dictionary where
+/// the properties enable one. Other columns are left to the parquet crate's writer.
+fn hand_encoded(schema: &SchemaRef, props: &WriterProperties) -> Vec<Option<ByHand>> {
     schema
         .fields()
         .iter()
         .map(|f| {
             let path = ColumnPath::from(f.name().as_str());
             match (f.data_type(), props.dictionary_enabled(&path), props.compression(&path)) {
-                (DataType::Utf8, true, Compression::ZSTD(level)) => Some(level),
+                (DataType::Utf8, true, Compression::ZSTD(level)) => Some(ByHand::Dictionary(level)),
+                (DataType::Utf8, false, Compression::ZSTD(level)) => Some(ByHand::Plain(level)),
                 _ => None,
             }
         })
         .collect()
 }
 
-/// One column of the open row group: the crate's writer, and in front of it the hand-written
-/// dictionary encoder while the column's values fit a dictionary.
+/// What encodes one column of the open row group.
+enum Encoder {
+    Crate(Box<ArrowColumnWriter>),
+    Dictionary(DictionaryColumn, ZstdLevel),
+    Plain(PlainColumn),
+}
+
+/// One column of the open row group.
 struct ColumnSlot {
-    writer: ArrowColumnWriter,
-    dictionary: Option<(DictionaryColumn, ZstdLevel)>,
+    descr: ColumnDescPtr,
+    encoder: Encoder,
 }
 
 /// A finished column chunk: from the crate's writer, or encoded by hand.
@@ -133,36 +153,66 @@ enum Chunk {
 }
 
 impl ColumnSlot {
+    fn new(descr: ColumnDescPtr, writer: ArrowColumnWriter, by_hand: Option<ByHand>) -> Self {
+        let encoder = match by_hand {
+            Some(ByHand::Dictionary(level)) => Encoder::Dictionary(DictionaryColumn::new(DICTIONARY_BYTES), level),
+            Some(ByHand::Plain(level)) => Encoder::Plain(PlainColumn::new(descr.clone(), level)),
+            None => Encoder::Crate(Box::new(writer)),
+        };
+        ColumnSlot { descr, encoder }
+    }
+
+    /// How the next row group of this column's file is to be encoded: a column that gave its
+    /// dictionary up stays plain for the rest of the file.
+    fn by_hand(&self) -> Option<ByHand> {
+        match &self.encoder {
+            Encoder::Crate(_) => None,
+            Encoder::Dictionary(_, level) => Some(ByHand::Dictionary(*level)),
+            Encoder::Plain(p) => Some(ByHand::Plain(p.level())),
+        }
+    }
+
     fn write(&mut self, field: &Field, array: &ArrayRef) -> parquet::errors::Result<()> {
-        if let Some((d, _)) = &mut self.dictionary {
-            match d.write(array) {
-                Written::Kept => return Ok(()),
-                Written::GaveUp(all) => {
-                    self.dictionary = None;
-                    return self.write(field, &all);
+        match &mut self.encoder {
+            Encoder::Dictionary(d, level) => {
+                if let Written::GaveUp(all) = d.write(array) {
+                    let mut plain = PlainColumn::new(self.descr.clone(), *level);
+                    plain.write(&all)?;
+                    self.encoder = Encoder::Plain(plain);
                 }
+                Ok(())
+            }
+            Encoder::Plain(p) => p.write(array),
+            Encoder::Crate(writer) => {
+                for leaf in compute_leaves(field, array)? {
+                    writer.write(&leaf)?;
+                }
+                Ok(())
             }
         }
-        for leaf in compute_leaves(field, array)? {
-            self.writer.write(&leaf)?;
-        }
-        Ok(())
     }
 
     fn memory_size(&self) -> usize {
-        self.writer.memory_size() + self.dictionary.as_ref().map_or(0, |(d, _)| d.memory_size())
+        match &self.encoder {
+            Encoder::Crate(w) => w.memory_size(),
+            Encoder::Dictionary(d, _) => d.memory_size(),
+            Encoder::Plain(p) => p.memory_size(),
+        }
     }
 
-    fn close(mut self, field: &Field, descr: ColumnDescPtr) -> parquet::errors::Result<Chunk> {
-        if let Some((mut d, level)) = self.dictionary.take() {
-            if d.non_null() > 0 {
-                let (bytes, close) = d.close(descr, level)?;
-                return Ok(Chunk::ByHand(bytes, close));
-            }
+    fn close(self) -> parquet::errors::Result<Chunk> {
+        let (bytes, close) = match self.encoder {
+            Encoder::Crate(writer) => return Ok(Chunk::Arrow(writer.close()?)),
+            Encoder::Dictionary(mut d, level) if d.non_null() > 0 => d.close(self.descr, level)?,
             // All NULL: nothing for a dictionary to hold.
-            self.write(field, &d.take_array())?;
-        }
-        Ok(Chunk::Arrow(self.writer.close()?))
+            Encoder::Dictionary(mut d, level) => {
+                let mut plain = PlainColumn::new(self.descr, level);
+                plain.write(&d.take_array())?;
+                plain.close()?
+            }
+            Encoder::Plain(p) => p.close()?,
+        };
+        Ok(Chunk::ByHand(bytes, close))
     }
 }
 
@@ -173,9 +223,8 @@ struct OpenFile {
     factory: ArrowRowGroupWriterFactory,
     /// The open row group's columns, created on its first rows.
     columns: Option<Vec<ColumnSlot>>,
-    /// Per column, the ZSTD level when [`dictionary`] encodes it; a column that gave its
-    /// dictionary up in one row group stays with the crate's writer for the rest of the file.
-    by_hand: Vec<Option<ZstdLevel>>,
+    /// Per column, how the next row group encodes it by hand, if it does.
+    by_hand: Vec<Option<ByHand>>,
     fields: arrow_schema::Fields,
     row_groups: usize,
     rows_in_group: usize,
@@ -188,11 +237,9 @@ impl OpenFile {
     fn append(&mut self, batch: &RecordBatch) -> parquet::errors::Result<()> {
         if self.columns.is_none() {
             let writers = self.factory.create_column_writers(self.row_groups)?;
-            let by_hand = self.by_hand.iter();
-            let slots = writers.into_iter().zip(by_hand).map(|(writer, level)| ColumnSlot {
-                writer,
-                dictionary: level.map(|l| (DictionaryColumn::new(DICTIONARY_BYTES), l)),
-            });
+            let schema = self.file.schema_descr();
+            let slots = writers.into_iter().zip(&self.by_hand).enumerate();
+            let slots = slots.map(|(i, (writer, by_hand))| ColumnSlot::new(schema.column(i), writer, *by_hand));
             self.columns = Some(slots.collect());
         }
         let columns = self.columns.as_mut().expect("just created");
@@ -215,17 +262,9 @@ impl OpenFile {
     fn flush_row_group(&mut self) -> parquet::errors::Result<()> {
         let Some(columns) = self.columns.take() else { return Ok(()) };
         for (by_hand, slot) in self.by_hand.iter_mut().zip(&columns) {
-            if slot.dictionary.is_none() {
-                *by_hand = None;
-            }
+            *by_hand = slot.by_hand();
         }
-        let schema = self.file.schema_descr();
-        let inputs: Vec<_> = (0..columns.len()).map(|i| (schema.column(i), self.fields[i].clone())).collect();
-        let chunks: Vec<Chunk> = columns
-            .into_par_iter()
-            .zip(inputs)
-            .map(|(slot, (descr, field))| slot.close(&field, descr))
-            .collect::<Result<_, _>>()?;
+        let chunks: Vec<Chunk> = columns.into_par_iter().map(ColumnSlot::close).collect::<Result<_, _>>()?;
         let mut row_group = self.file.next_row_group()?;
         for chunk in chunks {
             match chunk {
@@ -481,11 +520,10 @@ mod tests {
         // Data pages all dictionary-encoded, or not.
         let all_dictionary =
             |i: usize| chunk(i).page_encoding_stats_mask().expect("encoding stats").is_only(Encoding::RLE_DICTIONARY);
-        // `key` gave its dictionary up after at most 64 KiB (plus page overhead), well before
-        // 20,000 distinct values (720 KB); the rest of its values are plain.
-        let key_dictionary = dictionary_bytes(0).expect("key starts with a dictionary");
-        assert!(key_dictionary < 70_000, "{key_dictionary}");
-        assert!(!all_dictionary(0));
+        // `key` gave its dictionary up (at 64 KiB, well before 20,000 distinct values, 720 KB),
+        // and the whole chunk is written plain, the rows before included.
+        assert_eq!(dictionary_bytes(0), None);
+        assert!(chunk(0).page_encoding_stats_mask().expect("encoding stats").is_only(Encoding::PLAIN));
         // `bucket` keeps its three-value dictionary for the whole chunk.
         assert!(dictionary_bytes(1).is_some() && all_dictionary(1));
         assert_eq!(r.build().unwrap().map(|b| b.unwrap().num_rows()).sum::<usize>(), rows);
@@ -590,6 +628,92 @@ mod tests {
             let pages = file.get_row_group(g).unwrap().get_column_page_reader(0).unwrap();
             let values: Vec<u32> = pages.map(|p| p.unwrap().num_values()).collect();
             assert_eq!(values, want, "row group {g}");
+        }
+    }
+
+    #[test]
+    fn hand_encoded_plain_columns_read_back_with_their_pages_and_statistics() {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        use parquet::file::statistics::Statistics;
+
+        let rows = 50_000;
+        // `hostid` and `requesturi_key` take no dictionary (by name), so they are plain from the
+        // first row. `hostid`: required, 60 bytes (min/max whole), pages cut at 20,000 rows.
+        let hostid = |i: usize| format!("{:060}", (i * 7_919) % 100_003);
+        // `requesturi_key`: nullable, 100 to 400 bytes (so pages are cut at 1 MiB of values,
+        // and min/max are cut to 64 bytes), sharing a long prefix; every 5th row NULL.
+        let uri = |i: usize| {
+            (i % 5 != 2).then(|| format!("GET /bucket/{:0>40}/{} HTTP/1.1", (i * 31) % 997, "x".repeat(50 + i % 300)))
+        };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("hostid", DataType::Utf8, false),
+            Field::new("requesturi_key", DataType::Utf8, true),
+        ]));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values((0..rows).map(hostid))),
+            Arc::new(StringArray::from_iter((0..rows).map(uri))),
+        ];
+        let all = RecordBatch::try_new(schema.clone(), columns).unwrap();
+
+        let tmp = tempfile::tempdir().unwrap();
+        let opts = SinkOptions { row_group_rows: 45_000, ..SinkOptions::default() };
+        let mut w = PartitionedWriter::new(tmp.path().into(), "t".into(), schema, opts).unwrap();
+        let mut at = 0;
+        for len in [3, 19_999, 20_000, 10_000 - 2] {
+            w.write("", &all.slice(at, len)).unwrap();
+            at += len;
+        }
+        assert_eq!(at, rows);
+        let path = tmp.path().join(&w.finish().unwrap()[0].path);
+        let r = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&path).unwrap()).unwrap();
+        let meta = r.metadata().clone();
+        let read: Vec<RecordBatch> = r.build().unwrap().map(Result::unwrap).collect();
+        let read = arrow_select::concat::concat_batches(&read[0].schema(), &read).unwrap();
+        assert_eq!(read.column(0).as_ref(), all.column(0).as_ref());
+        assert_eq!(read.column(1).as_ref(), all.column(1).as_ref());
+
+        let file = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+        for (g, first) in meta.row_groups().iter().zip([0, 45_000]) {
+            let range = first..first + g.num_rows() as usize;
+            for c in 0..2 {
+                let chunk = g.column(c);
+                assert!(chunk.page_encoding_stats_mask().unwrap().is_only(Encoding::PLAIN), "column {c}");
+                assert_eq!(chunk.dictionary_page_offset(), None);
+            }
+            let stats = |c: usize| match g.column(c).statistics() {
+                Some(Statistics::ByteArray(s)) => s.clone(),
+                other => panic!("column {c}: {other:?}"),
+            };
+            let ids: Vec<String> = range.clone().map(hostid).collect();
+            let h = stats(0);
+            assert_eq!(h.min_opt().unwrap().as_utf8().unwrap(), ids.iter().min().unwrap());
+            assert_eq!(h.max_opt().unwrap().as_utf8().unwrap(), ids.iter().max().unwrap());
+            assert_eq!((h.null_count_opt(), h.min_is_exact(), h.max_is_exact()), (Some(0), true, true));
+
+            let uris: Vec<String> = range.clone().filter_map(uri).collect();
+            let (min, max) = (uris.iter().min().unwrap(), uris.iter().max().unwrap());
+            let u = stats(1);
+            // Cut to 64 bytes; the max's last byte raised so it stays above every value.
+            assert_eq!(u.min_opt().unwrap().as_utf8().unwrap(), &min[..64]);
+            let mut raised = max.as_bytes()[..64].to_vec();
+            *raised.last_mut().unwrap() += 1;
+            assert_eq!(u.max_bytes_opt().unwrap(), raised.as_slice());
+            assert_eq!(u.null_count_opt(), Some((range.len() - uris.len()) as u64));
+
+            let rows_per_page = |c: usize| -> Vec<u32> {
+                let pages = file.get_row_group(first / 45_000).unwrap().get_column_page_reader(c).unwrap();
+                pages.map(|p| p.unwrap().num_values()).collect()
+            };
+            let pages = rows_per_page(0);
+            assert!(pages.iter().all(|&n| n <= 20_000), "{pages:?}");
+            assert_eq!(pages.iter().sum::<u32>() as usize, range.len());
+            // About 250 bytes a value: pages are cut at 1 MiB of values, about 4,200 rows.
+            let pages = rows_per_page(1);
+            assert!(
+                pages.len() >= 2 && pages[..pages.len() - 1].iter().all(|&n| (3_000..5_500).contains(&n)),
+                "{pages:?}"
+            );
+            assert_eq!(pages.iter().sum::<u32>() as usize, range.len());
         }
     }
 }

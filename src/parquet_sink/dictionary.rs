@@ -19,18 +19,12 @@ use std::sync::Arc;
 use arrow_array::{Array, ArrayRef, StringArray};
 use arrow_buffer::BooleanBufferBuilder;
 use bytes::Bytes;
-use parquet::basic::{Compression, Encoding, EncodingMask, PageType, ZstdLevel};
-use parquet::column::page::{CompressedPage, Page, PageWriter};
+use parquet::basic::{Encoding, ZstdLevel};
 use parquet::column::writer::ColumnCloseResult;
-use parquet::data_type::ByteArray;
 use parquet::errors::{ParquetError, Result};
-use parquet::file::metadata::{ColumnChunkMetaData, PageEncodingStats};
-use parquet::file::statistics::{Statistics, ValueStatistics};
-use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
-/// Rows per data page, as the parquet crate's default.
-const PAGE_ROWS: usize = 20_000;
+use super::pages::{ChunkPages, PAGE_ROWS, encode_hybrid, put_def_levels, string_statistics};
 
 /// Past its byte budget, a dictionary is kept while it holds at most one value per this many rows
 /// (`source_object` when thousands of small objects share a row group), up to [`MAX_BYTES`].
@@ -163,27 +157,16 @@ impl DictionaryColumn {
         if !nullable && nulls > 0 {
             return Err(ParquetError::General(format!("null in required column {}", descr.name())));
         }
-        let mut sink = TrackedWrite::new(Vec::new());
-        let mut pages = SerializedPageWriter::new(&mut sink);
-        let compress = |buf: &[u8]| compress(buf, level.compression_level());
-
+        let mut pages = ChunkPages::new();
         let mut dict = Vec::with_capacity(self.values.len() + 4 * self.ends.len());
         for i in 0..self.ends.len() as u32 {
             let v = self.entry(i);
             dict.extend_from_slice(&(v.len() as u32).to_le_bytes());
             dict.extend_from_slice(v);
         }
-        let page = Page::DictionaryPage {
-            buf: compress(&dict)?,
-            num_values: self.ends.len() as u32,
-            encoding: Encoding::PLAIN,
-            is_sorted: false,
-        };
-        let dict_spec = pages.write_page(CompressedPage::new(page, dict.len()))?;
+        pages.dictionary_page(&dict, self.ends.len(), level.compression_level())?;
 
         let bit_width = (u32::BITS - (self.ends.len().max(1) as u32 - 1).leading_zeros()) as u8;
-        let (mut compressed, mut uncompressed) = (dict_spec.compressed_size, dict_spec.uncompressed_size);
-        let (mut data_offset, mut data_pages) = (None, 0);
         let (mut key_at, mut levels, mut buf) = (0, Vec::new(), Vec::new());
         for first in (0..rows).step_by(PAGE_ROWS) {
             let page_rows = PAGE_ROWS.min(rows - first);
@@ -191,206 +174,20 @@ impl DictionaryColumn {
             let values = page_valid.count_set_bits();
             buf.clear();
             if nullable {
-                levels.clear();
-                levels.extend(page_valid.iter().map(u32::from));
-                let at = buf.len();
-                buf.extend_from_slice(&[0; 4]);
-                encode_hybrid(&levels, 1, &mut buf);
-                let len = (buf.len() - at - 4) as u32;
-                buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
+                put_def_levels(&page_valid, &mut levels, &mut buf);
             }
             buf.push(bit_width);
             encode_hybrid(&self.keys[key_at..key_at + values], bit_width, &mut buf);
             key_at += values;
-            let page = Page::DataPage {
-                buf: compress(&buf)?,
-                num_values: page_rows as u32,
-                encoding: Encoding::RLE_DICTIONARY,
-                def_level_encoding: Encoding::RLE,
-                rep_level_encoding: Encoding::RLE,
-                statistics: None,
-            };
-            let spec = pages.write_page(CompressedPage::new(page, buf.len()))?;
-            data_offset.get_or_insert(spec.offset);
-            data_pages += 1;
-            compressed += spec.compressed_size;
-            uncompressed += spec.uncompressed_size;
+            pages.data_page(&buf, page_rows, Encoding::RLE_DICTIONARY, level.compression_level())?;
         }
-        pages.close()?;
-        let bytes = Bytes::from(sink.into_inner()?);
 
         let (min, max) = (0..self.ends.len() as u32).map(|i| self.entry(i)).fold((None, None), |(lo, hi), v| {
             (Some(lo.map_or(v, |lo: &[u8]| lo.min(v))), Some(hi.map_or(v, |hi: &[u8]| hi.max(v))))
         });
-        let stats = ValueStatistics::new(
-            min.map(|v| ByteArray::from(v.to_vec())),
-            max.map(|v| ByteArray::from(v.to_vec())),
-            None,
-            Some(nulls as u64),
-            false,
-        );
-        let page_stats = |page_type, encoding, count| PageEncodingStats { page_type, encoding, count };
-        let metadata = ColumnChunkMetaData::builder(descr)
-            .set_compression(Compression::ZSTD(level))
-            .set_encodings_mask(EncodingMask::new_from_encodings(
-                [Encoding::PLAIN, Encoding::RLE, Encoding::RLE_DICTIONARY].iter(),
-            ))
-            .set_page_encoding_stats(vec![
-                page_stats(PageType::DICTIONARY_PAGE, Encoding::PLAIN, 1),
-                page_stats(PageType::DATA_PAGE, Encoding::RLE_DICTIONARY, data_pages),
-            ])
-            .set_total_compressed_size(compressed as i64)
-            .set_total_uncompressed_size(uncompressed as i64)
-            .set_num_values(rows as i64)
-            .set_dictionary_page_offset(Some(dict_spec.offset as i64))
-            .set_data_page_offset(data_offset.unwrap_or(dict_spec.offset + dict_spec.compressed_size as u64) as i64)
-            .set_statistics(Statistics::ByteArray(stats))
-            .build()?;
-        let close = ColumnCloseResult {
-            bytes_written: bytes.len() as u64,
-            rows_written: rows as u64,
-            metadata,
-            bloom_filter: None,
-            column_index: None,
-            offset_index: None,
-        };
+        let stats = string_statistics(min.zip(max), nulls as u64);
+        let chunk = pages.close(descr, level, rows, Encoding::RLE_DICTIONARY, stats)?;
         *self = DictionaryColumn::new(self.limit);
-        Ok((bytes, close))
-    }
-}
-
-thread_local! {
-    /// One ZSTD context per thread and level: a new one per page cost a fresh allocation (and
-    /// its page faults) for every page.
-    static ZSTD: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-fn compress(buf: &[u8], level: i32) -> Result<Bytes> {
-    let external = |e: std::io::Error| ParquetError::External(e.into());
-    ZSTD.with_borrow_mut(|z| {
-        if !matches!(z, Some((l, _)) if *l == level) {
-            *z = Some((level, zstd::bulk::Compressor::new(level).map_err(external)?));
-        }
-        let (_, c) = z.as_mut().expect("set above");
-        Ok(c.compress(buf).map_err(external)?.into())
-    })
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// How many of `values[i..]` (at most `cap`) equal `values[i]`.
-fn run_at(values: &[u32], i: usize, cap: usize) -> usize {
-    let v = values[i];
-    values[i..].iter().take(cap).take_while(|&&x| x == v).count()
-}
-
-/// Parquet's RLE/bit-packing hybrid: a run of 8 or more equal values is one RLE run; the values
-/// between such runs are bit-packed in groups of 8 (the last group padded with zeros).
-fn encode_hybrid(values: &[u32], bit_width: u8, out: &mut Vec<u8>) {
-    let value_bytes = (bit_width as usize).div_ceil(8);
-    let mut i = 0;
-    while i < values.len() {
-        let run = run_at(values, i, usize::MAX);
-        if run >= 8 {
-            put_varint(out, (run as u64) << 1);
-            out.extend_from_slice(&values[i].to_le_bytes()[..value_bytes]);
-            i += run;
-            continue;
-        }
-        let start = i;
-        loop {
-            i += 8;
-            if i >= values.len() || run_at(values, i, 8) == 8 {
-                break;
-            }
-        }
-        let groups = (i - start) / 8;
-        put_varint(out, ((groups as u64) << 1) | 1);
-        let (mut acc, mut bits) = (0u64, 0u32);
-        for k in start..start + groups * 8 {
-            acc |= (values.get(k).copied().unwrap_or(0) as u64) << bits;
-            bits += bit_width as u32;
-            while bits >= 8 {
-                out.push(acc as u8);
-                acc >>= 8;
-                bits -= 8;
-            }
-        }
-        i = i.min(values.len());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::encode_hybrid;
-
-    /// Decodes the hybrid encoding back, for `n` values.
-    fn decode(mut b: &[u8], bit_width: u8, n: usize) -> Vec<u32> {
-        let varint = |b: &mut &[u8]| {
-            let (mut v, mut shift) = (0u64, 0);
-            loop {
-                let byte = b[0];
-                *b = &b[1..];
-                v |= ((byte & 0x7f) as u64) << shift;
-                shift += 7;
-                if byte < 0x80 {
-                    return v;
-                }
-            }
-        };
-        let mut out = Vec::new();
-        while out.len() < n {
-            let h = varint(&mut b);
-            if h & 1 == 0 {
-                let bytes = (bit_width as usize).div_ceil(8);
-                let mut v = [0u8; 4];
-                v[..bytes].copy_from_slice(&b[..bytes]);
-                b = &b[bytes..];
-                out.extend(std::iter::repeat_n(u32::from_le_bytes(v), (h >> 1) as usize));
-            } else {
-                let count = (h >> 1) as usize * 8;
-                let (mut acc, mut bits) = (0u64, 0u32);
-                for _ in 0..count {
-                    while bits < bit_width as u32 {
-                        acc |= (b[0] as u64) << bits;
-                        b = &b[1..];
-                        bits += 8;
-                    }
-                    out.push((acc & ((1u64 << bit_width) - 1)) as u32);
-                    acc >>= bit_width;
-                    bits -= bit_width as u32;
-                }
-            }
-        }
-        assert!(b.is_empty(), "{} bytes left over", b.len());
-        out.truncate(n);
-        out
-    }
-
-    #[test]
-    fn runs_and_packed_groups_decode_back() {
-        let cases: Vec<(Vec<u32>, u8)> = vec![
-            (vec![], 1),
-            (vec![1], 1),
-            (vec![0; 7], 0),
-            (vec![0; 20_000], 0),
-            (vec![1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0], 1),
-            ((0..100).map(|i| i % 5).collect(), 3),
-            ((0..100).map(|i| if i < 8 { i } else { 7 }).collect(), 3),
-            ((0..1000).map(|i| (i * 7919) % 1000).collect(), 10),
-            ((0..64).map(|i| if i % 16 < 9 { 2 } else { i }).collect(), 6),
-        ];
-        for (values, width) in cases {
-            let mut out = Vec::new();
-            encode_hybrid(&values, width, &mut out);
-            assert_eq!(decode(&out, width, values.len()), values, "width {width}");
-        }
+        Ok(chunk)
     }
 }

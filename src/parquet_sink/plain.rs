@@ -1,0 +1,195 @@
+//! Plain-encoded column chunks for string columns whose values are nearly all distinct, written by
+//! hand.
+//!
+//! `hostid`, `requestid`, `requesturi_key`, `key` and `requester` are most of the bytes a row
+//! group holds. The parquet crate's writer takes each value through its generic encoder, compares
+//! it with the running min and max, and compresses each page into a fresh buffer sized for the
+//! worst case, which then faults its memory in. A [`PlainColumn`] writes each value once into the
+//! open page (4-byte length, then bytes), decides most min/max comparisons on the first eight bytes,
+//! and compresses a full page with the thread's one ZSTD context ([`super::pages`]); the column
+//! chunk is spliced into the row group with `append_column`, as [`super::dictionary`]'s are.
+
+use arrow_array::{Array, StringArray};
+use arrow_buffer::BooleanBufferBuilder;
+use bytes::Bytes;
+use parquet::basic::{Encoding, ZstdLevel};
+use parquet::column::writer::ColumnCloseResult;
+use parquet::errors::{ParquetError, Result};
+use parquet::schema::types::ColumnDescPtr;
+
+use super::pages::{ChunkPages, PAGE_BYTES, PAGE_ROWS, put_def_levels, string_statistics};
+
+/// The smallest and largest value so far, each with its first eight bytes as a big-endian number,
+/// which orders two values whenever those bytes differ.
+struct MinMax {
+    min: Vec<u8>,
+    min_head: u64,
+    max: Vec<u8>,
+    max_head: u64,
+}
+
+fn head(v: &[u8]) -> u64 {
+    match v.first_chunk::<8>() {
+        Some(h) => u64::from_be_bytes(*h),
+        None => {
+            let mut h = [0; 8];
+            h[..v.len()].copy_from_slice(v);
+            u64::from_be_bytes(h)
+        }
+    }
+}
+
+impl MinMax {
+    fn update(this: &mut Option<MinMax>, v: &[u8]) {
+        let h = head(v);
+        let Some(m) = this else {
+            *this = Some(MinMax { min: v.to_vec(), min_head: h, max: v.to_vec(), max_head: h });
+            return;
+        };
+        if h <= m.min_head && (h < m.min_head || v < m.min.as_slice()) {
+            m.min.clear();
+            m.min.extend_from_slice(v);
+            m.min_head = h;
+        } else if h >= m.max_head && (h > m.max_head || v > m.max.as_slice()) {
+            m.max.clear();
+            m.max.extend_from_slice(v);
+            m.max_head = h;
+        }
+    }
+}
+
+/// The open row group's values of one string column, as finished pages and the open page.
+pub struct PlainColumn {
+    descr: ColumnDescPtr,
+    level: ZstdLevel,
+    pages: ChunkPages,
+    /// The open page: its values (4-byte length, then bytes), and one bit per row.
+    values: Vec<u8>,
+    valid: BooleanBufferBuilder,
+    rows: usize,
+    nulls: usize,
+    min_max: Option<MinMax>,
+}
+
+thread_local! {
+    /// Scratch for a page's levels and its levels and values together, one per thread rather
+    /// than one per column of every open file.
+    static SCRATCH: std::cell::RefCell<(Vec<u32>, Vec<u8>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+impl PlainColumn {
+    pub fn new(descr: ColumnDescPtr, level: ZstdLevel) -> Self {
+        PlainColumn {
+            descr,
+            level,
+            pages: ChunkPages::new(),
+            values: Vec::new(),
+            valid: BooleanBufferBuilder::new(0),
+            rows: 0,
+            nulls: 0,
+            min_max: None,
+        }
+    }
+
+    pub fn level(&self) -> ZstdLevel {
+        self.level
+    }
+
+    /// Bytes held: finished pages and the open page.
+    pub fn memory_size(&self) -> usize {
+        self.pages.memory_size() + self.values.capacity() + self.valid.capacity() / 8
+    }
+
+    /// Adds `array`'s rows (a Utf8 array).
+    pub fn write(&mut self, array: &dyn Array) -> Result<()> {
+        let array = array.as_any().downcast_ref::<StringArray>().expect("plain columns are Utf8");
+        let (offsets, data) = (array.value_offsets(), array.value_data());
+        if array.null_count() > 0 && self.descr.max_def_level() == 0 {
+            return Err(ParquetError::General(format!("null in required column {}", self.descr.name())));
+        }
+        let mut row = 0;
+        while row < array.len() {
+            // Up to the open page's row limit; its byte limit is checked after each value.
+            let end = array.len().min(row + PAGE_ROWS - self.valid.len());
+            let start = row;
+            while row < end {
+                if array.is_valid(row) {
+                    let v = &data[offsets[row] as usize..offsets[row + 1] as usize];
+                    self.values.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                    self.values.extend_from_slice(v);
+                    MinMax::update(&mut self.min_max, v);
+                }
+                row += 1;
+                if self.values.len() >= PAGE_BYTES {
+                    break;
+                }
+            }
+            match array.nulls() {
+                Some(n) => self.valid.append_buffer(&n.inner().slice(start, row - start)),
+                None => self.valid.append_n(row - start, true),
+            }
+            if self.valid.len() == PAGE_ROWS || self.values.len() >= PAGE_BYTES {
+                self.flush_page()?;
+            }
+        }
+        self.rows += array.len();
+        self.nulls += array.null_count();
+        Ok(())
+    }
+
+    fn flush_page(&mut self) -> Result<()> {
+        let rows = self.valid.len();
+        if rows == 0 {
+            return Ok(());
+        }
+        let valid = self.valid.finish();
+        SCRATCH.with_borrow_mut(|(levels, page)| {
+            page.clear();
+            if self.descr.max_def_level() > 0 {
+                put_def_levels(&valid, levels, page);
+            }
+            page.extend_from_slice(&self.values);
+            self.values.clear();
+            self.pages.data_page(page, rows, Encoding::PLAIN, self.level.compression_level())
+        })
+    }
+
+    /// Encodes the column chunk: its bytes (which start at offset 0) and what the row group
+    /// needs to splice them in.
+    pub fn close(mut self) -> Result<(Bytes, ColumnCloseResult)> {
+        self.flush_page()?;
+        let min_max = self.min_max.as_ref().map(|m| (m.min.as_slice(), m.max.as_slice()));
+        let stats = string_statistics(min_max, self.nulls as u64);
+        self.pages.close(self.descr, self.level, self.rows, Encoding::PLAIN, stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MinMax, head};
+
+    #[test]
+    fn min_and_max_agree_with_byte_order_when_heads_tie_or_are_short() {
+        let values: Vec<&[u8]> = vec![
+            b"photos/2024/b",
+            b"photos/2024/a",
+            b"photos/2",
+            b"photos/",
+            b"",
+            b"photos/2024/\xff",
+            b"photos/2024/a\x00",
+            b"zz",
+            b"z",
+            b"\x00",
+        ];
+        let mut m = None;
+        for (i, v) in values.iter().enumerate() {
+            MinMax::update(&mut m, v);
+            let m = m.as_ref().unwrap();
+            let seen = &values[..=i];
+            assert_eq!(m.min.as_slice(), *seen.iter().min().unwrap(), "after {i}");
+            assert_eq!(m.max.as_slice(), *seen.iter().max().unwrap(), "after {i}");
+            assert_eq!((m.min_head, m.max_head), (head(&m.min), head(&m.max)));
+        }
+    }
+}
