@@ -9,10 +9,11 @@
 //! the same input gives the same names.
 //!
 //! Encoding is the most expensive stage, so the columns of each batch are encoded (dictionary,
-//! pages, ZSTD) in parallel on the caller's rayon pool, one `ArrowColumnWriter` per column, and the
-//! finished column chunks are appended to the file in column order. String columns that take a
-//! dictionary are first encoded by [`dictionary`], which is much cheaper for the few-valued
-//! columns most of an access log is; a column with many values goes back to the crate's writer.
+//! pages, ZSTD) in parallel on the caller's rayon pool, one encoder per column, and the finished
+//! column chunks are appended to the file in column order. String columns are encoded by hand,
+//! much more cheaply than by the crate's generic writer: by [`dictionary`] where a dictionary is
+//! enabled (the few-valued columns most of an access log is), by [`plain`] where it is not or
+//! was given up; the other columns by the crate's `ArrowColumnWriter`.
 
 mod dictionary;
 mod pages;

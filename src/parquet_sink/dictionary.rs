@@ -10,8 +10,8 @@
 //! column chunk is spliced into the row group with `append_column`.
 //!
 //! A column whose dictionary passes the budget while its values keep being new is given back as
-//! a plain Arrow array (its values rebuilt from dictionary and keys), so the parquet crate's
-//! writer takes over the column with nothing lost; [`DictionaryColumn::write`] says when.
+//! a plain Arrow array (its values rebuilt from dictionary and keys), so that [`super::plain`]
+//! takes over the column with nothing lost; [`DictionaryColumn::write`] says when.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -50,7 +50,7 @@ pub struct DictionaryColumn {
 pub enum Written {
     Kept,
     /// The dictionary passed its budget: every row so far, this batch's included, as one array
-    /// for the parquet crate's writer. The column is empty again.
+    /// for a plain encoder. The column is empty again.
     GaveUp(ArrayRef),
 }
 
@@ -167,14 +167,14 @@ impl DictionaryColumn {
         pages.dictionary_page(&dict, self.ends.len(), level.compression_level())?;
 
         let bit_width = (u32::BITS - (self.ends.len().max(1) as u32 - 1).leading_zeros()) as u8;
-        let (mut key_at, mut levels, mut buf) = (0, Vec::new(), Vec::new());
+        let (mut key_at, mut buf) = (0, Vec::new());
         for first in (0..rows).step_by(PAGE_ROWS) {
             let page_rows = PAGE_ROWS.min(rows - first);
             let page_valid = valid.slice(first, page_rows);
             let values = page_valid.count_set_bits();
             buf.clear();
             if nullable {
-                put_def_levels(&page_valid, &mut levels, &mut buf);
+                put_def_levels(&page_valid, &mut buf);
             }
             buf.push(bit_width);
             encode_hybrid(&self.keys[key_at..key_at + values], bit_width, &mut buf);

@@ -106,17 +106,42 @@ pub fn encode_hybrid(values: &[u32], bit_width: u8, out: &mut Vec<u8>) {
 }
 
 /// A v1 data page's definition levels (0 for NULL, 1 for a value), with their 4-byte length in
-/// front. A page without NULLs is one RLE run.
-pub fn put_def_levels(valid: &BooleanBuffer, levels: &mut Vec<u32>, out: &mut Vec<u8>) {
+/// front, encoded straight from the validity bitmap: at width 1, a bit-packed group of 8 levels
+/// is one byte of the bitmap, and a run of all-set or all-clear bytes is an RLE run.
+pub fn put_def_levels(valid: &BooleanBuffer, out: &mut Vec<u8>) {
     let at = out.len();
     out.extend_from_slice(&[0; 4]);
-    if valid.count_set_bits() == valid.len() {
-        put_varint(out, (valid.len() as u64) << 1);
-        out.push(1);
+    let rows = valid.len();
+    let set = valid.count_set_bits();
+    if set == rows || set == 0 {
+        put_varint(out, (rows as u64) << 1);
+        out.push(u8::from(set > 0));
     } else {
-        levels.clear();
-        levels.extend(valid.iter().map(u32::from));
-        encode_hybrid(levels, 1, out);
+        let bits = valid.sliced();
+        let (full, bytes) = (rows / 8, bits.as_slice());
+        let constant = |i: usize| bytes[i] == 0 || bytes[i] == 0xff;
+        let mut i = 0;
+        while i < full {
+            if constant(i) {
+                let run = bytes[i..full].iter().take_while(|&&b| b == bytes[i]).count();
+                put_varint(out, (run as u64 * 8) << 1);
+                out.push(bytes[i] & 1);
+                i += run;
+            } else {
+                // Bytes as they are, up to a run of two constant bytes.
+                let start = i;
+                while i < full && !(constant(i) && i + 1 < full && bytes[i + 1] == bytes[i]) {
+                    i += 1;
+                }
+                put_varint(out, ((i - start) as u64) << 1 | 1);
+                out.extend_from_slice(&bytes[start..i]);
+            }
+        }
+        if !rows.is_multiple_of(8) {
+            // The last levels, padded with zeros to a group of 8.
+            put_varint(out, 1 << 1 | 1);
+            out.push(bytes[full] & ((1u8 << (rows % 8)) - 1));
+        }
     }
     let len = (out.len() - at - 4) as u32;
     out[at..at + 4].copy_from_slice(&len.to_le_bytes());
@@ -339,6 +364,34 @@ mod tests {
             let mut out = Vec::new();
             encode_hybrid(&values, width, &mut out);
             assert_eq!(decode(&out, width, values.len()), values, "width {width}");
+        }
+    }
+
+    #[test]
+    fn definition_levels_from_the_bitmap_decode_back() {
+        use arrow_buffer::BooleanBuffer;
+        let patterns: Vec<Vec<bool>> = vec![
+            vec![true; 20_000],
+            vec![false; 13],
+            (0..20_000).map(|i| i % 7 != 3).collect(),
+            // Runs of set and clear bytes between mixed ones, and a partial last byte.
+            (0..1_003).map(|i| !(100..300).contains(&i) && i % 97 != 5).collect(),
+            (0..64).map(|i| i == 63).collect(),
+            (0..9).map(|i| i == 8).collect(),
+            (0..17).map(|i| i % 2 == 0).collect(),
+        ];
+        for valid in patterns {
+            for offset in [0, 3] {
+                // A page's bitmap can start within a byte of a longer one.
+                let padded: Vec<bool> = std::iter::repeat_n(true, offset).chain(valid.iter().copied()).collect();
+                let buffer = BooleanBuffer::from(padded).slice(offset, valid.len());
+                let mut out = Vec::new();
+                super::put_def_levels(&buffer, &mut out);
+                let len = u32::from_le_bytes(out[..4].try_into().unwrap()) as usize;
+                assert_eq!(len, out.len() - 4);
+                let levels = decode(&out[4..], 1, valid.len());
+                assert_eq!(levels, valid.iter().map(|&v| u32::from(v)).collect::<Vec<_>>(), "{} rows", valid.len());
+            }
         }
     }
 

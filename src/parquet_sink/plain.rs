@@ -72,9 +72,9 @@ pub struct PlainColumn {
 }
 
 thread_local! {
-    /// Scratch for a page's levels and its levels and values together, one per thread rather
-    /// than one per column of every open file.
-    static SCRATCH: std::cell::RefCell<(Vec<u32>, Vec<u8>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    /// Scratch for a page's levels and values together, one per thread rather than one per
+    /// column of every open file.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl PlainColumn {
@@ -143,10 +143,10 @@ impl PlainColumn {
             return Ok(());
         }
         let valid = self.valid.finish();
-        SCRATCH.with_borrow_mut(|(levels, page)| {
+        SCRATCH.with_borrow_mut(|page| {
             page.clear();
             if self.descr.max_def_level() > 0 {
-                put_def_levels(&valid, levels, page);
+                put_def_levels(&valid, page);
             }
             page.extend_from_slice(&self.values);
             self.values.clear();
