@@ -176,9 +176,9 @@ impl ColumnSlot {
     fn write(&mut self, field: &Field, array: &ArrayRef) -> parquet::errors::Result<()> {
         match &mut self.encoder {
             Encoder::Dictionary(d, level) => {
-                if let Written::GaveUp(all) = d.write(array) {
+                if let Written::GaveUp = d.write(array) {
                     let mut plain = PlainColumn::new(self.descr.clone(), *level);
-                    plain.write(&all)?;
+                    d.drain_into(&mut plain)?;
                     self.encoder = Encoder::Plain(plain);
                 }
                 Ok(())
@@ -208,7 +208,7 @@ impl ColumnSlot {
             // All NULL: nothing for a dictionary to hold.
             Encoder::Dictionary(mut d, level) => {
                 let mut plain = PlainColumn::new(self.descr, level);
-                plain.write(&d.take_array())?;
+                d.drain_into(&mut plain)?;
                 plain.close()?
             }
             Encoder::Plain(p) => p.close()?,

@@ -9,14 +9,13 @@
 //! RLE/bit-packed keys, each ZSTD-compressed, the same layout the parquet crate writes. The
 //! column chunk is spliced into the row group with `append_column`.
 //!
-//! A column whose dictionary passes the budget while its values keep being new is given back as
-//! a plain Arrow array (its values rebuilt from dictionary and keys), so that [`super::plain`]
-//! takes over the column with nothing lost; [`DictionaryColumn::write`] says when.
+//! A column whose dictionary passes the budget while its values keep being new is drained into a
+//! [`super::plain`] column (its values read back from dictionary and keys), which takes the column
+//! over with nothing lost; [`DictionaryColumn::write`] says when.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use arrow_array::{Array, ArrayRef, StringArray};
+use arrow_array::{Array, StringArray};
 use arrow_buffer::BooleanBufferBuilder;
 use bytes::Bytes;
 use parquet::basic::{Encoding, ZstdLevel};
@@ -25,6 +24,7 @@ use parquet::errors::{ParquetError, Result};
 use parquet::schema::types::ColumnDescPtr;
 
 use super::pages::{ChunkPages, PAGE_ROWS, encode_hybrid, put_def_levels, string_statistics};
+use super::plain::PlainColumn;
 
 /// Past its byte budget, a dictionary is kept while it holds at most one value per this many rows
 /// (`source_object` when thousands of small objects share a row group), up to [`MAX_BYTES`].
@@ -49,9 +49,9 @@ pub struct DictionaryColumn {
 /// What [`DictionaryColumn::write`] did.
 pub enum Written {
     Kept,
-    /// The dictionary passed its budget: every row so far, this batch's included, as one array
-    /// for a plain encoder. The column is empty again.
-    GaveUp(ArrayRef),
+    /// The dictionary passed its budget: its rows, this batch's included, are to be drained
+    /// into a plain encoder ([`DictionaryColumn::drain_into`]).
+    GaveUp,
 }
 
 impl DictionaryColumn {
@@ -127,23 +127,17 @@ impl DictionaryColumn {
         }
         let bytes = self.values.len();
         let repeats = self.ends.len() * ROWS_PER_VALUE <= self.rows();
-        if bytes > MAX_BYTES || (bytes > self.limit && !repeats) {
-            Written::GaveUp(self.take_array())
-        } else {
-            Written::Kept
-        }
+        if bytes > MAX_BYTES || (bytes > self.limit && !repeats) { Written::GaveUp } else { Written::Kept }
     }
 
-    /// Every row so far as a plain array; the column is empty afterwards.
-    pub fn take_array(&mut self) -> ArrayRef {
+    /// Writes every row so far into `plain`; the column is empty afterwards.
+    pub fn drain_into(&mut self, plain: &mut PlainColumn) -> Result<()> {
         let valid = self.valid.finish();
         let mut keys = self.keys.iter();
-        let array: StringArray = valid
-            .iter()
-            .map(|v| v.then(|| std::str::from_utf8(self.entry(*keys.next().expect("a key per value"))).expect("utf8")))
-            .collect();
+        let this = &*self;
+        plain.write_rows(valid.len(), Some(&valid), |_| this.entry(*keys.next().expect("a key per value")))?;
         *self = DictionaryColumn::new(self.limit);
-        Arc::new(array)
+        Ok(())
     }
 
     /// Encodes the column chunk: its bytes (which start at offset 0) and what the row group

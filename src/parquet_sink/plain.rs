@@ -10,7 +10,7 @@
 //! chunk is spliced into the row group with `append_column`, as [`super::dictionary`]'s are.
 
 use arrow_array::{Array, StringArray};
-use arrow_buffer::BooleanBufferBuilder;
+use arrow_buffer::{BooleanBuffer, BooleanBufferBuilder};
 use bytes::Bytes;
 use parquet::basic::{Encoding, ZstdLevel};
 use parquet::column::writer::ColumnCloseResult;
@@ -104,17 +104,30 @@ impl PlainColumn {
     pub fn write(&mut self, array: &dyn Array) -> Result<()> {
         let array = array.as_any().downcast_ref::<StringArray>().expect("plain columns are Utf8");
         let (offsets, data) = (array.value_offsets(), array.value_data());
-        if array.null_count() > 0 && self.descr.max_def_level() == 0 {
+        let value = |row: usize| &data[offsets[row] as usize..offsets[row + 1] as usize];
+        self.write_rows(array.len(), array.nulls().map(|n| n.inner()), value)
+    }
+
+    /// Adds `rows` rows: `valid` says which hold a value (all of them if `None`), and `value` is
+    /// asked for each of those, in row order.
+    pub fn write_rows<'a>(
+        &mut self,
+        rows: usize,
+        valid: Option<&BooleanBuffer>,
+        mut value: impl FnMut(usize) -> &'a [u8],
+    ) -> Result<()> {
+        let nulls = valid.map_or(0, |v| v.len() - v.count_set_bits());
+        if nulls > 0 && self.descr.max_def_level() == 0 {
             return Err(ParquetError::General(format!("null in required column {}", self.descr.name())));
         }
         let mut row = 0;
-        while row < array.len() {
+        while row < rows {
             // Up to the open page's row limit; its byte limit is checked after each value.
-            let end = array.len().min(row + PAGE_ROWS - self.valid.len());
+            let end = rows.min(row + PAGE_ROWS - self.valid.len());
             let start = row;
             while row < end {
-                if array.is_valid(row) {
-                    let v = &data[offsets[row] as usize..offsets[row + 1] as usize];
+                if valid.is_none_or(|v| v.value(row)) {
+                    let v = value(row);
                     self.values.extend_from_slice(&(v.len() as u32).to_le_bytes());
                     self.values.extend_from_slice(v);
                     MinMax::update(&mut self.min_max, v);
@@ -124,16 +137,16 @@ impl PlainColumn {
                     break;
                 }
             }
-            match array.nulls() {
-                Some(n) => self.valid.append_buffer(&n.inner().slice(start, row - start)),
+            match valid {
+                Some(v) => self.valid.append_buffer(&v.slice(start, row - start)),
                 None => self.valid.append_n(row - start, true),
             }
             if self.valid.len() == PAGE_ROWS || self.values.len() >= PAGE_BYTES {
                 self.flush_page()?;
             }
         }
-        self.rows += array.len();
-        self.nulls += array.null_count();
+        self.rows += rows;
+        self.nulls += nulls;
         Ok(())
     }
 
