@@ -140,6 +140,9 @@ def main():
                 shutil.rmtree(out, ignore_errors=True)
                 for extra in (Path(str(out) + ".json"), Path(str(out) + ".zst")):
                     extra.unlink(missing_ok=True)
+                # Untimed: write back what this tool left dirty (DuckDB does not fsync its files,
+                # s3logs does), so that the next tool does not wait behind it.
+                os.sync()
                 print(f"rep {rep + 1}/{a.reps} {n}: {wall:.2f}s, {rss / 2**20:.0f} MiB", file=sys.stderr)
 
     mb, lines = expected["bytes"] / 1e6, expected["lines"]
