@@ -530,6 +530,34 @@ mod tests {
         assert_eq!(r.build().unwrap().map(|b| b.unwrap().num_rows()).sum::<usize>(), rows);
     }
 
+    /// Writes `all` to one file in `dir`, in slices of `lens` rows and row groups of
+    /// `row_group_rows`, and reads it back: every row of every column must come back as written.
+    /// Returns the file and its metadata.
+    fn write_in_slices_and_read_back(
+        dir: &std::path::Path,
+        all: &RecordBatch,
+        row_group_rows: usize,
+        lens: &[usize],
+    ) -> (std::path::PathBuf, Arc<parquet::file::metadata::ParquetMetaData>) {
+        let opts = SinkOptions { row_group_rows, ..SinkOptions::default() };
+        let mut w = PartitionedWriter::new(dir.into(), "t".into(), all.schema(), opts).unwrap();
+        let mut at = 0;
+        for &len in lens {
+            w.write("", &all.slice(at, len)).unwrap();
+            at += len;
+        }
+        assert_eq!(at, all.num_rows());
+        let path = dir.join(&w.finish().unwrap()[0].path);
+        let r = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&path).unwrap()).unwrap();
+        let meta = r.metadata().clone();
+        let read: Vec<RecordBatch> = r.build().unwrap().map(Result::unwrap).collect();
+        let read = arrow_select::concat::concat_batches(&read[0].schema(), &read).unwrap();
+        for c in 0..all.num_columns() {
+            assert_eq!(read.column(c).as_ref(), all.column(c).as_ref(), "column {c}");
+        }
+        (path, meta)
+    }
+
     /// The few-valued string columns are encoded by hand (`dictionary`): over several batches,
     /// row groups and data pages, with NULLs, one value, no value, 10-bit keys, a column that gives
     /// its dictionary up, one whose dictionary passes 64 KiB but repeats and one that repeats past
@@ -570,26 +598,9 @@ mod tests {
             Arc::new(StringArray::from_iter_values((0..rows).map(object))),
             Arc::new(StringArray::from_iter_values((0..rows).map(long))),
         ];
-        let all = RecordBatch::try_new(schema.clone(), columns).unwrap();
-
+        let all = RecordBatch::try_new(schema, columns).unwrap();
         let tmp = tempfile::tempdir().unwrap();
-        let opts = SinkOptions { row_group_rows: 30_000, ..SinkOptions::default() };
-        let mut w = PartitionedWriter::new(tmp.path().into(), "t".into(), schema, opts).unwrap();
-        let mut at = 0;
-        for len in [1, 999, 17_000, 23_000, 4_000] {
-            w.write("", &all.slice(at, len)).unwrap();
-            at += len;
-        }
-        assert_eq!(at, rows);
-        let f = &w.finish().unwrap()[0];
-        let r =
-            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(tmp.path().join(&f.path)).unwrap()).unwrap();
-        let meta = r.metadata().clone();
-        let read: Vec<RecordBatch> = r.build().unwrap().map(Result::unwrap).collect();
-        let read = arrow_select::concat::concat_batches(&read[0].schema(), &read).unwrap();
-        for c in 0..all.num_columns() {
-            assert_eq!(read.column(c).as_ref(), all.column(c).as_ref(), "column {c}");
-        }
+        let (path, meta) = write_in_slices_and_read_back(tmp.path(), &all, 30_000, &[1, 999, 17_000, 23_000, 4_000]);
 
         assert_eq!(meta.row_groups().iter().map(|g| g.num_rows()).collect::<Vec<_>>(), [30_000, 15_000]);
         for (g, first) in meta.row_groups().iter().zip([0, 30_000]) {
@@ -624,7 +635,7 @@ mod tests {
         // Pages of at most 20,000 rows: a dictionary page and two data pages in the first row
         // group, one of each in the second.
         use parquet::file::reader::{FileReader, SerializedFileReader};
-        let file = SerializedFileReader::new(std::fs::File::open(tmp.path().join(&f.path)).unwrap()).unwrap();
+        let file = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
         for (g, want) in [(0, vec![5, 20_000, 10_000]), (1, vec![5, 15_000])] {
             let pages = file.get_row_group(g).unwrap().get_column_page_reader(0).unwrap();
             let values: Vec<u32> = pages.map(|p| p.unwrap().num_values()).collect();
@@ -654,24 +665,9 @@ mod tests {
             Arc::new(StringArray::from_iter_values((0..rows).map(hostid))),
             Arc::new(StringArray::from_iter((0..rows).map(uri))),
         ];
-        let all = RecordBatch::try_new(schema.clone(), columns).unwrap();
-
+        let all = RecordBatch::try_new(schema, columns).unwrap();
         let tmp = tempfile::tempdir().unwrap();
-        let opts = SinkOptions { row_group_rows: 45_000, ..SinkOptions::default() };
-        let mut w = PartitionedWriter::new(tmp.path().into(), "t".into(), schema, opts).unwrap();
-        let mut at = 0;
-        for len in [3, 19_999, 20_000, 10_000 - 2] {
-            w.write("", &all.slice(at, len)).unwrap();
-            at += len;
-        }
-        assert_eq!(at, rows);
-        let path = tmp.path().join(&w.finish().unwrap()[0].path);
-        let r = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&path).unwrap()).unwrap();
-        let meta = r.metadata().clone();
-        let read: Vec<RecordBatch> = r.build().unwrap().map(Result::unwrap).collect();
-        let read = arrow_select::concat::concat_batches(&read[0].schema(), &read).unwrap();
-        assert_eq!(read.column(0).as_ref(), all.column(0).as_ref());
-        assert_eq!(read.column(1).as_ref(), all.column(1).as_ref());
+        let (path, meta) = write_in_slices_and_read_back(tmp.path(), &all, 45_000, &[3, 19_999, 20_000, 10_000 - 2]);
 
         let file = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
         for (g, first) in meta.row_groups().iter().zip([0, 45_000]) {
