@@ -20,8 +20,10 @@ mod pages;
 mod plain;
 
 use std::fs::{self, File};
-use std::io::BufWriter;
+use std::io::{self, BufWriter};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, SchemaRef};
@@ -217,10 +219,53 @@ impl ColumnSlot {
     }
 }
 
+/// A file's write-back, started on a background thread after each row group, so that the fsync
+/// at close finds little left to write. Fsyncing each day's whole file at the end took about 100 ms
+/// of a 2 s run (1 GiB) with both cores idle; now it overlaps the encoding of the next row groups.
+/// An error of any of these fsyncs fails the file's close, so none is lost.
+struct WriteBack {
+    file: Arc<File>,
+    running: Option<JoinHandle<io::Result<()>>>,
+    failed: Option<io::Error>,
+}
+
+impl WriteBack {
+    fn new(file: &File) -> io::Result<Self> {
+        Ok(WriteBack { file: Arc::new(file.try_clone()?), running: None, failed: None })
+    }
+
+    /// Starts an fsync of what the file holds so far, unless one is still running.
+    fn start(&mut self) {
+        if self.running.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        self.join();
+        let file = Arc::clone(&self.file);
+        self.running = Some(std::thread::spawn(move || file.sync_data()));
+    }
+
+    fn join(&mut self) {
+        let result = match self.running.take() {
+            Some(h) => h.join().unwrap_or_else(|_| Err(io::Error::other("the fsync thread panicked"))),
+            None => Ok(()),
+        };
+        if let Err(e) = result {
+            self.failed.get_or_insert(e);
+        }
+    }
+
+    /// Waits for the fsync under way; the first error of any of them, if one failed.
+    fn finish(mut self) -> io::Result<()> {
+        self.join();
+        self.failed.map_or(Ok(()), Err)
+    }
+}
+
 struct OpenFile {
     folder: String,
     rel_path: String,
     file: SerializedFileWriter<BufWriter<File>>,
+    write_back: WriteBack,
     factory: ArrowRowGroupWriterFactory,
     /// The open row group's columns, created on its first rows.
     columns: Option<Vec<ColumnSlot>>,
@@ -276,6 +321,7 @@ impl OpenFile {
         row_group.close()?;
         self.row_groups += 1;
         self.rows_in_group = 0;
+        self.write_back.start();
         Ok(())
     }
 }
@@ -381,6 +427,7 @@ impl PartitionedWriter {
             fs::create_dir_all(dir).map_err(|e| Error::write(dir, e))?;
         }
         let file = File::create(&path).map_err(|e| Error::write(&path, e))?;
+        let write_back = WriteBack::new(&file).map_err(|e| Error::write(&path, e))?;
         // ArrowWriter sets up the file (schema, and the Arrow schema in the metadata); its
         // low-level halves let the columns be encoded in parallel.
         let (file, factory) = ArrowWriter::try_new(
@@ -394,6 +441,7 @@ impl PartitionedWriter {
             folder: folder.to_string(),
             rel_path,
             file,
+            write_back,
             factory,
             columns: None,
             by_hand: hand_encoded(&self.schema, &self.props),
@@ -411,6 +459,7 @@ impl PartitionedWriter {
         f.flush_row_group().map_err(|e| Error::parquet(&path, e))?;
         let buffered = f.file.into_inner().map_err(|e| Error::parquet(&path, e))?;
         let file = buffered.into_inner().map_err(|e| Error::write(&path, e.into_error()))?;
+        f.write_back.finish().map_err(|e| Error::write(&path, e))?;
         file.sync_all().map_err(|e| Error::write(&path, e))?;
         let bytes = file.metadata().map_err(|e| Error::write(&path, e))?.len();
         let dt = f.folder.rsplit('/').next().and_then(|d| d.strip_prefix("dt=")).unwrap_or_default().to_string();
@@ -432,6 +481,8 @@ impl PartitionedWriter {
 
 #[cfg(test)]
 mod tests {
+    use std::fs::File;
+    use std::io;
     use std::sync::Arc;
 
     use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
@@ -439,7 +490,7 @@ mod tests {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use parquet::basic::Encoding;
 
-    use super::{PartitionedWriter, SinkOptions};
+    use super::{PartitionedWriter, SinkOptions, WriteBack};
 
     fn batch(values: std::ops::Range<i64>) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
@@ -468,6 +519,27 @@ mod tests {
             out.push((f.dt.clone() + &f.path, groups, values));
         }
         out
+    }
+
+    #[test]
+    fn a_failed_background_fsync_fails_the_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::create(dir.path().join("f")).unwrap();
+        let mut ok = WriteBack::new(&file).unwrap();
+        ok.start();
+        ok.start();
+        assert!(ok.finish().is_ok());
+
+        // fsync of a pipe fails (EINVAL); the error must come out of finish, even after
+        // another fsync was started behind it.
+        let (_reader, writer) = io::pipe().unwrap();
+        let pipe = File::from(std::os::fd::OwnedFd::from(writer));
+        let mut failing = WriteBack::new(&pipe).unwrap();
+        failing.start();
+        failing.join();
+        failing.start();
+        let err = failing.finish().expect_err("fsync of a pipe fails");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
     }
 
     #[test]
