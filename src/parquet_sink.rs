@@ -279,8 +279,10 @@ struct OpenFile {
 }
 
 impl OpenFile {
-    /// Encodes `batch` into the open row group, one rayon task per column.
-    fn append(&mut self, batch: &RecordBatch) -> parquet::errors::Result<()> {
+    /// Encodes `batches` (rows that fit in the open row group) into it, one rayon task per
+    /// column, each writing its column of every batch in turn: joining the batches first would
+    /// copy every value once more, on one thread.
+    fn append(&mut self, batches: &[RecordBatch]) -> parquet::errors::Result<()> {
         if self.columns.is_none() {
             let writers = self.factory.create_column_writers(self.row_groups)?;
             let schema = self.file.schema_descr();
@@ -289,13 +291,14 @@ impl OpenFile {
             self.columns = Some(slots.collect());
         }
         let columns = self.columns.as_mut().expect("just created");
-        let inputs: Vec<_> = self.fields.iter().zip(batch.columns()).collect();
         columns
             .par_iter_mut()
-            .zip(inputs.par_iter())
-            .try_for_each(|(slot, (field, array))| slot.write(field, array))?;
-        self.rows_in_group += batch.num_rows();
-        self.rows += batch.num_rows() as u64;
+            .zip(self.fields.par_iter())
+            .enumerate()
+            .try_for_each(|(i, (slot, field))| batches.iter().try_for_each(|b| slot.write(field, b.column(i))))?;
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        self.rows_in_group += rows;
+        self.rows += rows as u64;
         Ok(())
     }
 
@@ -355,12 +358,12 @@ impl PartitionedWriter {
         })
     }
 
-    /// Appends `batch` to the file of partition folder `folder` (such as `dt=2024-01-15`). Row
-    /// groups hold `row_group_rows` rows, fewer when the buffered-bytes budget closes one early
-    /// (and the last of a file), and a file rolls to the next as soon as its finished row groups
-    /// reach the target size.
-    pub fn write(&mut self, folder: &str, batch: &RecordBatch) -> Result<(), Error> {
-        self.append(folder, batch)?;
+    /// Appends `batches` to the file of partition folder `folder` (such as `dt=2024-01-15`), in
+    /// order. Row groups hold `row_group_rows` rows, fewer when the buffered-bytes budget closes
+    /// one early (and the last of a file), and a file rolls to the next as soon as its finished
+    /// row groups reach the target size.
+    pub fn write(&mut self, folder: &str, batches: &[RecordBatch]) -> Result<(), Error> {
+        self.append(folder, batches)?;
         self.keep_within_budget()
     }
 
@@ -386,9 +389,12 @@ impl PartitionedWriter {
         Ok(())
     }
 
-    fn append(&mut self, folder: &str, batch: &RecordBatch) -> Result<(), Error> {
-        let mut offset = 0;
-        while offset < batch.num_rows() {
+    fn append(&mut self, folder: &str, batches: &[RecordBatch]) -> Result<(), Error> {
+        // The batches, cut where row groups end: each piece goes to one row group in one
+        // parallel round.
+        let mut rest: std::collections::VecDeque<RecordBatch> =
+            batches.iter().filter(|b| b.num_rows() > 0).cloned().collect();
+        while !rest.is_empty() {
             self.tick += 1;
             let i = match self.open.iter().position(|f| f.folder == folder) {
                 Some(i) => i,
@@ -397,10 +403,19 @@ impl PartitionedWriter {
             let group = self.opts.row_group_rows.max(1);
             let f = &mut self.open[i];
             f.last_used = self.tick;
-            let len = (group - f.rows_in_group).min(batch.num_rows() - offset);
+            let mut room = group - f.rows_in_group;
+            let mut piece = Vec::new();
+            while let Some(b) = rest.pop_front() {
+                if b.num_rows() > room {
+                    piece.push(b.slice(0, room));
+                    rest.push_front(b.slice(room, b.num_rows() - room));
+                    break;
+                }
+                room -= b.num_rows();
+                piece.push(b);
+            }
             let path = self.staging.join(&f.rel_path);
-            f.append(&batch.slice(offset, len)).map_err(|e| Error::parquet(&path, e))?;
-            offset += len;
+            f.append(&piece).map_err(|e| Error::parquet(&path, e))?;
             if f.rows_in_group >= group {
                 f.flush_row_group().map_err(|e| Error::parquet(&path, e))?;
                 if f.file.bytes_written() as u64 >= self.opts.target_file_bytes {
@@ -503,9 +518,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let opts = SinkOptions { row_group_rows: 1000, max_buffered_bytes: budget, ..SinkOptions::default() };
         let mut w = PartitionedWriter::new(tmp.path().into(), "t".into(), batch(0..0).schema(), opts).unwrap();
-        w.write("a", &batch(0..10)).unwrap();
-        w.write("b", &batch(100..110)).unwrap();
-        w.write("a", &batch(10..20)).unwrap();
+        w.write("a", &[batch(0..10)]).unwrap();
+        w.write("b", &[batch(100..110)]).unwrap();
+        w.write("a", &[batch(10..20)]).unwrap();
         let mut out = Vec::new();
         for f in w.finish().unwrap() {
             let r = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(tmp.path().join(&f.path)).unwrap())
@@ -581,7 +596,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let mut w =
             PartitionedWriter::new(tmp.path().into(), "t".into(), batch.schema(), SinkOptions::default()).unwrap();
-        w.write("", &batch).unwrap();
+        w.write("", &[batch]).unwrap();
         let f = &w.finish().unwrap()[0];
         let r =
             ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(tmp.path().join(&f.path)).unwrap()).unwrap();
@@ -603,8 +618,9 @@ mod tests {
     }
 
     /// Writes `all` to one file in `dir`, in slices of `lens` rows and row groups of
-    /// `row_group_rows`, and reads it back: every row of every column must come back as written.
-    /// Returns the file and its metadata.
+    /// `row_group_rows` (the first slice in one write, the others together in a second, so row
+    /// groups end inside a batch of a write), and reads it back: every row of every column must
+    /// come back as written, in order. Returns the file and its metadata.
     fn write_in_slices_and_read_back(
         dir: &std::path::Path,
         all: &RecordBatch,
@@ -614,11 +630,16 @@ mod tests {
         let opts = SinkOptions { row_group_rows, ..SinkOptions::default() };
         let mut w = PartitionedWriter::new(dir.into(), "t".into(), all.schema(), opts).unwrap();
         let mut at = 0;
-        for &len in lens {
-            w.write("", &all.slice(at, len)).unwrap();
-            at += len;
-        }
+        let slices: Vec<RecordBatch> = lens
+            .iter()
+            .map(|&len| {
+                at += len;
+                all.slice(at - len, len)
+            })
+            .collect();
         assert_eq!(at, all.num_rows());
+        w.write("", &slices[..1]).unwrap();
+        w.write("", &slices[1..]).unwrap();
         let path = dir.join(&w.finish().unwrap()[0].path);
         let r = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&path).unwrap()).unwrap();
         let meta = r.metadata().clone();
