@@ -23,7 +23,7 @@ use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::{ParquetError, Result};
 use parquet::schema::types::ColumnDescPtr;
 
-use super::pages::{ChunkPages, PAGE_ROWS, encode_hybrid, put_def_levels, string_statistics};
+use super::pages::{ChunkPages, Codec, PAGE_ROWS, encode_hybrid, put_def_levels, string_statistics};
 use super::plain::PlainColumn;
 
 /// Past its byte budget, a dictionary is kept while it holds at most one value per this many rows
@@ -158,7 +158,7 @@ impl DictionaryColumn {
             dict.extend_from_slice(&(v.len() as u32).to_le_bytes());
             dict.extend_from_slice(v);
         }
-        pages.dictionary_page(&dict, self.ends.len(), level.compression_level())?;
+        pages.dictionary_page(&dict, self.ends.len(), Codec::Level(level.compression_level()))?;
 
         let bit_width = (u32::BITS - (self.ends.len().max(1) as u32 - 1).leading_zeros()) as u8;
         let (mut key_at, mut buf) = (0, Vec::new());
@@ -173,7 +173,7 @@ impl DictionaryColumn {
             buf.push(bit_width);
             encode_hybrid(&self.keys[key_at..key_at + values], bit_width, &mut buf);
             key_at += values;
-            pages.data_page(&buf, page_rows, Encoding::RLE_DICTIONARY, level.compression_level())?;
+            pages.data_page(&buf, page_rows, Encoding::RLE_DICTIONARY, Codec::Level(level.compression_level()))?;
         }
 
         let (min, max) = (0..self.ends.len() as u32).map(|i| self.entry(i)).fold((None, None), |(lo, hi), v| {

@@ -17,7 +17,7 @@ use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::{ParquetError, Result};
 use parquet::schema::types::ColumnDescPtr;
 
-use super::pages::{ChunkPages, PAGE_BYTES, PAGE_ROWS, put_def_levels, string_statistics};
+use super::pages::{ChunkPages, Codec, PAGE_BYTES, PAGE_ROWS, put_def_levels, string_statistics};
 
 /// The smallest and largest value so far, each with its first eight bytes as a big-endian number,
 /// which orders two values whenever those bytes differ.
@@ -58,10 +58,23 @@ impl MinMax {
     }
 }
 
+/// Columns of random text: at level 1 (the default) their pages are compressed as
+/// [`Codec::RandomText`], which is faster and no bigger there. At any other `--zstd-level` they
+/// are compressed at that level like every other column.
+const RANDOM_TEXT: &[&str] = &["hostid", "requestid", "versionid"];
+
+fn codec_of(column: &str, level: ZstdLevel) -> Codec {
+    match level.compression_level() {
+        1 if RANDOM_TEXT.contains(&column) => Codec::RandomText,
+        level => Codec::Level(level),
+    }
+}
+
 /// The open row group's values of one string column, as finished pages and the open page.
 pub struct PlainColumn {
     descr: ColumnDescPtr,
     level: ZstdLevel,
+    codec: Codec,
     pages: ChunkPages,
     /// The open page: its values (4-byte length, then bytes), and one bit per row.
     values: Vec<u8>,
@@ -80,6 +93,7 @@ thread_local! {
 impl PlainColumn {
     pub fn new(descr: ColumnDescPtr, level: ZstdLevel) -> Self {
         PlainColumn {
+            codec: codec_of(descr.name(), level),
             descr,
             level,
             pages: ChunkPages::new(),
@@ -163,7 +177,7 @@ impl PlainColumn {
             }
             page.extend_from_slice(&self.values);
             self.values.clear();
-            self.pages.data_page(page, rows, Encoding::PLAIN, self.level.compression_level())
+            self.pages.data_page(page, rows, Encoding::PLAIN, self.codec)
         })
     }
 
@@ -179,7 +193,18 @@ impl PlainColumn {
 
 #[cfg(test)]
 mod tests {
-    use super::{MinMax, head};
+    use parquet::basic::ZstdLevel;
+
+    use super::{Codec, MinMax, codec_of, head};
+
+    #[test]
+    fn random_text_columns_get_their_codec_at_the_default_level_only() {
+        let level = |l| ZstdLevel::try_new(l).unwrap();
+        assert_eq!(codec_of("hostid", level(1)), Codec::RandomText);
+        assert_eq!(codec_of("requestid", level(1)), Codec::RandomText);
+        assert_eq!(codec_of("hostid", level(3)), Codec::Level(3));
+        assert_eq!(codec_of("key", level(1)), Codec::Level(1));
+    }
 
     #[test]
     fn min_and_max_agree_with_byte_order_when_heads_tie_or_are_short() {
