@@ -533,6 +533,7 @@ fn read_file(p: &Path, listed: u64) -> std::io::Result<Vec<u8>> {
     buf.truncate(len);
     Ok(buf)
 }
+
 /// Decompresses gzip (all members) or zstd content; anything else is returned as it is.
 pub fn decode(name: &str, raw: Vec<u8>) -> Result<Vec<u8>, Error> {
     let fail = |format, cause| Error::Decompress { path: name.to_string(), format, cause };

@@ -234,14 +234,15 @@ impl WriteBack {
         Ok(WriteBack { file: Arc::new(file.try_clone()?), running: None, failed: None })
     }
 
-    /// Starts an fsync of what the file holds so far, unless one is still running.
+    /// Starts an fsync of what the file holds so far, unless one is still running. Should no
+    /// thread start, nothing is lost: the fsync at close writes everything back anyway.
     fn start(&mut self) {
         if self.running.as_ref().is_some_and(|h| !h.is_finished()) {
             return;
         }
         self.join();
         let file = Arc::clone(&self.file);
-        self.running = Some(std::thread::spawn(move || file.sync_data()));
+        self.running = std::thread::Builder::new().name("fsync".into()).spawn(move || file.sync_data()).ok();
     }
 
     fn join(&mut self) {
