@@ -20,10 +20,10 @@ use arrow_buffer::BooleanBufferBuilder;
 use bytes::Bytes;
 use parquet::basic::{Encoding, ZstdLevel};
 use parquet::column::writer::ColumnCloseResult;
-use parquet::errors::{ParquetError, Result};
+use parquet::errors::Result;
 use parquet::schema::types::ColumnDescPtr;
 
-use super::pages::{ChunkPages, Codec, PAGE_ROWS, encode_hybrid, put_def_levels, string_statistics};
+use super::pages::{ChunkPages, Codec, PAGE_ROWS, check_required, encode_hybrid, put_def_levels, string_statistics};
 use super::plain::PlainColumn;
 
 /// Past its byte budget, a dictionary is kept while it holds at most one value per this many rows
@@ -146,11 +146,10 @@ impl DictionaryColumn {
         let rows = self.rows();
         // One key per value: what is not a key is a NULL.
         let nulls = rows - self.non_null();
+        check_required(&descr, nulls)?;
         let valid = self.valid.finish();
         let nullable = descr.max_def_level() > 0;
-        if !nullable && nulls > 0 {
-            return Err(ParquetError::General(format!("null in required column {}", descr.name())));
-        }
+        let codec = Codec::Level(level.compression_level());
         let mut pages = ChunkPages::new();
         let mut dict = Vec::with_capacity(self.values.len() + 4 * self.ends.len());
         for i in 0..self.ends.len() as u32 {
@@ -158,7 +157,7 @@ impl DictionaryColumn {
             dict.extend_from_slice(&(v.len() as u32).to_le_bytes());
             dict.extend_from_slice(v);
         }
-        pages.dictionary_page(&dict, self.ends.len(), Codec::Level(level.compression_level()))?;
+        pages.dictionary_page(&dict, self.ends.len(), codec)?;
 
         let bit_width = (u32::BITS - (self.ends.len().max(1) as u32 - 1).leading_zeros()) as u8;
         let (mut key_at, mut buf) = (0, Vec::new());
@@ -173,7 +172,7 @@ impl DictionaryColumn {
             buf.push(bit_width);
             encode_hybrid(&self.keys[key_at..key_at + values], bit_width, &mut buf);
             key_at += values;
-            pages.data_page(&buf, page_rows, Encoding::RLE_DICTIONARY, Codec::Level(level.compression_level()))?;
+            pages.data_page(&buf, page_rows, Encoding::RLE_DICTIONARY, codec)?;
         }
 
         let (min, max) = (0..self.ends.len() as u32).map(|i| self.entry(i)).fold((None, None), |(lo, hi), v| {

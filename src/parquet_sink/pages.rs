@@ -222,6 +222,14 @@ pub fn string_statistics(min_max: Option<(&[u8], &[u8])>, nulls: u64) -> Statist
     Statistics::ByteArray(stats)
 }
 
+/// Fails when a column that may not hold NULLs was given `nulls` of them.
+pub fn check_required(descr: &ColumnDescPtr, nulls: usize) -> Result<()> {
+    if nulls > 0 && descr.max_def_level() == 0 {
+        return Err(ParquetError::General(format!("null in required column {}", descr.name())));
+    }
+    Ok(())
+}
+
 /// One column chunk's pages, written one after the other into memory, and what its metadata
 /// needs of them.
 pub struct ChunkPages {
@@ -332,8 +340,24 @@ impl ChunkPages {
 
 #[cfg(test)]
 mod tests {
-    use super::{Codec, compress, encode_hybrid, string_statistics};
+    use std::sync::Arc;
+
+    use super::{Codec, check_required, compress, encode_hybrid, string_statistics};
+    use parquet::basic::Type as PhysicalType;
     use parquet::file::statistics::Statistics;
+    use parquet::schema::types::{ColumnDescriptor, ColumnPath, Type};
+
+    #[test]
+    fn nulls_are_refused_only_in_required_columns() {
+        let column = |max_def_level| {
+            let t = Type::primitive_type_builder("c", PhysicalType::BYTE_ARRAY).build().unwrap();
+            Arc::new(ColumnDescriptor::new(Arc::new(t), max_def_level, 0, ColumnPath::from("c")))
+        };
+        assert!(check_required(&column(1), 3).is_ok());
+        assert!(check_required(&column(0), 0).is_ok());
+        let err = check_required(&column(0), 1).unwrap_err();
+        assert_eq!(err.to_string(), "Parquet error: null in required column c");
+    }
 
     /// Random base64 values, as Host Ids are: both codecs give the bytes back, and the one for
     /// random text still Huffman-codes them (6 bits of 8 at best; without the literal switch the

@@ -5,19 +5,20 @@
 //! group holds. The parquet crate's writer takes each value through its generic encoder, compares
 //! it with the running min and max, and compresses each page into a fresh buffer sized for the
 //! worst case, which then faults its memory in. A [`PlainColumn`] writes each value once into the
-//! open page (4-byte length, then bytes), decides most min/max comparisons on the first eight bytes,
-//! and compresses a full page with the thread's one ZSTD context ([`super::pages`]); the column
-//! chunk is spliced into the row group with `append_column`, as [`super::dictionary`]'s are.
+//! open page (4-byte length, then bytes), decides most min/max comparisons on the first eight
+//! bytes, and compresses a full page with the thread's ZSTD context for its codec
+//! ([`super::pages`]); the column chunk is spliced into the row group with `append_column`, as
+//! [`super::dictionary`]'s are.
 
 use arrow_array::{Array, StringArray};
 use arrow_buffer::{BooleanBuffer, BooleanBufferBuilder};
 use bytes::Bytes;
 use parquet::basic::{Encoding, ZstdLevel};
 use parquet::column::writer::ColumnCloseResult;
-use parquet::errors::{ParquetError, Result};
+use parquet::errors::Result;
 use parquet::schema::types::ColumnDescPtr;
 
-use super::pages::{ChunkPages, Codec, PAGE_BYTES, PAGE_ROWS, put_def_levels, string_statistics};
+use super::pages::{ChunkPages, Codec, PAGE_BYTES, PAGE_ROWS, check_required, put_def_levels, string_statistics};
 
 /// The smallest and largest value so far, each with its first eight bytes as a big-endian number,
 /// which orders two values whenever those bytes differ.
@@ -131,9 +132,7 @@ impl PlainColumn {
         mut value: impl FnMut(usize) -> &'a [u8],
     ) -> Result<()> {
         let nulls = valid.map_or(0, |v| v.len() - v.count_set_bits());
-        if nulls > 0 && self.descr.max_def_level() == 0 {
-            return Err(ParquetError::General(format!("null in required column {}", self.descr.name())));
-        }
+        check_required(&self.descr, nulls)?;
         let mut row = 0;
         while row < rows {
             // Up to the open page's row limit; its byte limit is checked after each value.
