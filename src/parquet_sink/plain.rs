@@ -77,7 +77,8 @@ pub struct PlainColumn {
     level: ZstdLevel,
     codec: Codec,
     pages: ChunkPages,
-    /// The open page: its values (4-byte length, then bytes), and one bit per row.
+    /// The open page: [`LEVELS_ROOM`] bytes left for its definition levels, then its values
+    /// (4-byte length, then bytes); and one bit per row.
     values: Vec<u8>,
     valid: BooleanBufferBuilder,
     rows: usize,
@@ -85,10 +86,17 @@ pub struct PlainColumn {
     min_max: Option<MinMax>,
 }
 
+/// Room left in front of a page's values for its definition levels, so that the page is
+/// compressed where it lies instead of being copied behind them first (that copy was every
+/// plain value once more). The levels of a page take at most 4 bytes of length, and for each
+/// byte of its validity bitmap at most 3 (a run's header and value, or a group's header and the
+/// byte), plus a partial last group.
+pub(super) const LEVELS_ROOM: usize = 4 + 3 * PAGE_ROWS.div_ceil(8) + 16;
+
 thread_local! {
-    /// Scratch for a page's levels and values together, one per thread rather than one per
-    /// column of every open file.
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// Scratch for a page's definition levels, one per thread rather than one per column of every
+    /// open file.
+    static LEVELS: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl PlainColumn {
@@ -98,7 +106,7 @@ impl PlainColumn {
             descr,
             level,
             pages: ChunkPages::new(),
-            values: Vec::new(),
+            values: vec![0; LEVELS_ROOM],
             valid: BooleanBufferBuilder::new(0),
             rows: 0,
             nulls: 0,
@@ -113,6 +121,11 @@ impl PlainColumn {
     /// Bytes held: finished pages and the open page.
     pub fn memory_size(&self) -> usize {
         self.pages.memory_size() + self.values.capacity() + self.valid.capacity() / 8
+    }
+
+    /// Bytes of values in the open page.
+    fn page_bytes(&self) -> usize {
+        self.values.len() - LEVELS_ROOM
     }
 
     /// Adds `array`'s rows (a Utf8 array).
@@ -146,7 +159,7 @@ impl PlainColumn {
                     MinMax::update(&mut self.min_max, v);
                 }
                 row += 1;
-                if self.values.len() >= PAGE_BYTES {
+                if self.page_bytes() >= PAGE_BYTES {
                     break;
                 }
             }
@@ -154,7 +167,7 @@ impl PlainColumn {
                 Some(v) => self.valid.append_buffer(&v.slice(start, row - start)),
                 None => self.valid.append_n(row - start, true),
             }
-            if self.valid.len() == PAGE_ROWS || self.values.len() >= PAGE_BYTES {
+            if self.valid.len() == PAGE_ROWS || self.page_bytes() >= PAGE_BYTES {
                 self.flush_page()?;
             }
         }
@@ -169,15 +182,22 @@ impl PlainColumn {
             return Ok(());
         }
         let valid = self.valid.finish();
-        SCRATCH.with_borrow_mut(|page| {
-            page.clear();
+        let written = LEVELS.with_borrow_mut(|levels| {
+            levels.clear();
             if self.descr.max_def_level() > 0 {
-                put_def_levels(&valid, page);
+                put_def_levels(&valid, levels);
             }
-            page.extend_from_slice(&self.values);
-            self.values.clear();
-            self.pages.data_page(page, rows, Encoding::PLAIN, self.codec)
-        })
+            // The levels go right in front of the values, in the room left for them.
+            let Some(start) = LEVELS_ROOM.checked_sub(levels.len()) else {
+                // Beyond the bound above, which `put_def_levels` keeps; copied together then.
+                levels.extend_from_slice(&self.values[LEVELS_ROOM..]);
+                return self.pages.data_page(levels, rows, Encoding::PLAIN, self.codec);
+            };
+            self.values[start..LEVELS_ROOM].copy_from_slice(levels);
+            self.pages.data_page(&self.values[start..], rows, Encoding::PLAIN, self.codec)
+        });
+        self.values.truncate(LEVELS_ROOM);
+        written
     }
 
     /// Encodes the column chunk: its bytes (which start at offset 0) and what the row group
@@ -194,7 +214,47 @@ impl PlainColumn {
 mod tests {
     use parquet::basic::ZstdLevel;
 
-    use super::{Codec, MinMax, codec_of, head};
+    use arrow_buffer::BooleanBuffer;
+
+    use super::super::pages::{PAGE_ROWS, put_def_levels};
+    use super::{Codec, LEVELS_ROOM, MinMax, codec_of, head};
+
+    /// The room left for a page's levels holds them for every validity pattern of a full page:
+    /// the patterns that cost the encoder most bytes per bitmap byte (a lone byte of mixed bits
+    /// between runs of two equal constant bytes; single constant bytes between mixed ones), and
+    /// seeded random ones, with a partial last group.
+    #[test]
+    fn a_full_page_of_definition_levels_fits_the_room_left_for_it() {
+        let mut patterns: Vec<Vec<u8>> = vec![
+            [0x55, 0xff, 0xff].repeat(PAGE_ROWS / 24 + 1),
+            [0x55, 0x00, 0x00, 0x55, 0xff].repeat(PAGE_ROWS / 40 + 1),
+            [0x55, 0xff].repeat(PAGE_ROWS / 16 + 1),
+            [0xff, 0x00].repeat(PAGE_ROWS / 16 + 1),
+        ];
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        patterns.push(
+            (0..PAGE_ROWS / 8 + 1)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    [0x00, 0xff, 0x55, 0x01][(x % 4) as usize]
+                })
+                .collect(),
+        );
+        let mut largest = 0;
+        for bytes in &patterns {
+            for rows in [PAGE_ROWS, PAGE_ROWS - 3] {
+                let valid = BooleanBuffer::new(bytes.clone().into(), 0, rows);
+                let mut out = Vec::new();
+                put_def_levels(&valid, &mut out);
+                largest = largest.max(out.len());
+            }
+        }
+        assert!(largest <= LEVELS_ROOM, "{largest} bytes of levels, room for {LEVELS_ROOM}");
+        // The worst pattern does come near the bound, so the test would see a bound too tight.
+        assert!(largest > LEVELS_ROOM / 2, "{largest}");
+    }
 
     #[test]
     fn random_text_columns_get_their_codec_at_the_default_level_only() {
