@@ -212,9 +212,8 @@ impl PlainColumn {
 
 #[cfg(test)]
 mod tests {
-    use parquet::basic::ZstdLevel;
-
     use arrow_buffer::BooleanBuffer;
+    use parquet::basic::ZstdLevel;
 
     use super::super::pages::{PAGE_ROWS, put_def_levels};
     use super::{Codec, LEVELS_ROOM, MinMax, codec_of, head};
