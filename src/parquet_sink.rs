@@ -179,9 +179,7 @@ impl ColumnSlot {
         match &mut self.encoder {
             Encoder::Dictionary(d, level) => {
                 if let Written::GaveUp = d.write(array) {
-                    let mut plain = PlainColumn::new(self.descr.clone(), *level);
-                    d.drain_into(&mut plain)?;
-                    self.encoder = Encoder::Plain(plain);
+                    self.encoder = Encoder::Plain(d.drain_to_plain(self.descr.clone(), *level)?);
                 }
                 Ok(())
             }
@@ -208,11 +206,7 @@ impl ColumnSlot {
             Encoder::Crate(writer) => return Ok(Chunk::Arrow(writer.close()?)),
             Encoder::Dictionary(mut d, level) if d.non_null() > 0 => d.close(self.descr, level)?,
             // All NULL: nothing for a dictionary to hold.
-            Encoder::Dictionary(mut d, level) => {
-                let mut plain = PlainColumn::new(self.descr, level);
-                d.drain_into(&mut plain)?;
-                plain.close()?
-            }
+            Encoder::Dictionary(mut d, level) => d.drain_to_plain(self.descr, level)?.close()?,
             Encoder::Plain(p) => p.close()?,
         };
         Ok(Chunk::ByHand(bytes, close))

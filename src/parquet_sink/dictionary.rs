@@ -50,7 +50,7 @@ pub struct DictionaryColumn {
 pub enum Written {
     Kept,
     /// The dictionary passed its budget: its rows, this batch's included, are to be drained
-    /// into a plain encoder ([`DictionaryColumn::drain_into`]).
+    /// into a plain encoder ([`DictionaryColumn::drain_to_plain`]).
     GaveUp,
 }
 
@@ -130,14 +130,16 @@ impl DictionaryColumn {
         if bytes > MAX_BYTES || (bytes > self.limit && !repeats) { Written::GaveUp } else { Written::Kept }
     }
 
-    /// Writes every row so far into `plain`; the column is empty afterwards.
-    pub fn drain_into(&mut self, plain: &mut PlainColumn) -> Result<()> {
+    /// A plain column (for `descr`, at `level`) holding every row so far; this column is empty
+    /// afterwards.
+    pub fn drain_to_plain(&mut self, descr: ColumnDescPtr, level: ZstdLevel) -> Result<PlainColumn> {
+        let mut plain = PlainColumn::new(descr, level);
         let valid = self.valid.finish();
         let mut keys = self.keys.iter();
         let this = &*self;
         plain.write_rows(valid.len(), Some(&valid), |_| this.entry(*keys.next().expect("a key per value")))?;
         *self = DictionaryColumn::new(self.limit);
-        Ok(())
+        Ok(plain)
     }
 
     /// Encodes the column chunk: its bytes (which start at offset 0) and what the row group
