@@ -3,7 +3,8 @@
 //! Everything that knows how a log line is laid out lives here; the rest of the crate sees
 //! [`tokenizer::ParsedLine`] cells in table order, or a [`tokenizer::RejectReason`].
 
+pub mod common_layout;
 pub mod time;
 pub mod tokenizer;
 
-pub use tokenizer::{Cell, ParsedLine, RejectReason, parse_line};
+pub use tokenizer::{Cell, ParsedLine, RejectReason, parse_line, parse_line_careful};

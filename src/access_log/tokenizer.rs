@@ -153,33 +153,57 @@ fn peek_tokens(b: &[u8], mut pos: usize, out: &mut [Span]) -> usize {
     n
 }
 
-fn is_num_or_dash(t: &[u8]) -> bool {
+pub(super) fn is_num_or_dash(t: &[u8]) -> bool {
     t == b"-" || (!t.is_empty() && t.iter().all(u8::is_ascii_digit))
 }
 
+/// Byte classes for the token checks that run on every line.
+const OPERATION_BYTE: u8 = 1;
+const BUCKET_BYTE: u8 = 2;
+
+static BYTE_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        if b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_' || b == b'.' {
+            t[c] |= OPERATION_BYTE;
+        }
+        if b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-' {
+            t[c] |= BUCKET_BYTE;
+        }
+        c += 1;
+    }
+    t
+};
+
 /// `REST.GET.OBJECT`, `S3.COMPUTE.OBJECT.CHECKSUM`: upper-case words joined by dots.
-fn is_operation(t: &[u8]) -> bool {
+pub(super) fn is_operation(t: &[u8]) -> bool {
     t.first().is_some_and(u8::is_ascii_uppercase)
-        && t.contains(&b'.')
-        && t.iter().all(|&c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_' || c == b'.')
+        && t.iter().all(|&c| BYTE_CLASS[usize::from(c)] & OPERATION_BYTE != 0)
+        && memchr(b'.', t).is_some()
 }
 
 /// S3 bucket names, legacy ones included: letters, digits, `.`, `_`, `-`, starting with a letter
 /// or digit, at most 255 bytes, no `..`. Checked because the name may become a partition folder.
 pub fn is_bucket_name(t: &str) -> bool {
     let b = t.as_bytes();
+    let mut prev = 0u8;
     !b.is_empty()
         && b.len() <= 255
         && b[0].is_ascii_alphanumeric()
-        && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || c == b'-')
-        && !t.contains("..")
+        && b.iter().all(|&c| {
+            let ok = BYTE_CLASS[usize::from(c)] & BUCKET_BYTE != 0 && !(c == b'.' && prev == b'.');
+            prev = c;
+            ok
+        })
 }
 
-fn is_sigv(t: &[u8]) -> bool {
+pub(super) fn is_sigv(t: &[u8]) -> bool {
     t == b"-" || t.starts_with(b"SigV")
 }
 
-fn starts_quote(t: &[u8]) -> bool {
+pub(super) fn starts_quote(t: &[u8]) -> bool {
     t.first() == Some(&b'"')
 }
 
@@ -192,11 +216,11 @@ fn single_spaced(v: &str) -> Cow<'_, str> {
     Cow::Owned(v.split(' ').filter(|t| !t.is_empty()).collect::<Vec<_>>().join(" "))
 }
 
-fn text(v: &str) -> Cell<'_> {
+pub(super) fn text(v: &str) -> Cell<'_> {
     if v == "-" { Cell::Null } else { Cell::Str(Cow::Borrowed(v)) }
 }
 
-fn number(v: &str, field: usize, max_digits: usize) -> Result<Cell<'_>, RejectReason> {
+pub(super) fn number(v: &str, field: usize, max_digits: usize) -> Result<Cell<'_>, RejectReason> {
     let b = v.as_bytes();
     if b == b"-" {
         return Ok(Cell::Null);
@@ -219,7 +243,7 @@ fn number(v: &str, field: usize, max_digits: usize) -> Result<Cell<'_>, RejectRe
 
 /// Splits a Request-URI value into method, path and protocol, so that joining the non-NULL parts
 /// with single spaces gives the value back.
-fn split_request_uri(v: &str) -> [Cell<'_>; 3] {
+pub(super) fn split_request_uri(v: &str) -> [Cell<'_>; 3] {
     let Some(sp) = v.find(' ') else {
         return [Cell::Str(Cow::Borrowed(v)), Cell::Null, Cell::Null];
     };
@@ -235,7 +259,7 @@ fn split_request_uri(v: &str) -> [Cell<'_>; 3] {
 }
 
 /// The value of a quoted or bare field: quotes stripped, `-` and `"-"` NULL, `""` empty.
-fn field_value(s: &str, span: Span) -> Cell<'_> {
+pub(super) fn field_value(s: &str, span: Span) -> Cell<'_> {
     let v = &s[span];
     if v.len() >= 2 && v.starts_with('"') && v.ends_with('"') { text(&v[1..v.len() - 1]) } else { text(v) }
 }
@@ -296,14 +320,24 @@ fn user_agent(b: &[u8], pos: usize) -> Option<(Span, bool)> {
 }
 
 /// A second record's time inside the line means two records were spliced together.
-fn find_spliced_time(b: &[u8], from: usize) -> Option<usize> {
+pub(super) fn find_spliced_time(b: &[u8], from: usize) -> Option<usize> {
     memchr_iter(b'[', &b[from..]).map(|i| from + i).find(|&i| {
         b[i - 1] == b' ' && i + TIME_FIELD_LEN <= b.len() && parse_time_field(&b[i..i + TIME_FIELD_LEN]).is_some()
     })
 }
 
-/// Parses one line (without its line ending) into cells.
+/// Parses one line (without its line ending) into cells: by the one-pass parser when the line has
+/// the common layout, else by the careful one.
 pub fn parse_line(s: &str) -> Result<ParsedLine<'_>, RejectReason> {
+    match super::common_layout::parse(s) {
+        Some(line) => Ok(line),
+        None => parse_line_careful(s),
+    }
+}
+
+/// Parses one line (without its line ending) into cells, whatever its layout, or says why it is a
+/// reject. Every line the one-pass parser takes, this parser parses the same.
+pub fn parse_line_careful(s: &str) -> Result<ParsedLine<'_>, RejectReason> {
     let b = s.as_bytes();
     let mut cells: [Cell<'_>; LOG_COLUMNS] = std::array::from_fn(|_| Cell::Null);
     let mut fields = 0usize;

@@ -1,0 +1,346 @@
+//! A one-pass parser for the layout nearly every line has, tried before the careful parser.
+//!
+//! AWS writes single spaces between fields, a requester of one token, and quoted fields that close
+//! at their first candidate quote (a `"` followed by a space). On such a line every look-ahead of
+//! the careful parser ([`super::tokenizer::parse_line_careful`]) succeeds at its first try, yet it
+//! finds the same token ends several times over while it checks. This parser finds every space of
+//! the line once and reads the fields by token index, making only the checks the careful parser
+//! makes on that first try. Whenever a line leaves the layout (a doubled space, a requester or Host
+//! Id of two tokens, a quoted field whose first candidate quote does not fit, anything the careful
+//! parser would reject) it answers `None` and the careful parser decides. So it decides nothing on
+//! its own: its answer is the careful parser's or none, and a differential test holds it to that.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use memchr::memchr;
+
+use super::time::{TIME_FIELD_LEN, parse_time_field};
+use super::tokenizer::{
+    Cell, LOG_COLUMNS, ParsedLine, field_value, find_spliced_time, is_bucket_name, is_operation, is_sigv, starts_quote,
+    text,
+};
+use crate::schema::col;
+
+/// Lines with more tokens than this (long User-Agents) go to the careful parser. A power of two,
+/// so that a masked index needs no bounds check.
+const MAX_TOKENS: usize = 128;
+
+/// The tokens of a line with single spaces, and where its last `[` and last `"` are.
+struct Tokens<'a> {
+    b: &'a [u8],
+    /// `bounds[0]` is -1 (wrapped); `bounds[i + 1]` is the end of token `i` (a space, or the
+    /// line's end), so token `i` is `bounds[i] + 1..bounds[i + 1]`.
+    bounds: [u32; MAX_TOKENS + 1],
+    count: usize,
+    last_bracket: Option<u32>,
+    last_quote: Option<u32>,
+}
+
+/// Bit `i` set where byte `i` of the block is `byte` (SSE2 on x86-64, through `wide`).
+fn byte_mask(block: wide::u8x32, byte: u8) -> u32 {
+    block.simd_eq(wide::u8x32::splat(byte)).to_bitmask()
+}
+
+impl<'a> Tokens<'a> {
+    fn new(b: &'a [u8]) -> Self {
+        let mut bounds = [0; MAX_TOKENS + 1];
+        bounds[0] = u32::MAX;
+        Tokens { b, bounds, count: 0, last_bracket: None, last_quote: None }
+    }
+
+    /// Finds the tokens; `false` for an empty line, a space at either end, two spaces in a row, or
+    /// too many tokens.
+    fn split(&mut self) -> bool {
+        let b = self.b;
+        if b.first().is_none_or(|&c| c == b' ') || b[b.len() - 1] == b' ' || b.len() >= u32::MAX as usize {
+            return false;
+        }
+        let mut blocks = b.chunks_exact(32);
+        let (mut base, mut carry, mut spaces) = (0u32, 0u64, 0usize);
+        for block in &mut blocks {
+            let v = wide::u8x32::new(block.try_into().expect("32 bytes"));
+            let (brackets, quotes) = (byte_mask(v, b'['), byte_mask(v, b'"'));
+            if brackets != 0 {
+                self.last_bracket = Some(base + 31 - brackets.leading_zeros());
+            }
+            if quotes != 0 {
+                self.last_quote = Some(base + 31 - quotes.leading_zeros());
+            }
+            if !self.take(byte_mask(v, b' '), base, &mut carry, &mut spaces) {
+                return false;
+            }
+            base += 32;
+        }
+        let mut m = 0u32;
+        for (i, &c) in blocks.remainder().iter().enumerate() {
+            let at = Some(base + i as u32);
+            match c {
+                b' ' => m |= 1 << i,
+                b'[' => self.last_bracket = at,
+                b'"' => self.last_quote = at,
+                _ => {}
+            }
+        }
+        if !self.take(m, base, &mut carry, &mut spaces) {
+            return false;
+        }
+        self.bounds[spaces + 1] = b.len() as u32;
+        self.count = spaces + 1;
+        true
+    }
+
+    /// Adds the spaces of one block (bit `i` of `m` is byte `base + i`); `false` for two spaces in
+    /// a row (also across blocks) or too many tokens.
+    fn take(&mut self, mut m: u32, base: u32, carry: &mut u64, spaces: &mut usize) -> bool {
+        let pair = u64::from(m) << 1 | *carry >> 32;
+        *carry = u64::from(m) << 1;
+        if pair & (pair >> 1) != 0 || *spaces + m.count_ones() as usize >= MAX_TOKENS {
+            return false;
+        }
+        let mut n = *spaces;
+        while m != 0 {
+            n += 1;
+            self.bounds[n & (MAX_TOKENS - 1)] = base + m.trailing_zeros();
+            m &= m - 1;
+        }
+        *spaces = n;
+        true
+    }
+
+    fn span(&self, i: usize) -> Range<usize> {
+        debug_assert!(i < self.count);
+        let i = i & (MAX_TOKENS - 1);
+        self.bounds[i].wrapping_add(1) as usize..self.bounds[i + 1] as usize
+    }
+
+    fn bytes(&self, i: usize) -> &'a [u8] {
+        &self.b[self.span(i)]
+    }
+
+    /// The token holding the closing quote of a field that opens at token `open`: the first token
+    /// from `open` on that ends in a quote other than the opening one.
+    fn first_closing(&self, open: usize) -> Option<usize> {
+        (open..self.count).find(|&k| {
+            let t = self.span(k);
+            self.b[t.end - 1] == b'"' && (k > open || t.len() >= 2)
+        })
+    }
+
+    /// The careful parser's test of what follows a User-Agent that ends at token `ua`: nothing, or
+    /// a quote-free Version Id and Host Id and then a signature version. (Its allowance for a
+    /// two-token Host Id is left out: such a line goes to the careful parser anyway.)
+    fn fits_after_user_agent(&self, ua: usize) -> bool {
+        let n = (self.count - ua - 1).min(3);
+        let t = |i: usize| self.bytes(ua + 1 + i);
+        // Most lines have no quote after the User-Agent's own.
+        let quote_free = |i: usize| {
+            self.last_quote.is_none_or(|q| (q as usize) < self.span(ua + 1 + i).start) || memchr(b'"', t(i)).is_none()
+        };
+        (0..n.min(2)).all(quote_free) && (n < 3 || is_sigv(t(2)))
+    }
+}
+
+/// A number field: `-` is NULL; `None` for anything else that is not 1 to `max_digits` digits
+/// (the careful parser would look further, or reject the line).
+fn number(t: &[u8], max_digits: usize) -> Option<Cell<'static>> {
+    if t == b"-" {
+        return Some(Cell::Null);
+    }
+    if t.is_empty() || t.len() > max_digits {
+        return None;
+    }
+    let mut n = 0i64;
+    for &c in t {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        n = n * 10 + i64::from(d);
+    }
+    Some(Cell::Int(n))
+}
+
+/// The line's cells when it has the common layout; `None` leaves the line to the careful parser.
+pub fn parse(s: &str) -> Option<ParsedLine<'_>> {
+    let mut t = Tokens::new(s.as_bytes());
+    // Owner, bucket, time (two tokens), IP, requester, request id, operation, key, a Request-URI
+    // of at least one token, seven fields after it and a User-Agent: 18 at least.
+    if !t.split() || t.count < 18 {
+        return None;
+    }
+    let b = t.b;
+    let str_at = |i: usize| &s[t.span(i)];
+    let mut cells: [Cell<'_>; LOG_COLUMNS] = std::array::from_fn(|_| Cell::Null);
+    cells[col::BUCKETOWNER] = text(str_at(0));
+    if !is_bucket_name(str_at(1)) {
+        return None;
+    }
+    cells[col::BUCKET] = text(str_at(1));
+
+    // The time is tokens 2 and 3 exactly when it parses: its layout has no other space. A second
+    // time further on means spliced records, which the careful parser rejects.
+    let time_at = t.span(2).start;
+    let time_end = time_at + TIME_FIELD_LEN;
+    let time = parse_time_field(b.get(time_at..time_end)?)?;
+    if t.span(3).end != time_end
+        || t.last_bracket.is_some_and(|at| at as usize >= time_end && find_spliced_time(b, time_end).is_some())
+    {
+        return None;
+    }
+    cells[col::REQUESTDATETIME] = Cell::Ts(time.millis);
+    cells[col::REMOTEIP] = text(str_at(4));
+
+    // A requester of one token: the operation is the third token after the IP.
+    if !is_operation(t.bytes(7)) {
+        return None;
+    }
+    cells[col::REQUESTER] = text(str_at(5));
+    cells[col::REQUESTID] = text(str_at(6));
+    cells[col::OPERATION] = text(str_at(7));
+    cells[col::KEY] = text(str_at(8));
+
+    // The Request-URI closes at its first candidate quote, and the fields after it must fit there:
+    // status, error code, four numbers, a quoted or `-` Referer.
+    let quoted_uri = starts_quote(t.bytes(9));
+    let uri_end = if quoted_uri { t.first_closing(9)? } else { 9 };
+    let after = uri_end + 1;
+    if after + 7 > t.count || starts_quote(t.bytes(after + 1)) {
+        return None;
+    }
+    cells[col::HTTPSTATUS] = number(t.bytes(after), 9)?;
+    cells[col::ERRORCODE] = text(str_at(after + 1));
+    for (i, c) in [col::BYTESSENT, col::OBJECTSIZE, col::TOTALTIME, col::TURNAROUNDTIME].into_iter().enumerate() {
+        cells[c] = number(t.bytes(after + 2 + i), 18)?;
+    }
+    let referer = after + 6;
+    let quoted_referer = starts_quote(t.bytes(referer));
+    if !quoted_referer && t.bytes(referer) != b"-" {
+        return None;
+    }
+    request_uri(s, &t, quoted_uri, uri_end, &mut cells);
+
+    // The User-Agent. A quoted Referer closes at its first candidate only if a `-` or quoted
+    // User-Agent follows that fits there; a quoted User-Agent only where its tail fits.
+    let referer_end = if quoted_referer { t.first_closing(referer)? } else { referer };
+    let ua = referer_end + 1;
+    if ua >= t.count {
+        return None;
+    }
+    let ua_end = if starts_quote(t.bytes(ua)) {
+        let end = t.first_closing(ua)?;
+        if !t.fits_after_user_agent(end) {
+            return None;
+        }
+        end
+    } else {
+        if quoted_referer && (t.bytes(ua) != b"-" || !t.fits_after_user_agent(ua)) {
+            return None;
+        }
+        ua
+    };
+    cells[col::REFERRER] = field_value(s, t.span(referer).start..t.span(referer_end).end);
+    cells[col::USERAGENT] = field_value(s, t.span(ua).start..t.span(ua_end).end);
+
+    // The tail: a Version Id, a Host Id of one token (two go to the careful parser), then the
+    // fields AWS added over the years, then anything newer as one value.
+    let mut next = ua_end + 1;
+    let count = t.count;
+    if next < count {
+        cells[col::VERSIONID] = text(str_at(next));
+        next += 1;
+    }
+    if next < count {
+        if next + 2 < count && !is_sigv(t.bytes(next + 1)) && is_sigv(t.bytes(next + 2)) {
+            return None;
+        }
+        cells[col::HOSTID] = text(str_at(next));
+        next += 1;
+    }
+    for cell in &mut cells[col::SIGV..=col::SOURCEREGION] {
+        if next == count {
+            break;
+        }
+        *cell = text(str_at(next));
+        next += 1;
+    }
+    if next < count {
+        cells[col::EXTRAFIELDS] = Cell::Str(Cow::Borrowed(&s[t.span(next).start..]));
+    }
+    Some(ParsedLine { cells, time })
+}
+
+/// Method, path and protocol of the Request-URI in tokens 9 to `end`, split as the careful
+/// parser's `split_request_uri` splits the field's value: at its first space, and at its last
+/// when what follows starts with `HTTP/`. With single spaces those are the token boundaries.
+fn request_uri<'a>(s: &'a str, t: &Tokens<'_>, quoted: bool, end: usize, cells: &mut [Cell<'a>; LOG_COLUMNS]) {
+    let borrowed = |r: Range<usize>| Cell::Str(Cow::Borrowed(&s[r]));
+    // The value without its quotes.
+    let (from, to) = if quoted { (t.span(9).start + 1, t.span(end).end - 1) } else { (t.span(9).start, t.span(9).end) };
+    let split = if end == 9 {
+        match &s[from..to] {
+            "-" => [Cell::Null, Cell::Null, Cell::Null],
+            v => [Cell::Str(Cow::Borrowed(v)), Cell::Null, Cell::Null],
+        }
+    } else {
+        let method = borrowed(from..t.span(9).end);
+        let path_from = t.span(10).start;
+        let last = t.span(end).start;
+        if end > 10 && s.as_bytes()[last..to].starts_with(b"HTTP/") {
+            [method, borrowed(path_from..t.span(end - 1).end), borrowed(last..to)]
+        } else if end == 10 && s.as_bytes()[path_from..to].starts_with(b"HTTP/") {
+            [method, Cell::Null, borrowed(path_from..to)]
+        } else {
+            [method, borrowed(path_from..to), Cell::Null]
+        }
+    };
+    let [method, path, proto] = split;
+    cells[col::REQUESTURI_OPERATION] = method;
+    cells[col::REQUESTURI_KEY] = path;
+    cells[col::REQUESTURI_HTTPPROTOVERSION] = proto;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tokens;
+
+    /// Against `split(' ')`, for lines of every length across two 32-byte blocks and a remainder,
+    /// with a space at every place, two spaces at every place (also across a block boundary), and
+    /// `[` and `"` around them.
+    #[test]
+    fn tokens_are_the_words_between_single_spaces() {
+        for len in 1..80 {
+            let base: Vec<u8> = (0..len).map(|i| b"ab[c\"de"[i % 7]).collect();
+            for at in 0..len {
+                for run in 1..=2 {
+                    let mut l = base.clone();
+                    for c in l.iter_mut().skip(at).take(run) {
+                        *c = b' ';
+                    }
+                    let text = String::from_utf8(l.clone()).unwrap();
+                    let mut t = Tokens::new(&l);
+                    let words: Vec<&str> = text.split(' ').collect();
+                    let clean = !words.iter().any(|w| w.is_empty());
+                    assert_eq!(t.split(), clean, "{text:?}");
+                    if clean {
+                        let got: Vec<&str> = (0..t.count).map(|i| &text[t.span(i)]).collect();
+                        assert_eq!(got, words, "{text:?}");
+                    }
+                    let last = |c: u8| l.iter().rposition(|&x| x == c).map(|i| i as u32);
+                    if clean {
+                        assert_eq!(t.last_bracket, last(b'['), "{text:?}");
+                        assert_eq!(t.last_quote, last(b'"'), "{text:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn too_many_tokens_is_left_to_the_careful_parser() {
+        let fits = vec!["a"; super::MAX_TOKENS].join(" ");
+        assert!(Tokens::new(fits.as_bytes()).split());
+        let over = vec!["a"; super::MAX_TOKENS + 1].join(" ");
+        assert!(!Tokens::new(over.as_bytes()).split());
+    }
+}
