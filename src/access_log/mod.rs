@@ -1,4 +1,5 @@
-//! The S3 server access log format: the time field and the line tokenizer.
+//! The S3 server access log format: the time field, the careful line tokenizer and the one-pass
+//! parser for the common layout that runs before it.
 //!
 //! Everything that knows how a log line is laid out lives here; the rest of the crate sees
 //! [`tokenizer::ParsedLine`] cells in table order, or a [`tokenizer::RejectReason`].

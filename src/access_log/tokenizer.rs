@@ -7,6 +7,10 @@
 //! have the shape they must have (status and four numbers after the Request-URI; a Version Id, a
 //! Host Id and a signature version after the User-Agent). Values borrow from the line; only the
 //! rare normalised ones (a requester or Host Id with spaces, extra fields) allocate.
+//!
+//! That careful parser is [`parse_line_careful`]. [`parse_line`] first tries the one-pass parser
+//! of [`super::common_layout`], which takes the lines on which every one of those choices is the
+//! first one, and gives every other line to the careful parser.
 
 use std::borrow::Cow;
 use std::fmt;
