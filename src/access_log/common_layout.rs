@@ -17,8 +17,8 @@ use memchr::memchr;
 
 use super::time::{TIME_FIELD_LEN, parse_time_field};
 use super::tokenizer::{
-    Cell, LOG_COLUMNS, ParsedLine, field_value, find_spliced_time, is_bucket_name, is_operation, is_sigv, starts_quote,
-    text,
+    Cell, LOG_COLUMNS, ParsedLine, field_value, find_spliced_time, is_bucket_name, is_operation, is_sigv, number_cell,
+    starts_quote, text,
 };
 use crate::schema::col;
 
@@ -141,26 +141,6 @@ impl<'a> Tokens<'a> {
     }
 }
 
-/// A number field: `-` is NULL; `None` for anything else that is not 1 to `max_digits` digits
-/// (the careful parser would look further, or reject the line).
-fn number(t: &[u8], max_digits: usize) -> Option<Cell<'static>> {
-    if t == b"-" {
-        return Some(Cell::Null);
-    }
-    if t.is_empty() || t.len() > max_digits {
-        return None;
-    }
-    let mut n = 0i64;
-    for &c in t {
-        let d = c.wrapping_sub(b'0');
-        if d > 9 {
-            return None;
-        }
-        n = n * 10 + i64::from(d);
-    }
-    Some(Cell::Int(n))
-}
-
 /// The line's cells when it has the common layout; `None` leaves the line to the careful parser.
 pub fn parse(s: &str) -> Option<ParsedLine<'_>> {
     let mut t = Tokens::new(s.as_bytes());
@@ -208,10 +188,10 @@ pub fn parse(s: &str) -> Option<ParsedLine<'_>> {
     if after + 7 > t.count || starts_quote(t.bytes(after + 1)) {
         return None;
     }
-    cells[col::HTTPSTATUS] = number(t.bytes(after), 9)?;
+    cells[col::HTTPSTATUS] = number_cell(t.bytes(after), 9)?;
     cells[col::ERRORCODE] = text(str_at(after + 1));
     for (i, c) in [col::BYTESSENT, col::OBJECTSIZE, col::TOTALTIME, col::TURNAROUNDTIME].into_iter().enumerate() {
-        cells[c] = number(t.bytes(after + 2 + i), 18)?;
+        cells[c] = number_cell(t.bytes(after + 2 + i), 18)?;
     }
     let referer = after + 6;
     let quoted_referer = starts_quote(t.bytes(referer));

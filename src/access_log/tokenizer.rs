@@ -224,25 +224,30 @@ pub(super) fn text(v: &str) -> Cell<'_> {
     if v == "-" { Cell::Null } else { Cell::Str(Cow::Borrowed(v)) }
 }
 
-pub(super) fn number(v: &str, field: usize, max_digits: usize) -> Result<Cell<'_>, RejectReason> {
-    let b = v.as_bytes();
+/// A number field's value: `-` is NULL; anything else must be 1 to `max_digits` digits.
+fn number(v: &str, field: usize, max_digits: usize) -> Result<Cell<'_>, RejectReason> {
+    number_cell(v.as_bytes(), max_digits)
+        .ok_or_else(|| RejectReason::BadNumber { field: crate::schema::FIELDS[field].name, value: v.to_string() })
+}
+
+/// [`number`] without the reason: `None` where that is a reject.
+pub(super) fn number_cell(b: &[u8], max_digits: usize) -> Option<Cell<'static>> {
     if b == b"-" {
-        return Ok(Cell::Null);
+        return Some(Cell::Null);
     }
-    let bad = || RejectReason::BadNumber { field: crate::schema::FIELDS[field].name, value: v.to_string() };
     if b.is_empty() || b.len() > max_digits {
-        return Err(bad());
+        return None;
     }
     // One pass: each byte is checked and added in.
     let mut n = 0i64;
     for &c in b {
         let d = c.wrapping_sub(b'0');
         if d > 9 {
-            return Err(bad());
+            return None;
         }
         n = n * 10 + i64::from(d);
     }
-    Ok(Cell::Int(n))
+    Some(Cell::Int(n))
 }
 
 /// Splits a Request-URI value into method, path and protocol, so that joining the non-NULL parts
