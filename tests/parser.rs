@@ -281,6 +281,12 @@ reject!(bytes_sent_not_a_number, full().replace(" 2662992 ", " 26629x2 "), "bad_
 reject!(number_too_large, full().replace(" 2662992 ", " 99999999999999999999 "), "bad_number", "bytessent");
 reject!(bucket_that_is_a_path, full().replace("amzn-s3-demo-bucket1 [", "../../etc ["), "bad_bucket", "../../etc");
 reject!(bucket_with_a_slash, full().replace("amzn-s3-demo-bucket1 [", "a/b ["), "bad_bucket", "a/b");
+reject!(
+    bucket_with_two_dots_in_a_row,
+    full().replace("amzn-s3-demo-bucket1 [", "my..bucket ["),
+    "bad_bucket",
+    "my..bucket"
+);
 reject!(two_records_spliced, format!("{} {FULL}", &FULL[..180]), "spliced", "second record");
 
 #[test]

@@ -157,7 +157,7 @@ fn peek_tokens(b: &[u8], mut pos: usize, out: &mut [Span]) -> usize {
     n
 }
 
-pub(super) fn is_num_or_dash(t: &[u8]) -> bool {
+fn is_num_or_dash(t: &[u8]) -> bool {
     t == b"-" || (!t.is_empty() && t.iter().all(u8::is_ascii_digit))
 }
 
@@ -252,7 +252,7 @@ pub(super) fn number_cell(b: &[u8], max_digits: usize) -> Option<Cell<'static>> 
 
 /// Splits a Request-URI value into method, path and protocol, so that joining the non-NULL parts
 /// with single spaces gives the value back.
-pub(super) fn split_request_uri(v: &str) -> [Cell<'_>; 3] {
+fn split_request_uri(v: &str) -> [Cell<'_>; 3] {
     let Some(sp) = v.find(' ') else {
         return [Cell::Str(Cow::Borrowed(v)), Cell::Null, Cell::Null];
     };
