@@ -56,10 +56,13 @@ impl<'a> Tokens<'a> {
         if b.first().is_none_or(|&c| c == b' ') || b[b.len() - 1] == b' ' || b.len() >= u32::MAX as usize {
             return false;
         }
-        let mut blocks = b.chunks_exact(32);
+        // Whole blocks, then the rest padded with zeros (none of the bytes looked for).
+        let blocks = b.chunks_exact(32);
+        let mut last = [0u8; 32];
+        last[..blocks.remainder().len()].copy_from_slice(blocks.remainder());
         let (mut base, mut carry, mut spaces) = (0u32, 0u64, 0usize);
-        for block in &mut blocks {
-            let v = wide::u8x32::new(block.try_into().expect("32 bytes"));
+        for block in blocks.map(|block| block.try_into().expect("32 bytes")).chain([last]) {
+            let v = wide::u8x32::new(block);
             let (brackets, quotes) = (byte_mask(v, b'['), byte_mask(v, b'"'));
             if brackets != 0 {
                 self.last_bracket = Some(base + 31 - brackets.leading_zeros());
@@ -71,19 +74,6 @@ impl<'a> Tokens<'a> {
                 return false;
             }
             base += 32;
-        }
-        let mut m = 0u32;
-        for (i, &c) in blocks.remainder().iter().enumerate() {
-            let at = Some(base + i as u32);
-            match c {
-                b' ' => m |= 1 << i,
-                b'[' => self.last_bracket = at,
-                b'"' => self.last_quote = at,
-                _ => {}
-            }
-        }
-        if !self.take(m, base, &mut carry, &mut spaces) {
-            return false;
         }
         self.bounds[spaces + 1] = b.len() as u32;
         self.count = spaces + 1;
