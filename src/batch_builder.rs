@@ -4,7 +4,9 @@
 //! chunk of a large object, or several small objects one after the other), parses every line,
 //! appends each row to the builder of its day and each failure to the rejects builder, and returns
 //! the counts the report is built from, then the finished batches. [`parse_chunk`] does this for
-//! one piece. Every line ends as exactly one row or one reject.
+//! one piece. Every line ends as exactly one row or one reject. A line of the common layout goes
+//! from the one-pass parser straight into its day's builders ([`Row`]); any other line is parsed
+//! into cells by the careful parser first.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,7 +16,8 @@ use arrow_array::builder::{
 };
 use arrow_array::{ArrayRef, RecordBatch};
 
-use crate::access_log::{Cell, ParsedLine, RejectReason, parse_line};
+use crate::access_log::common_layout::{self, Row, Tokens};
+use crate::access_log::{Cell, ParsedLine, RejectReason, parse_line_careful};
 use crate::lines::{Line, for_each_line};
 use crate::schema::{FIELDS, Kind, arrow_schema, col, reject_schema};
 
@@ -85,10 +88,14 @@ impl DayBuilder {
         DayBuilder { columns: FIELDS.iter().map(|f| ColumnBuilder::new(f.kind, f.name, rows)).collect() }
     }
 
-    fn append(&mut self, line: &ParsedLine<'_>, source: &str, number: u64) {
+    fn append(&mut self, line: &ParsedLine<'_>) {
         for (b, cell) in self.columns.iter_mut().zip(line.cells.iter()) {
             b.append(cell);
         }
+    }
+
+    /// Ends a row whose cells were put: the object and line it came from.
+    fn end_row(&mut self, source: &str, number: u64) {
         if let ColumnBuilder::Str(b) = &mut self.columns[col::SOURCE_OBJECT] {
             b.append_value(source);
         }
@@ -100,6 +107,34 @@ impl DayBuilder {
     fn finish(self) -> RecordBatch {
         let arrays = self.columns.into_iter().map(ColumnBuilder::finish).collect();
         RecordBatch::try_new(arrow_schema(), arrays).expect("builders follow the field table")
+    }
+}
+
+impl<'a> Row<'a> for DayBuilder {
+    #[inline]
+    fn text(&mut self, column: usize, v: Option<&'a str>) {
+        let ColumnBuilder::Str(b) = &mut self.columns[column] else { unreachable!("column {column} is not text") };
+        match v {
+            Some(v) => b.append_value(v),
+            None => b.append_null(),
+        }
+    }
+
+    #[inline]
+    fn int(&mut self, column: usize, v: Option<i64>) {
+        match (&mut self.columns[column], v) {
+            (ColumnBuilder::I32(b), Some(v)) => b.append_value(v as i32),
+            (ColumnBuilder::I64(b), Some(v)) => b.append_value(v),
+            (ColumnBuilder::I32(b), None) => b.append_null(),
+            (ColumnBuilder::I64(b), None) => b.append_null(),
+            _ => unreachable!("column {column} is not a number"),
+        }
+    }
+
+    #[inline]
+    fn time(&mut self, column: usize, millis: i64) {
+        let ColumnBuilder::Ts(b) = &mut self.columns[column] else { unreachable!("column {column} is not a time") };
+        b.append_value(millis);
     }
 }
 
@@ -239,6 +274,7 @@ impl Rows {
         let max_line = opts.max_line_bytes;
         let (parts, rejects, expected_rows) = (&mut self.parts, &mut self.rejects, self.expected_rows);
         let mut out = ChunkOutput::default();
+        let mut tokens = Tokens::default();
         let mut reject = |out: &mut ChunkOutput, number: u64, reason: RejectReason, raw: &[u8]| {
             rejects.append(source, number, &reason, raw);
             out.count_reject(source, number, &reason);
@@ -251,24 +287,25 @@ impl Rows {
                 }
                 Line::Text { number, text, raw, lossy } => {
                     out.lossy_utf8 += lossy as u64;
-                    match parse_line(&text) {
+                    // The one-pass parser puts the cells of a common line straight into its
+                    // day's builders; any other line goes to the careful parser.
+                    if let Some(common) = common_layout::scan(&text, &mut tokens) {
+                        let bucket = if opts.partition_by_bucket { common.bucket(&text, &tokens) } else { None };
+                        let builder = partition(parts, common.time.day, bucket, expected_rows);
+                        common.emit(&text, &tokens, builder);
+                        builder.end_row(source, number);
+                        out.rows += 1;
+                        return;
+                    }
+                    match parse_line_careful(&text) {
                         Ok(parsed) => {
-                            let day = parsed.time.day;
                             let bucket = match (&parsed.cells[col::BUCKET], opts.partition_by_bucket) {
                                 (Cell::Str(b), true) => Some(b.as_ref()),
                                 _ => None,
                             };
-                            let builder =
-                                match parts.iter().position(|(k, _)| k.day == day && k.bucket.as_deref() == bucket) {
-                                    Some(i) => &mut parts[i].1,
-                                    None => {
-                                        let rows = if parts.is_empty() { expected_rows } else { 64 };
-                                        let key = PartitionKey { bucket: bucket.map(str::to_string), day };
-                                        parts.push((key, DayBuilder::new(rows)));
-                                        &mut parts.last_mut().expect("just pushed").1
-                                    }
-                                };
-                            builder.append(&parsed, source, number);
+                            let builder = partition(parts, parsed.time.day, bucket, expected_rows);
+                            builder.append(&parsed);
+                            builder.end_row(source, number);
                             out.rows += 1;
                         }
                         Err(reason) => reject(&mut out, number, reason, raw),
@@ -287,6 +324,24 @@ impl Rows {
             partitions: self.parts.into_iter().map(|(k, b)| (k, b.finish())).collect(),
             rejects: self.rejects.finish(),
             ..ChunkOutput::default()
+        }
+    }
+}
+
+/// The builders of the partition of `day` and `bucket`, added when it is new.
+fn partition<'p>(
+    parts: &'p mut Vec<(PartitionKey, DayBuilder)>,
+    day: i32,
+    bucket: Option<&str>,
+    expected_rows: usize,
+) -> &'p mut DayBuilder {
+    match parts.iter().position(|(k, _)| k.day == day && k.bucket.as_deref() == bucket) {
+        Some(i) => &mut parts[i].1,
+        None => {
+            let rows = if parts.is_empty() { expected_rows } else { 64 };
+            let key = PartitionKey { bucket: bucket.map(str::to_string), day };
+            parts.push((key, DayBuilder::new(rows)));
+            &mut parts.last_mut().expect("just pushed").1
         }
     }
 }

@@ -130,6 +130,9 @@ macro_rules! case {
             let (rows, rejects, _) = through_chunks(format!("{line}\n").as_bytes(), 1 << 20);
             assert!(rejects.is_empty());
             assert_eq!(rows.len(), 1);
+            for f in FIELDS.iter().take(col::SOURCE_OBJECT) {
+                assert_eq!(rows[0][f.name], got[f.name], "column {} through the chunked path\n{line}", f.name);
+            }
         }
     };
 }
@@ -574,6 +577,38 @@ fn the_one_pass_parser_takes_common_lines_as_the_careful_one_parses_them() {
         }
     }
     assert!(taken * 100 >= records * 90, "one-pass took {taken} of {records} generated records");
+}
+
+/// The chunked path puts a common line's values straight into the builders (not through cells):
+/// every row it gives, column for column, must be the parser's cells for that line.
+#[test]
+fn rows_of_the_chunked_path_are_the_parsed_cells_of_their_lines() {
+    let spec = s3logs::corpus::CorpusSpec {
+        total_bytes: 2 << 20,
+        objects: 4,
+        malformed_ratio: 0.05,
+        ..s3logs::corpus::CorpusSpec::default()
+    };
+    let mut texts: Vec<String> =
+        (0..spec.objects).map(|i| String::from_utf8(s3logs::corpus::object(&spec, i).1).unwrap()).collect();
+    texts.push(REAL_LINES.to_string());
+    let opts = ParseOptions { max_line_bytes: 1 << 20, partition_by_bucket: false };
+    let mut compared = 0;
+    for text in &texts {
+        let lines: Vec<&str> = text.lines().collect();
+        let out = parse_chunk(text.as_bytes(), 1, "obj", opts);
+        assert_eq!(out.lines, lines.len() as u64);
+        for row in out.partitions.iter().flat_map(|(_, b)| common::rows(b)) {
+            let line = lines[row["source_line"].as_u64().unwrap() as usize - 1];
+            let want = parsed(line).unwrap_or_else(|r| panic!("a row for a rejected line ({r}):\n{line}"));
+            for f in FIELDS.iter().take(col::SOURCE_OBJECT) {
+                assert_eq!(row[f.name], want[f.name], "column {}\n{line}", f.name);
+            }
+            compared += 1;
+        }
+        assert_eq!(out.rows + out.rejected(), out.lines, "every line is one row or one reject");
+    }
+    assert!(compared > 3_000, "{compared} rows compared");
 }
 
 /// Lines where a quote closes a field only at a later candidate, or a field that looks fine at the

@@ -9,16 +9,21 @@
 //! Id of two tokens, a quoted field whose first candidate quote does not fit, anything the careful
 //! parser would reject) it answers `None` and the careful parser decides. So it decides nothing on
 //! its own: its answer is the careful parser's or none, and a differential test holds it to that.
+//!
+//! It works in two steps, so that a converter can put a line's values straight into its builders
+//! with no cells in between: [`scan`] makes every check and finds what the line's fields are, and
+//! [`Common::emit`], which cannot fail, hands each column's value to a [`Row`]. [`parse`] does both
+//! into an array of cells, as the careful parser answers.
 
 use std::borrow::Cow;
 use std::ops::Range;
 
 use memchr::memchr;
 
-use super::time::{TIME_FIELD_LEN, parse_time_field};
+use super::time::{TIME_FIELD_LEN, Timestamp, parse_time_field};
 use super::tokenizer::{
-    Cell, LOG_COLUMNS, ParsedLine, field_value, find_spliced_time, is_bucket_name, is_operation, is_sigv, number_cell,
-    starts_quote, text,
+    Cell, LOG_COLUMNS, ParsedLine, field_str, find_spliced_time, is_bucket_name, is_operation, is_sigv, number_value,
+    starts_quote, value,
 };
 use crate::schema::col;
 
@@ -26,9 +31,9 @@ use crate::schema::col;
 /// so that a masked index needs no bounds check.
 const MAX_TOKENS: usize = 128;
 
-/// The tokens of a line with single spaces, and where its last `[` and last `"` are.
-struct Tokens<'a> {
-    b: &'a [u8],
+/// Where the tokens of a line with single spaces end, and where its last `[` and last `"` are.
+/// Kept by the caller across lines, so that its array is not set up again for every line.
+pub struct Tokens {
     /// `bounds[0]` is -1 (wrapped); `bounds[i + 1]` is the end of token `i` (a space, or the
     /// line's end), so token `i` is `bounds[i] + 1..bounds[i + 1]`.
     bounds: [u32; MAX_TOKENS + 1],
@@ -37,22 +42,26 @@ struct Tokens<'a> {
     last_quote: Option<u32>,
 }
 
+impl Default for Tokens {
+    fn default() -> Self {
+        let mut bounds = [0; MAX_TOKENS + 1];
+        bounds[0] = u32::MAX;
+        Tokens { bounds, count: 0, last_bracket: None, last_quote: None }
+    }
+}
+
 /// Bit `i` set where byte `i` of the block is `byte` (SSE2 on x86-64, through `wide`).
 fn byte_mask(block: wide::u8x32, byte: u8) -> u32 {
     block.simd_eq(wide::u8x32::splat(byte)).to_bitmask()
 }
 
-impl<'a> Tokens<'a> {
-    fn new(b: &'a [u8]) -> Self {
-        let mut bounds = [0; MAX_TOKENS + 1];
-        bounds[0] = u32::MAX;
-        Tokens { b, bounds, count: 0, last_bracket: None, last_quote: None }
-    }
-
-    /// Finds the tokens; `false` for an empty line, a space at either end, two spaces in a row, or
-    /// too many tokens.
-    fn split(&mut self) -> bool {
-        let b = self.b;
+impl Tokens {
+    /// Finds the tokens of `b`; `false` for an empty line, a space at either end, two spaces in a
+    /// row, or too many tokens.
+    fn split(&mut self, b: &[u8]) -> bool {
+        self.count = 0;
+        self.last_bracket = None;
+        self.last_quote = None;
         if b.first().is_none_or(|&c| c == b' ') || b[b.len() - 1] == b' ' || b.len() >= u32::MAX as usize {
             return false;
         }
@@ -103,17 +112,34 @@ impl<'a> Tokens<'a> {
         let i = i & (MAX_TOKENS - 1);
         self.bounds[i].wrapping_add(1) as usize..self.bounds[i + 1] as usize
     }
+}
+
+/// A line and its tokens.
+#[derive(Clone, Copy)]
+struct View<'a, 't> {
+    s: &'a str,
+    t: &'t Tokens,
+}
+
+impl<'a> View<'a, '_> {
+    fn span(&self, i: usize) -> Range<usize> {
+        self.t.span(i)
+    }
 
     fn bytes(&self, i: usize) -> &'a [u8] {
-        &self.b[self.span(i)]
+        &self.s.as_bytes()[self.span(i)]
+    }
+
+    fn str_at(&self, i: usize) -> &'a str {
+        &self.s[self.span(i)]
     }
 
     /// The token holding the closing quote of a field that opens at token `open`: the first token
     /// from `open` on that ends in a quote other than the opening one.
     fn first_closing(&self, open: usize) -> Option<usize> {
-        (open..self.count).find(|&k| {
+        (open..self.t.count).find(|&k| {
             let t = self.span(k);
-            self.b[t.end - 1] == b'"' && (k > open || t.len() >= 2)
+            self.s.as_bytes()[t.end - 1] == b'"' && (k > open || t.len() >= 2)
         })
     }
 
@@ -121,32 +147,63 @@ impl<'a> Tokens<'a> {
     /// a quote-free Version Id and Host Id and then a signature version. (Its allowance for a
     /// two-token Host Id is left out: such a line goes to the careful parser anyway.)
     fn fits_after_user_agent(&self, ua: usize) -> bool {
-        let n = (self.count - ua - 1).min(3);
+        let n = (self.t.count - ua - 1).min(3);
         let t = |i: usize| self.bytes(ua + 1 + i);
         // Most lines have no quote after the User-Agent's own.
         let quote_free = |i: usize| {
-            self.last_quote.is_none_or(|q| (q as usize) < self.span(ua + 1 + i).start) || memchr(b'"', t(i)).is_none()
+            self.t.last_quote.is_none_or(|q| (q as usize) < self.span(ua + 1 + i).start) || memchr(b'"', t(i)).is_none()
         };
         (0..n.min(2)).all(quote_free) && (n < 3 || is_sigv(t(2)))
     }
 }
 
-/// The line's cells when it has the common layout; `None` leaves the line to the careful parser.
-pub fn parse(s: &str) -> Option<ParsedLine<'_>> {
-    let mut t = Tokens::new(s.as_bytes());
+/// Where a line's values go, one call per column, each of the column's type; `None` is NULL.
+pub trait Row<'a> {
+    fn text(&mut self, column: usize, v: Option<&'a str>);
+    fn int(&mut self, column: usize, v: Option<i64>);
+    fn time(&mut self, column: usize, millis: i64);
+}
+
+impl<'a> Row<'a> for [Cell<'a>; LOG_COLUMNS] {
+    fn text(&mut self, column: usize, v: Option<&'a str>) {
+        self[column] = v.map_or(Cell::Null, |v| Cell::Str(Cow::Borrowed(v)));
+    }
+
+    fn int(&mut self, column: usize, v: Option<i64>) {
+        self[column] = v.map_or(Cell::Null, Cell::Int);
+    }
+
+    fn time(&mut self, column: usize, millis: i64) {
+        self[column] = Cell::Ts(millis);
+    }
+}
+
+/// A line of the common layout, checked: what [`Common::emit`] needs to put its cells.
+pub struct Common {
+    pub time: Timestamp,
+    quoted_uri: bool,
+    uri_end: usize,
+    /// HTTP status, bytes sent, object size, total time, turn-around time.
+    numbers: [Option<i64>; 5],
+    referer: usize,
+    referer_end: usize,
+    ua: usize,
+    ua_end: usize,
+}
+
+/// Checks whether `s` has the common layout, finding its tokens into `tokens`; `None` leaves the
+/// line to the careful parser. Every check is made here, so that [`Common::emit`] cannot fail.
+pub fn scan(s: &str, tokens: &mut Tokens) -> Option<Common> {
     // Owner, bucket, time (two tokens), IP, requester, request id, operation, key, a Request-URI
     // of at least one token, seven fields after it and a User-Agent: 18 at least.
-    if !t.split() || t.count < 18 {
+    if !tokens.split(s.as_bytes()) || tokens.count < 18 {
         return None;
     }
-    let b = t.b;
-    let str_at = |i: usize| &s[t.span(i)];
-    let mut cells: [Cell<'_>; LOG_COLUMNS] = std::array::from_fn(|_| Cell::Null);
-    cells[col::BUCKETOWNER] = text(str_at(0));
-    if !is_bucket_name(str_at(1)) {
+    let t = View { s, t: tokens };
+    let b = s.as_bytes();
+    if !is_bucket_name(t.str_at(1)) {
         return None;
     }
-    cells[col::BUCKET] = text(str_at(1));
 
     // The time is tokens 2 and 3 exactly when it parses: its layout has no other space. A second
     // time further on means spliced records, which the careful parser rejects.
@@ -154,47 +211,42 @@ pub fn parse(s: &str) -> Option<ParsedLine<'_>> {
     let time_end = time_at + TIME_FIELD_LEN;
     let time = parse_time_field(b.get(time_at..time_end)?)?;
     if t.span(3).end != time_end
-        || t.last_bracket.is_some_and(|at| at as usize >= time_end && find_spliced_time(b, time_end).is_some())
+        || tokens.last_bracket.is_some_and(|at| at as usize >= time_end && find_spliced_time(b, time_end).is_some())
     {
         return None;
     }
-    cells[col::REQUESTDATETIME] = Cell::Ts(time.millis);
-    cells[col::REMOTEIP] = text(str_at(4));
 
     // A requester of one token: the operation is the third token after the IP.
     if !is_operation(t.bytes(7)) {
         return None;
     }
-    cells[col::REQUESTER] = text(str_at(5));
-    cells[col::REQUESTID] = text(str_at(6));
-    cells[col::OPERATION] = text(str_at(7));
-    cells[col::KEY] = text(str_at(8));
 
     // The Request-URI closes at its first candidate quote, and the fields after it must fit there:
     // status, error code, four numbers, a quoted or `-` Referer.
     let quoted_uri = starts_quote(t.bytes(9));
     let uri_end = if quoted_uri { t.first_closing(9)? } else { 9 };
     let after = uri_end + 1;
-    if after + 7 > t.count || starts_quote(t.bytes(after + 1)) {
+    if after + 7 > tokens.count || starts_quote(t.bytes(after + 1)) {
         return None;
     }
-    cells[col::HTTPSTATUS] = number_cell(t.bytes(after), 9)?;
-    cells[col::ERRORCODE] = text(str_at(after + 1));
-    for (i, c) in [col::BYTESSENT, col::OBJECTSIZE, col::TOTALTIME, col::TURNAROUNDTIME].into_iter().enumerate() {
-        cells[c] = number_cell(t.bytes(after + 2 + i), 18)?;
-    }
+    let numbers = [
+        number_value(t.bytes(after), 9)?,
+        number_value(t.bytes(after + 2), 18)?,
+        number_value(t.bytes(after + 3), 18)?,
+        number_value(t.bytes(after + 4), 18)?,
+        number_value(t.bytes(after + 5), 18)?,
+    ];
     let referer = after + 6;
     let quoted_referer = starts_quote(t.bytes(referer));
     if !quoted_referer && t.bytes(referer) != b"-" {
         return None;
     }
-    request_uri(s, &t, quoted_uri, uri_end, &mut cells);
 
     // The User-Agent. A quoted Referer closes at its first candidate only if a `-` or quoted
     // User-Agent follows that fits there; a quoted User-Agent only where its tail fits.
     let referer_end = if quoted_referer { t.first_closing(referer)? } else { referer };
     let ua = referer_end + 1;
-    if ua >= t.count {
+    if ua >= tokens.count {
         return None;
     }
     let ua_end = if starts_quote(t.bytes(ua)) {
@@ -209,65 +261,96 @@ pub fn parse(s: &str) -> Option<ParsedLine<'_>> {
         }
         ua
     };
-    cells[col::REFERRER] = field_value(s, t.span(referer).start..t.span(referer_end).end);
-    cells[col::USERAGENT] = field_value(s, t.span(ua).start..t.span(ua_end).end);
 
-    // The tail: a Version Id, a Host Id of one token (two go to the careful parser), then the
-    // fields AWS added over the years, then anything newer as one value.
-    let mut next = ua_end + 1;
-    let count = t.count;
-    if next < count {
-        cells[col::VERSIONID] = text(str_at(next));
-        next += 1;
+    // The tail: a Version Id, then a Host Id of one token; one of two tokens (a signature version
+    // only after its second) goes to the careful parser.
+    let host = ua_end + 2;
+    let count = tokens.count;
+    if host + 2 < count && !is_sigv(t.bytes(host + 1)) && is_sigv(t.bytes(host + 2)) {
+        return None;
     }
-    if next < count {
-        if next + 2 < count && !is_sigv(t.bytes(next + 1)) && is_sigv(t.bytes(next + 2)) {
-            return None;
+    Some(Common { time, quoted_uri, uri_end, numbers, referer, referer_end, ua, ua_end })
+}
+
+impl Common {
+    /// The bucket's name, as its cell holds it.
+    pub fn bucket<'a>(&self, s: &'a str, tokens: &Tokens) -> Option<&'a str> {
+        Some(&s[tokens.span(1)]).filter(|b| *b != "-")
+    }
+
+    /// Puts the line's cells into `row`, each column once, in column order. `tokens` are the ones
+    /// [`scan`] found for `s`.
+    #[inline]
+    pub fn emit<'a>(self, s: &'a str, tokens: &Tokens, row: &mut impl Row<'a>) {
+        let t = View { s, t: tokens };
+        row.text(col::BUCKETOWNER, value(t.str_at(0)));
+        row.text(col::BUCKET, value(t.str_at(1)));
+        row.time(col::REQUESTDATETIME, self.time.millis);
+        row.text(col::REMOTEIP, value(t.str_at(4)));
+        row.text(col::REQUESTER, value(t.str_at(5)));
+        row.text(col::REQUESTID, value(t.str_at(6)));
+        row.text(col::OPERATION, value(t.str_at(7)));
+        row.text(col::KEY, value(t.str_at(8)));
+        let [method, path, proto] = request_uri(t, self.quoted_uri, self.uri_end);
+        row.text(col::REQUESTURI_OPERATION, method);
+        row.text(col::REQUESTURI_KEY, path);
+        row.text(col::REQUESTURI_HTTPPROTOVERSION, proto);
+        let [status, sent, size, total, turnaround] = self.numbers;
+        row.int(col::HTTPSTATUS, status);
+        row.text(col::ERRORCODE, value(t.str_at(self.uri_end + 2)));
+        row.int(col::BYTESSENT, sent);
+        row.int(col::OBJECTSIZE, size);
+        row.int(col::TOTALTIME, total);
+        row.int(col::TURNAROUNDTIME, turnaround);
+        row.text(col::REFERRER, field_str(s, t.span(self.referer).start..t.span(self.referer_end).end));
+        row.text(col::USERAGENT, field_str(s, t.span(self.ua).start..t.span(self.ua_end).end));
+
+        // Version Id, Host Id, then the fields AWS added over the years, then anything newer as
+        // one value; NULL for each the line does not reach.
+        let count = tokens.count;
+        let mut next = self.ua_end + 1;
+        for column in col::VERSIONID..=col::SOURCEREGION {
+            if next < count {
+                row.text(column, value(t.str_at(next)));
+                next += 1;
+            } else {
+                row.text(column, None);
+            }
         }
-        cells[col::HOSTID] = text(str_at(next));
-        next += 1;
+        row.text(col::EXTRAFIELDS, (next < count).then(|| &s[t.span(next).start..]));
     }
-    for cell in &mut cells[col::SIGV..=col::SOURCEREGION] {
-        if next == count {
-            break;
-        }
-        *cell = text(str_at(next));
-        next += 1;
-    }
-    if next < count {
-        cells[col::EXTRAFIELDS] = Cell::Str(Cow::Borrowed(&s[t.span(next).start..]));
-    }
+}
+
+/// The line's cells when it has the common layout; `None` leaves the line to the careful parser.
+pub fn parse(s: &str) -> Option<ParsedLine<'_>> {
+    let mut tokens = Tokens::default();
+    let common = scan(s, &mut tokens)?;
+    let time = common.time;
+    let mut cells: [Cell<'_>; LOG_COLUMNS] = std::array::from_fn(|_| Cell::Null);
+    common.emit(s, &tokens, &mut cells);
     Some(ParsedLine { cells, time })
 }
 
 /// Method, path and protocol of the Request-URI in tokens 9 to `end`, split as the careful
 /// parser's `split_request_uri` splits the field's value: at its first space, and at its last
 /// when what follows starts with `HTTP/`. With single spaces those are the token boundaries.
-fn request_uri<'a>(s: &'a str, t: &Tokens<'_>, quoted: bool, end: usize, cells: &mut [Cell<'a>; LOG_COLUMNS]) {
-    let borrowed = |r: Range<usize>| Cell::Str(Cow::Borrowed(&s[r]));
+fn request_uri<'a>(t: View<'a, '_>, quoted: bool, end: usize) -> [Option<&'a str>; 3] {
+    let s = t.s;
     // The value without its quotes.
     let (from, to) = if quoted { (t.span(9).start + 1, t.span(end).end - 1) } else { (t.span(9).start, t.span(9).end) };
-    let split = if end == 9 {
-        match &s[from..to] {
-            "-" => [Cell::Null, Cell::Null, Cell::Null],
-            v => [Cell::Str(Cow::Borrowed(v)), Cell::Null, Cell::Null],
-        }
+    if end == 9 {
+        return [value(&s[from..to]), None, None];
+    }
+    let method = Some(&s[from..t.span(9).end]);
+    let path_from = t.span(10).start;
+    let last = t.span(end).start;
+    if end > 10 && s.as_bytes()[last..to].starts_with(b"HTTP/") {
+        [method, Some(&s[path_from..t.span(end - 1).end]), Some(&s[last..to])]
+    } else if end == 10 && s.as_bytes()[path_from..to].starts_with(b"HTTP/") {
+        [method, None, Some(&s[path_from..to])]
     } else {
-        let method = borrowed(from..t.span(9).end);
-        let path_from = t.span(10).start;
-        let last = t.span(end).start;
-        if end > 10 && s.as_bytes()[last..to].starts_with(b"HTTP/") {
-            [method, borrowed(path_from..t.span(end - 1).end), borrowed(last..to)]
-        } else if end == 10 && s.as_bytes()[path_from..to].starts_with(b"HTTP/") {
-            [method, Cell::Null, borrowed(path_from..to)]
-        } else {
-            [method, borrowed(path_from..to), Cell::Null]
-        }
-    };
-    let [method, path, proto] = split;
-    cells[col::REQUESTURI_OPERATION] = method;
-    cells[col::REQUESTURI_KEY] = path;
-    cells[col::REQUESTURI_HTTPPROTOVERSION] = proto;
+        [method, Some(&s[path_from..to]), None]
+    }
 }
 
 #[cfg(test)]
@@ -288,10 +371,10 @@ mod tests {
                         *c = b' ';
                     }
                     let text = String::from_utf8(l.clone()).unwrap();
-                    let mut t = Tokens::new(&l);
+                    let mut t = Tokens::default();
                     let words: Vec<&str> = text.split(' ').collect();
                     let clean = !words.iter().any(|w| w.is_empty());
-                    assert_eq!(t.split(), clean, "{text:?}");
+                    assert_eq!(t.split(&l), clean, "{text:?}");
                     if clean {
                         let got: Vec<&str> = (0..t.count).map(|i| &text[t.span(i)]).collect();
                         assert_eq!(got, words, "{text:?}");
@@ -309,8 +392,8 @@ mod tests {
     #[test]
     fn too_many_tokens_is_left_to_the_careful_parser() {
         let fits = vec!["a"; super::MAX_TOKENS].join(" ");
-        assert!(Tokens::new(fits.as_bytes()).split());
+        assert!(Tokens::default().split(fits.as_bytes()));
         let over = vec!["a"; super::MAX_TOKENS + 1].join(" ");
-        assert!(!Tokens::new(over.as_bytes()).split());
+        assert!(!Tokens::default().split(over.as_bytes()));
     }
 }

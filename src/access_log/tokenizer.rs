@@ -220,8 +220,13 @@ fn single_spaced(v: &str) -> Cow<'_, str> {
     Cow::Owned(v.split(' ').filter(|t| !t.is_empty()).collect::<Vec<_>>().join(" "))
 }
 
+/// A text field's value: `-` is NULL.
+pub(super) fn value(v: &str) -> Option<&str> {
+    (v != "-").then_some(v)
+}
+
 pub(super) fn text(v: &str) -> Cell<'_> {
-    if v == "-" { Cell::Null } else { Cell::Str(Cow::Borrowed(v)) }
+    value(v).map_or(Cell::Null, |v| Cell::Str(Cow::Borrowed(v)))
 }
 
 /// A number field's value: `-` is NULL; anything else must be 1 to `max_digits` digits.
@@ -232,8 +237,13 @@ fn number(v: &str, field: usize, max_digits: usize) -> Result<Cell<'_>, RejectRe
 
 /// [`number`] without the reason: `None` where that is a reject.
 pub(super) fn number_cell(b: &[u8], max_digits: usize) -> Option<Cell<'static>> {
+    number_value(b, max_digits).map(|n| n.map_or(Cell::Null, Cell::Int))
+}
+
+/// [`number_cell`]'s value: `Some(None)` for NULL.
+pub(super) fn number_value(b: &[u8], max_digits: usize) -> Option<Option<i64>> {
     if b == b"-" {
-        return Some(Cell::Null);
+        return Some(None);
     }
     if b.is_empty() || b.len() > max_digits {
         return None;
@@ -247,7 +257,7 @@ pub(super) fn number_cell(b: &[u8], max_digits: usize) -> Option<Cell<'static>> 
         }
         n = n * 10 + i64::from(d);
     }
-    Some(Cell::Int(n))
+    Some(Some(n))
 }
 
 /// Splits a Request-URI value into method, path and protocol, so that joining the non-NULL parts
@@ -269,8 +279,13 @@ fn split_request_uri(v: &str) -> [Cell<'_>; 3] {
 
 /// The value of a quoted or bare field: quotes stripped, `-` and `"-"` NULL, `""` empty.
 pub(super) fn field_value(s: &str, span: Span) -> Cell<'_> {
+    field_str(s, span).map_or(Cell::Null, |v| Cell::Str(Cow::Borrowed(v)))
+}
+
+/// [`field_value`] as a string.
+pub(super) fn field_str(s: &str, span: Span) -> Option<&str> {
     let v = &s[span];
-    if v.len() >= 2 && v.starts_with('"') && v.ends_with('"') { text(&v[1..v.len() - 1]) } else { text(v) }
+    if v.len() >= 2 && v.starts_with('"') && v.ends_with('"') { value(&v[1..v.len() - 1]) } else { value(v) }
 }
 
 /// Where a quoted field that opens at `open` may close: each `"` followed by a space or the end.
