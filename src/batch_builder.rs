@@ -111,7 +111,7 @@ impl DayBuilder {
 }
 
 impl<'a> Row<'a> for DayBuilder {
-    #[inline]
+    #[inline(always)]
     fn text(&mut self, column: usize, v: Option<&'a str>) {
         let ColumnBuilder::Str(b) = &mut self.columns[column] else { unreachable!("column {column} is not text") };
         match v {
@@ -120,7 +120,7 @@ impl<'a> Row<'a> for DayBuilder {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn int(&mut self, column: usize, v: Option<i64>) {
         match (&mut self.columns[column], v) {
             (ColumnBuilder::I32(b), Some(v)) => b.append_value(v as i32),
@@ -131,7 +131,7 @@ impl<'a> Row<'a> for DayBuilder {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn time(&mut self, column: usize, millis: i64) {
         let ColumnBuilder::Ts(b) = &mut self.columns[column] else { unreachable!("column {column} is not a time") };
         b.append_value(millis);
