@@ -925,7 +925,9 @@ fn scheduled_s3_runs_killed_and_restarted_lose_nothing() {
             "0.5",
         ];
         let mut c = s3logs_command(&args, &moto.endpoint);
-        c.arg("--quiet");
+        // The local staging of killed runs stays behind (a killed process cannot clean up): in
+        // the test's folder, not the system's temporary folder.
+        c.arg("--quiet").env("TMPDIR", tmp.path());
         c
     };
 
