@@ -3,7 +3,9 @@
 
 /// glibc's allocator spent a fifth of the time on many small objects (freeing builders and
 /// pages across threads); mimalloc does not. Its v2 line held about 50 MiB less than v3 at the
-/// same speed (docs/performance.md).
+/// same speed. It is built without its request for transparent huge pages (`no_thp`): where the
+/// kernel's memory was fragmented (as after a DuckDB run), faulting in and zeroing 2 MiB pages
+/// cost a run 0.2-0.3 s of system time (docs/performance.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
