@@ -275,7 +275,7 @@ pub fn scan(s: &str, tokens: &mut Tokens) -> Option<Common> {
 impl Common {
     /// The bucket's name, as its cell holds it.
     pub fn bucket<'a>(&self, s: &'a str, tokens: &Tokens) -> Option<&'a str> {
-        Some(&s[tokens.span(1)]).filter(|b| *b != "-")
+        value(&s[tokens.span(1)])
     }
 
     /// Puts the line's cells into `row`, each column once, in column order. `tokens` are the ones
