@@ -15,7 +15,6 @@
 //! [`Common::emit`], which cannot fail, hands each column's value to a [`Row`]. [`parse`] does both
 //! into an array of cells, as the careful parser answers.
 
-use std::borrow::Cow;
 use std::ops::Range;
 
 use memchr::memchr;
@@ -166,11 +165,11 @@ pub trait Row<'a> {
 
 impl<'a> Row<'a> for [Cell<'a>; LOG_COLUMNS] {
     fn text(&mut self, column: usize, v: Option<&'a str>) {
-        self[column] = v.map_or(Cell::Null, |v| Cell::Str(Cow::Borrowed(v)));
+        self[column] = Cell::text(v);
     }
 
     fn int(&mut self, column: usize, v: Option<i64>) {
-        self[column] = v.map_or(Cell::Null, Cell::Int);
+        self[column] = Cell::int(v);
     }
 
     fn time(&mut self, column: usize, millis: i64) {

@@ -37,6 +37,18 @@ pub enum Cell<'a> {
     Ts(i64),
 }
 
+impl<'a> Cell<'a> {
+    /// A text value's cell; `None` is NULL.
+    pub fn text(v: Option<&'a str>) -> Self {
+        v.map_or(Cell::Null, |v| Cell::Str(Cow::Borrowed(v)))
+    }
+
+    /// A number's cell; `None` is NULL.
+    pub fn int(v: Option<i64>) -> Self {
+        v.map_or(Cell::Null, Cell::Int)
+    }
+}
+
 /// A line that parsed: its cells in column order and its time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedLine<'a> {
@@ -226,7 +238,7 @@ pub(super) fn value(v: &str) -> Option<&str> {
 }
 
 pub(super) fn text(v: &str) -> Cell<'_> {
-    value(v).map_or(Cell::Null, |v| Cell::Str(Cow::Borrowed(v)))
+    Cell::text(value(v))
 }
 
 /// A number field's value: `-` is NULL; anything else must be 1 to `max_digits` digits.
@@ -237,7 +249,7 @@ fn number(v: &str, field: usize, max_digits: usize) -> Result<Cell<'_>, RejectRe
 
 /// [`number`] without the reason: `None` where that is a reject.
 pub(super) fn number_cell(b: &[u8], max_digits: usize) -> Option<Cell<'static>> {
-    number_value(b, max_digits).map(|n| n.map_or(Cell::Null, Cell::Int))
+    number_value(b, max_digits).map(Cell::int)
 }
 
 /// [`number_cell`]'s value: `Some(None)` for NULL.
@@ -279,7 +291,7 @@ fn split_request_uri(v: &str) -> [Cell<'_>; 3] {
 
 /// The value of a quoted or bare field: quotes stripped, `-` and `"-"` NULL, `""` empty.
 pub(super) fn field_value(s: &str, span: Span) -> Cell<'_> {
-    field_str(s, span).map_or(Cell::Null, |v| Cell::Str(Cow::Borrowed(v)))
+    Cell::text(field_str(s, span))
 }
 
 /// [`field_value`] as a string.
