@@ -550,6 +550,16 @@ proptest! {
     }
 }
 
+/// 2 MiB of generated logs in 4 objects, 5% of the lines malformed.
+fn generated_spec() -> s3logs::corpus::CorpusSpec {
+    s3logs::corpus::CorpusSpec {
+        total_bytes: 2 << 20,
+        objects: 4,
+        malformed_ratio: 0.05,
+        ..s3logs::corpus::CorpusSpec::default()
+    }
+}
+
 #[test]
 fn the_one_pass_parser_takes_common_lines_as_the_careful_one_parses_them() {
     assert!(one_pass_agrees(FULL), "the base line has the common layout");
@@ -562,12 +572,7 @@ fn the_one_pass_parser_takes_common_lines_as_the_careful_one_parses_them() {
     // first candidate quote is not its closing one.
     assert_eq!((taken, all), (37, 38), "real lines the one-pass parser took");
 
-    let spec = s3logs::corpus::CorpusSpec {
-        total_bytes: 2 << 20,
-        objects: 4,
-        malformed_ratio: 0.05,
-        ..s3logs::corpus::CorpusSpec::default()
-    };
+    let spec = generated_spec();
     let (mut taken, mut records) = (0u64, 0u64);
     for i in 0..spec.objects {
         let (_, bytes, exp) = s3logs::corpus::object(&spec, i);
@@ -583,12 +588,7 @@ fn the_one_pass_parser_takes_common_lines_as_the_careful_one_parses_them() {
 /// every row it gives, column for column, must be the parser's cells for that line.
 #[test]
 fn rows_of_the_chunked_path_are_the_parsed_cells_of_their_lines() {
-    let spec = s3logs::corpus::CorpusSpec {
-        total_bytes: 2 << 20,
-        objects: 4,
-        malformed_ratio: 0.05,
-        ..s3logs::corpus::CorpusSpec::default()
-    };
+    let spec = generated_spec();
     let mut texts: Vec<String> =
         (0..spec.objects).map(|i| String::from_utf8(s3logs::corpus::object(&spec, i).1).unwrap()).collect();
     texts.push(REAL_LINES.to_string());
