@@ -106,6 +106,11 @@ struct ConvertArgs {
     /// ZSTD compression level (1-22).
     #[arg(long, default_value_t = SinkOptions::default().zstd_level, value_name = "N")]
     zstd_level: i32,
+    /// Write Parquet files through the page cache. By default they are written around it
+    /// (O_DIRECT) where the file system allows, which saves a copy of every byte; on a network
+    /// file system (NFS, EFS) where direct writes are slow, pass this.
+    #[arg(long)]
+    buffered_writes: bool,
     /// Parser threads (default: one per core).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
@@ -228,6 +233,7 @@ impl ConvertArgs {
                 target_file_bytes: self.target_file_size,
                 row_group_rows: self.row_group_rows,
                 zstd_level: self.zstd_level,
+                direct_io: !self.buffered_writes,
                 ..SinkOptions::default()
             },
             batch_bytes: self.batch_size,

@@ -16,11 +16,12 @@
 //! was given up; the other columns by the crate's `ArrowColumnWriter`.
 
 mod dictionary;
+mod direct;
 mod pages;
 mod plain;
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter};
+use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -39,6 +40,7 @@ use rayon::prelude::*;
 
 use crate::error::Error;
 use dictionary::{DictionaryColumn, Written};
+use direct::FileOut;
 use plain::PlainColumn;
 
 /// How Parquet files are written.
@@ -57,6 +59,8 @@ pub struct SinkOptions {
     /// Without it, the partial row groups of days that have ended stay in memory until the end
     /// of the batch, and a longer input leaves more of them behind.
     pub max_buffered_bytes: usize,
+    /// Write files around the page cache where the file system allows it (see [`direct`]).
+    pub direct_io: bool,
 }
 
 impl Default for SinkOptions {
@@ -67,6 +71,7 @@ impl Default for SinkOptions {
             zstd_level: 1,
             max_open_files: 64,
             max_buffered_bytes: 48 << 20,
+            direct_io: true,
         }
     }
 }
@@ -259,7 +264,7 @@ impl WriteBack {
 struct OpenFile {
     folder: String,
     rel_path: String,
-    file: SerializedFileWriter<BufWriter<File>>,
+    file: SerializedFileWriter<FileOut>,
     write_back: WriteBack,
     factory: ArrowRowGroupWriterFactory,
     /// The open row group's columns, created on its first rows.
@@ -436,17 +441,13 @@ impl PartitionedWriter {
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(|e| Error::write(dir, e))?;
         }
-        let file = File::create(&path).map_err(|e| Error::write(&path, e))?;
-        let write_back = WriteBack::new(&file).map_err(|e| Error::write(&path, e))?;
+        let file = FileOut::create(&path, self.opts.direct_io).map_err(|e| Error::write(&path, e))?;
+        let write_back = WriteBack::new(file.file()).map_err(|e| Error::write(&path, e))?;
         // ArrowWriter sets up the file (schema, and the Arrow schema in the metadata); its
         // low-level halves let the columns be encoded in parallel.
-        let (file, factory) = ArrowWriter::try_new(
-            BufWriter::with_capacity(1 << 20, file),
-            self.schema.clone(),
-            Some(self.props.clone()),
-        )
-        .and_then(ArrowWriter::into_serialized_writer)
-        .map_err(|e| Error::parquet(&path, e))?;
+        let (file, factory) = ArrowWriter::try_new(file, self.schema.clone(), Some(self.props.clone()))
+            .and_then(ArrowWriter::into_serialized_writer)
+            .map_err(|e| Error::parquet(&path, e))?;
         self.open.push(OpenFile {
             folder: folder.to_string(),
             rel_path,
@@ -467,8 +468,8 @@ impl PartitionedWriter {
     fn close(&mut self, mut f: OpenFile) -> Result<(), Error> {
         let path = self.staging.join(&f.rel_path);
         f.flush_row_group().map_err(|e| Error::parquet(&path, e))?;
-        let buffered = f.file.into_inner().map_err(|e| Error::parquet(&path, e))?;
-        let file = buffered.into_inner().map_err(|e| Error::write(&path, e.into_error()))?;
+        let out = f.file.into_inner().map_err(|e| Error::parquet(&path, e))?;
+        let file = out.finish().map_err(|e| Error::write(&path, e))?;
         f.write_back.finish().map_err(|e| Error::write(&path, e))?;
         file.sync_all().map_err(|e| Error::write(&path, e))?;
         let bytes = file.metadata().map_err(|e| Error::write(&path, e))?.len();
