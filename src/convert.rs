@@ -158,10 +158,11 @@ struct GroupOutput {
     batches: ChunkOutput,
 }
 
-/// Stored bytes of consecutive small objects parsed together on one thread. A window holds 16 of
-/// them at the default window size, enough to keep every core busy.
+/// Stored bytes of consecutive small objects parsed together on one thread. A window holds 4 of
+/// them: enough to keep 2 cores busy, and few enough that each makes batches of a few thousand
+/// rows (16 groups of 512 KiB cost 0.15-0.3 s more CPU per GiB, see docs/performance.md).
 fn group_bytes(opts: &ConvertOptions) -> u64 {
-    (opts.window_bytes / 16).clamp(1, opts.chunk_bytes as u64)
+    (opts.window_bytes / 4).clamp(1, opts.chunk_bytes as u64)
 }
 
 /// Cuts a window of objects of these sizes into groups of consecutive objects: an object of at
