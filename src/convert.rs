@@ -541,7 +541,28 @@ fn parse_and_write(
 
     // A window is parsed while the one before it is encoded, both on every core: rayon's workers
     // take tasks from either, so neither phase's last straggling task leaves a core idle.
-    // Windows are encoded in order, so rows keep their input order.
+    // Windows are encoded in order, so rows keep their input order. The loop itself runs on one of
+    // the pool's workers: run from another thread, each window's join was handed to a sleeping
+    // worker and back, both cores idle meanwhile.
+    pool.install(|| windows_loop(windows, rt, opts, &pool, &mut data, &mut rejects, report, progress))?;
+    let started = Instant::now();
+    let written = pool.install(|| Ok((data.finish()?, rejects.finish()?)));
+    report.stage_seconds.encode += started.elapsed().as_secs_f64();
+    written
+}
+
+/// Parses and encodes the batch's windows, each parsed while the one before it is encoded.
+#[allow(clippy::too_many_arguments)]
+fn windows_loop(
+    windows: &mut BatchWindows,
+    rt: Option<&tokio::runtime::Runtime>,
+    opts: &ConvertOptions,
+    pool: &rayon::ThreadPool,
+    data: &mut PartitionedWriter,
+    rejects: &mut PartitionedWriter,
+    report: &mut Report,
+    progress: &indicatif::ProgressBar,
+) -> Result<(), Error> {
     let mut parsed: Option<Parsed> = None;
     let mut next = windows.next_window()?;
     let mut pending = next.as_deref().and_then(|w| spawn_prefetch(w, rt, opts));
@@ -552,10 +573,10 @@ fn parse_and_write(
         progress.set_length(windows.feed.listing.bytes);
         if let Some(big) = opts.streamed(&window) {
             if let Some(p) = parsed.take() {
-                write_parsed(p, &pool, &mut data, &mut rejects, report, progress)?;
+                write_parsed(p, pool, data, rejects, report, progress)?;
             }
             let started = Instant::now();
-            stream_object(big, rt, &pool, opts, &mut data, &mut rejects, report)?;
+            stream_object(big, rt, pool, opts, data, rejects, report)?;
             report.stage_seconds.read_parse += started.elapsed().as_secs_f64();
             progress.inc(big.size);
             continue;
@@ -585,7 +606,7 @@ fn parse_and_write(
         };
         let previous = parsed.take();
         let ((outs, parse_seconds), written) =
-            pool.install(|| rayon::join(parse, || previous.map(|p| encode_parsed(p, &pool, &mut data, &mut rejects))));
+            pool.install(|| rayon::join(parse, || previous.map(|p| encode_parsed(p, pool, data, rejects))));
         report.stage_seconds.read_parse += parse_seconds;
         if let Some(w) = written {
             finish_window(w?, report, progress);
@@ -597,12 +618,9 @@ fn parse_and_write(
         parsed = Some(Parsed { objects: window.len(), bytes: sizes.iter().sum(), outs });
     }
     if let Some(p) = parsed.take() {
-        write_parsed(p, &pool, &mut data, &mut rejects, report, progress)?;
+        write_parsed(p, pool, data, rejects, report, progress)?;
     }
-    let started = Instant::now();
-    let written = pool.install(|| Ok((data.finish()?, rejects.finish()?)));
-    report.stage_seconds.encode += started.elapsed().as_secs_f64();
-    written
+    Ok(())
 }
 
 /// A window parsed and counted, waiting to be encoded.
