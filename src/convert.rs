@@ -546,7 +546,10 @@ fn parse_and_write(
     // worker and back, both cores idle meanwhile.
     pool.install(|| windows_loop(windows, rt, opts, &pool, &mut data, &mut rejects, report, progress))?;
     let started = Instant::now();
-    let written = pool.install(|| Ok((data.finish()?, rejects.finish()?)));
+    let written = pool.install(|| match rayon::join(|| data.finish(), || rejects.finish()) {
+        (Ok(data), Ok(rejects)) => Ok((data, rejects)),
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    });
     report.stage_seconds.encode += started.elapsed().as_secs_f64();
     written
 }

@@ -465,28 +465,36 @@ impl PartitionedWriter {
         Ok(self.open.len() - 1)
     }
 
-    fn close(&mut self, mut f: OpenFile) -> Result<(), Error> {
-        let path = self.staging.join(&f.rel_path);
-        f.flush_row_group().map_err(|e| Error::parquet(&path, e))?;
-        let out = f.file.into_inner().map_err(|e| Error::parquet(&path, e))?;
-        let file = out.finish().map_err(|e| Error::write(&path, e))?;
-        f.write_back.finish().map_err(|e| Error::write(&path, e))?;
-        file.sync_all().map_err(|e| Error::write(&path, e))?;
-        let bytes = file.metadata().map_err(|e| Error::write(&path, e))?.len();
-        let dt = f.folder.rsplit('/').next().and_then(|d| d.strip_prefix("dt=")).unwrap_or_default().to_string();
-        self.written.push(WrittenFile { path: f.rel_path, dt, rows: f.rows, bytes });
+    fn close(&mut self, f: OpenFile) -> Result<(), Error> {
+        let written = f.close(&self.staging)?;
+        self.written.push(written);
         Ok(())
     }
 
-    /// Closes every open file and returns all files written, sorted by path.
+    /// Closes every open file and returns all files written, sorted by path. The files are
+    /// closed in parallel: one's fsync no longer waits for the last row group of the next.
     pub fn finish(mut self) -> Result<Vec<WrittenFile>, Error> {
-        let mut open = std::mem::take(&mut self.open);
-        open.sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
-        for f in open {
-            self.close(f)?;
-        }
+        let open = std::mem::take(&mut self.open);
+        let closed: Vec<WrittenFile> =
+            open.into_par_iter().map(|f| f.close(&self.staging)).collect::<Result<_, _>>()?;
+        self.written.extend(closed);
         self.written.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(self.written)
+    }
+}
+
+impl OpenFile {
+    /// Writes the open row group and the footer, and fsyncs the file under `staging`.
+    fn close(mut self, staging: &std::path::Path) -> Result<WrittenFile, Error> {
+        let path = staging.join(&self.rel_path);
+        self.flush_row_group().map_err(|e| Error::parquet(&path, e))?;
+        let out = self.file.into_inner().map_err(|e| Error::parquet(&path, e))?;
+        let file = out.finish().map_err(|e| Error::write(&path, e))?;
+        self.write_back.finish().map_err(|e| Error::write(&path, e))?;
+        file.sync_all().map_err(|e| Error::write(&path, e))?;
+        let bytes = file.metadata().map_err(|e| Error::write(&path, e))?.len();
+        let dt = self.folder.rsplit('/').next().and_then(|d| d.strip_prefix("dt=")).unwrap_or_default().to_string();
+        Ok(WrittenFile { path: self.rel_path, dt, rows: self.rows, bytes })
     }
 }
 
