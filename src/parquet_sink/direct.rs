@@ -144,9 +144,12 @@ impl FileOut {
     /// Hands the filled buffer's first `len` bytes to the writer (waiting while it holds
     /// [`IN_FLIGHT`] of them) and takes an empty buffer.
     fn hand_over(&mut self, len: usize) -> io::Result<()> {
-        let next = Buffer::take();
-        let filled = std::mem::replace(&mut self.fill, next);
+        let filled = std::mem::replace(&mut self.fill, Buffer::take());
         self.len = 0;
+        self.send(filled, len)
+    }
+
+    fn send(&mut self, filled: Buffer, len: usize) -> io::Result<()> {
         if self.full.as_ref().is_none_or(|f| f.send((filled, len)).is_err()) {
             return Err(self.writer_error());
         }
@@ -168,7 +171,8 @@ impl FileOut {
         let len = self.len;
         let padded = if self.direct { len.div_ceil(BLOCK) * BLOCK } else { len };
         self.fill.get_mut()[len..padded].fill(0);
-        self.hand_over(padded)?;
+        let last = std::mem::replace(&mut self.fill, Buffer { bytes: Vec::new(), start: 0 });
+        self.send(last, padded)?;
         self.full = None;
         let sink = match self.writer.take().map(JoinHandle::join) {
             Some(Ok(result)) => result?,
