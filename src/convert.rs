@@ -544,7 +544,66 @@ fn parse_and_write(
     // Windows are encoded in order, so rows keep their input order. The loop itself runs on one of
     // the pool's workers: run from another thread, each window's join was handed to a sleeping
     // worker and back, both cores idle meanwhile.
-    pool.install(|| windows_loop(windows, rt, opts, &pool, &mut data, &mut rejects, report, progress))?;
+    pool.install(|| -> Result<(), Error> {
+        let mut parsed: Option<Parsed> = None;
+        let mut next = windows.next_window()?;
+        let mut pending = next.as_deref().and_then(|w| spawn_prefetch(w, rt, opts));
+        while let Some(window) = next.take() {
+            let this = pending.take();
+            next = windows.next_window()?;
+            pending = next.as_deref().and_then(|w| spawn_prefetch(w, rt, opts));
+            progress.set_length(windows.feed.listing.bytes);
+            if let Some(big) = opts.streamed(&window) {
+                if let Some(p) = parsed.take() {
+                    write_parsed(p, &pool, &mut data, &mut rejects, report, progress)?;
+                }
+                let started = Instant::now();
+                stream_object(big, rt, &pool, opts, &mut data, &mut rejects, report)?;
+                report.stage_seconds.read_parse += started.elapsed().as_secs_f64();
+                progress.inc(big.size);
+                continue;
+            }
+            let started = Instant::now();
+            let fetched = fetched(&window, rt, this)?;
+            if window.iter().any(SourceObject::is_remote) {
+                // Time spent waiting for downloads, beyond what overlapped with the previous window.
+                report.fetch.seconds += started.elapsed().as_secs_f64();
+                for f in &fetched {
+                    if let Fetched::Bytes(b) = f {
+                        report.fetch.objects += 1;
+                        report.fetch.bytes += b.len() as u64;
+                    }
+                }
+            }
+            let mut fetched = fetched.into_iter();
+            let sizes: Vec<u64> = window.iter().map(|o| o.size).collect();
+            let work: Vec<_> = groups(&sizes, group_bytes(opts))
+                .into_iter()
+                .map(|g| (&window[g.clone()], fetched.by_ref().take(g.len()).collect::<Vec<_>>()))
+                .collect();
+            let parse = || {
+                let outs: Result<Vec<GroupOutput>, Error> =
+                    work.into_par_iter().map(|(objects, f)| process_group(objects, f, opts)).collect();
+                (outs, started.elapsed().as_secs_f64())
+            };
+            let previous = parsed.take();
+            let ((outs, parse_seconds), written) =
+                rayon::join(parse, || previous.map(|p| encode_parsed(p, &pool, &mut data, &mut rejects)));
+            report.stage_seconds.read_parse += parse_seconds;
+            if let Some(w) = written {
+                finish_window(w?, report, progress);
+            }
+            let outs = outs?;
+            for o in outs.iter().flat_map(|g| &g.objects) {
+                tally(report, o);
+            }
+            parsed = Some(Parsed { objects: window.len(), bytes: sizes.iter().sum(), outs });
+        }
+        if let Some(p) = parsed.take() {
+            write_parsed(p, &pool, &mut data, &mut rejects, report, progress)?;
+        }
+        Ok(())
+    })?;
     let started = Instant::now();
     let written = pool.install(|| match rayon::join(|| data.finish(), || rejects.finish()) {
         (Ok(data), Ok(rejects)) => Ok((data, rejects)),
@@ -552,78 +611,6 @@ fn parse_and_write(
     });
     report.stage_seconds.encode += started.elapsed().as_secs_f64();
     written
-}
-
-/// Parses and encodes the batch's windows, each parsed while the one before it is encoded.
-#[allow(clippy::too_many_arguments)]
-fn windows_loop(
-    windows: &mut BatchWindows,
-    rt: Option<&tokio::runtime::Runtime>,
-    opts: &ConvertOptions,
-    pool: &rayon::ThreadPool,
-    data: &mut PartitionedWriter,
-    rejects: &mut PartitionedWriter,
-    report: &mut Report,
-    progress: &indicatif::ProgressBar,
-) -> Result<(), Error> {
-    let mut parsed: Option<Parsed> = None;
-    let mut next = windows.next_window()?;
-    let mut pending = next.as_deref().and_then(|w| spawn_prefetch(w, rt, opts));
-    while let Some(window) = next.take() {
-        let this = pending.take();
-        next = windows.next_window()?;
-        pending = next.as_deref().and_then(|w| spawn_prefetch(w, rt, opts));
-        progress.set_length(windows.feed.listing.bytes);
-        if let Some(big) = opts.streamed(&window) {
-            if let Some(p) = parsed.take() {
-                write_parsed(p, pool, data, rejects, report, progress)?;
-            }
-            let started = Instant::now();
-            stream_object(big, rt, pool, opts, data, rejects, report)?;
-            report.stage_seconds.read_parse += started.elapsed().as_secs_f64();
-            progress.inc(big.size);
-            continue;
-        }
-        let started = Instant::now();
-        let fetched = fetched(&window, rt, this)?;
-        if window.iter().any(SourceObject::is_remote) {
-            // Time spent waiting for downloads, beyond what overlapped with the previous window.
-            report.fetch.seconds += started.elapsed().as_secs_f64();
-            for f in &fetched {
-                if let Fetched::Bytes(b) = f {
-                    report.fetch.objects += 1;
-                    report.fetch.bytes += b.len() as u64;
-                }
-            }
-        }
-        let mut fetched = fetched.into_iter();
-        let sizes: Vec<u64> = window.iter().map(|o| o.size).collect();
-        let work: Vec<_> = groups(&sizes, group_bytes(opts))
-            .into_iter()
-            .map(|g| (&window[g.clone()], fetched.by_ref().take(g.len()).collect::<Vec<_>>()))
-            .collect();
-        let parse = || {
-            let outs: Result<Vec<GroupOutput>, Error> =
-                work.into_par_iter().map(|(objects, f)| process_group(objects, f, opts)).collect();
-            (outs, started.elapsed().as_secs_f64())
-        };
-        let previous = parsed.take();
-        let ((outs, parse_seconds), written) =
-            pool.install(|| rayon::join(parse, || previous.map(|p| encode_parsed(p, pool, data, rejects))));
-        report.stage_seconds.read_parse += parse_seconds;
-        if let Some(w) = written {
-            finish_window(w?, report, progress);
-        }
-        let outs = outs?;
-        for o in outs.iter().flat_map(|g| &g.objects) {
-            tally(report, o);
-        }
-        parsed = Some(Parsed { objects: window.len(), bytes: sizes.iter().sum(), outs });
-    }
-    if let Some(p) = parsed.take() {
-        write_parsed(p, pool, data, rejects, report, progress)?;
-    }
-    Ok(())
 }
 
 /// A window parsed and counted, waiting to be encoded.
