@@ -23,7 +23,7 @@ mod plain;
 
 use std::fs::{self, File};
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -328,6 +328,19 @@ impl OpenFile {
         self.write_back.start();
         Ok(())
     }
+
+    /// Writes the open row group and the footer, and fsyncs the file under `staging`.
+    fn close(mut self, staging: &Path) -> Result<WrittenFile, Error> {
+        let path = staging.join(&self.rel_path);
+        self.flush_row_group().map_err(|e| Error::parquet(&path, e))?;
+        let out = self.file.into_inner().map_err(|e| Error::parquet(&path, e))?;
+        let file = out.finish().map_err(|e| Error::write(&path, e))?;
+        self.write_back.finish().map_err(|e| Error::write(&path, e))?;
+        file.sync_all().map_err(|e| Error::write(&path, e))?;
+        let bytes = file.metadata().map_err(|e| Error::write(&path, e))?.len();
+        let dt = self.folder.rsplit('/').next().and_then(|d| d.strip_prefix("dt=")).unwrap_or_default().to_string();
+        Ok(WrittenFile { path: self.rel_path, dt, rows: self.rows, bytes })
+    }
 }
 
 /// Fans batches out to one rolling Parquet file per partition folder, under a staging root.
@@ -481,21 +494,6 @@ impl PartitionedWriter {
         self.written.extend(closed);
         self.written.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(self.written)
-    }
-}
-
-impl OpenFile {
-    /// Writes the open row group and the footer, and fsyncs the file under `staging`.
-    fn close(mut self, staging: &std::path::Path) -> Result<WrittenFile, Error> {
-        let path = staging.join(&self.rel_path);
-        self.flush_row_group().map_err(|e| Error::parquet(&path, e))?;
-        let out = self.file.into_inner().map_err(|e| Error::parquet(&path, e))?;
-        let file = out.finish().map_err(|e| Error::write(&path, e))?;
-        self.write_back.finish().map_err(|e| Error::write(&path, e))?;
-        file.sync_all().map_err(|e| Error::write(&path, e))?;
-        let bytes = file.metadata().map_err(|e| Error::write(&path, e))?.len();
-        let dt = self.folder.rsplit('/').next().and_then(|d| d.strip_prefix("dt=")).unwrap_or_default().to_string();
-        Ok(WrittenFile { path: self.rel_path, dt, rows: self.rows, bytes })
     }
 }
 
