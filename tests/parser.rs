@@ -188,7 +188,7 @@ case!(requester_with_spaces_is_one_value, full().replace(
 case!(requester_with_spaces_and_uuid_request_id_on_a_checksum_job, full()
     .replace("arn:aws:iam::123456789012:user/alice 3E57427F3EXAMPLE REST.GET.OBJECT",
         "arn:aws:iam::cloudfront:user/CloudFront  Origin Access Identity E2EXAMPLEID 5b1f6c1e-8a0e-4c1b-9a4e-2a0c1f9b7d3e S3.COMPUTE.OBJECT.CHECKSUM"),
-    { "requester": "arn:aws:iam::cloudfront:user/CloudFront Origin Access Identity E2EXAMPLEID",
+    { "requester": "arn:aws:iam::cloudfront:user/CloudFront  Origin Access Identity E2EXAMPLEID",
       "requestid": "5b1f6c1e-8a0e-4c1b-9a4e-2a0c1f9b7d3e", "operation": "S3.COMPUTE.OBJECT.CHECKSUM" });
 
 case!(two_token_host_id_is_kept_whole, full().replace("VLi31234= SigV4", "VLi31234= AbCdEf0123== SigV4"),
@@ -260,6 +260,70 @@ case!(record_of_25_fields_has_no_acl_or_region, FULL.split(" Yes us-west-2").nex
 
 case!(spliced_looking_text_without_a_time_is_fine, full().replace("\"curl/8.0\"", "\"app [build 42] [06/Feb/2019]\""),
     { "useragent": "app [build 42] [06/Feb/2019]" });
+
+// Client headers that carry a made-up server tail: the server columns come from the end of the
+// line, whatever the quotes in the Referer and User-Agent (a SigV2 caller cannot pose as SigV4).
+const FAKE_TAIL: &str = r#"" - FAKEHOSTID= SigV4 FAKE-CIPHER QueryString fake.endpoint TLSv1.3 - - eu-fake-1 "x"#;
+
+case!(a_fake_tail_in_the_user_agent_stays_in_the_user_agent,
+    full().replace("\"curl/8.0\"", &format!("\"curl/8.0 {FAKE_TAIL}\"")),
+    { "useragent": (format!("curl/8.0 {FAKE_TAIL}")) });
+
+case!(a_fake_tail_in_the_referer_stays_in_the_referer,
+    full().replace("\"https://example.com/\"", &format!("\"https://example.com/{FAKE_TAIL}\"")),
+    { "referrer": (format!("https://example.com/{FAKE_TAIL}")) });
+
+case!(a_fake_tail_in_the_referer_before_a_dash_user_agent,
+    full().replace("\"https://example.com/\" \"curl/8.0\"", &format!("\"https://example.com/{FAKE_TAIL}\" -")),
+    { "referrer": (format!("https://example.com/{FAKE_TAIL}")), "useragent": null });
+
+// A Referer holding `" "` before a `-` User-Agent: read as Referer and User-Agent, the Version Id
+// would be `-` and the Host Id two tokens; the one-token reading wins.
+case!(a_quote_pair_in_the_referer_does_not_shift_the_version_and_host_id,
+    full().replace("\"https://example.com/\" \"curl/8.0\"", r#""https://example.com/" "x" -"#),
+    { "referrer": r#"https://example.com/" "x"#, "useragent": null });
+
+case!(a_bracketed_time_in_the_user_agent_is_not_a_splice,
+    full().replace("\"curl/8.0\"", "\"bot [06/Feb/2019:00:00:38 +0000] v1\""),
+    { "useragent": "bot [06/Feb/2019:00:00:38 +0000] v1" });
+
+case!(a_bracketed_time_in_the_referer_is_not_a_splice,
+    full().replace("\"https://example.com/\"", "\"x a b [06/Feb/2019:00:00:38 +0000] y\""),
+    { "referrer": "x a b [06/Feb/2019:00:00:38 +0000] y" });
+
+case!(quoted_dash_in_bare_fields_is_null,
+    full().replace("photos/2019/cat.jpg \"GET", "\"-\" \"GET").replace("HTTP/1.1\" 200 - ", "HTTP/1.1\" 200 \"-\" "),
+    { "key": null });
+
+reject!(
+    a_whole_record_inside_the_user_agent_is_a_splice,
+    full().replace("\"curl/8.0\"", &format!("\"curl/8.0 {}", &FULL[..FULL.find(" 3HL4").unwrap()])),
+    "spliced",
+    "second record"
+);
+
+reject!(an_operation_that_is_not_one, full().replace("REST.GET.OBJECT", "getversioning"), "bad_field", "operation");
+reject!(an_extra_number_before_the_referer, full().replace(" 70 10 ", " 70 10 5 "), "bad_field", "referrer");
+reject!(
+    a_bare_referer_other_than_a_dash,
+    full().replace("\"https://example.com/\"", "https://example.com/"),
+    "bad_field",
+    "referrer"
+);
+reject!(a_bare_user_agent_other_than_a_dash, full().replace("\"curl/8.0\"", "curl/8.0"), "bad_field", "useragent");
+reject!(
+    a_bare_request_uri_other_than_a_dash,
+    full().replace("\"GET /amzn-s3-demo-bucket1/photos/2019/cat.jpg HTTP/1.1\"", "GET"),
+    "bad_field",
+    "requesturi"
+);
+reject!(a_signature_version_that_is_not_one, full().replace(" SigV4 ", " XSigV4 "), "bad_field", "sigv");
+reject!(
+    a_quote_after_the_user_agent_that_does_not_close_it,
+    full().replace(" TLSv1.2 ", " TLS\"v1.2 "),
+    "unterminated_quote",
+    "useragent"
+);
 
 reject!(empty_line, String::new(), "empty", "empty");
 reject!(spaces_only, "   ".to_string(), "empty", "empty");
@@ -730,5 +794,67 @@ proptest! {
             line = apply(&line, e);
         }
         one_pass_agrees(&line);
+    }
+}
+
+// ---- Property test: the server-written tail is read from the right, whatever the client wrote. ----
+
+/// Client text as an attacker writes it: quotes, spaces, dashes, bracketed times and made-up tails.
+fn hostile_text() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        "[a-z0-9/:=;()-]{1,12}",
+        Just("\" ".to_string()),
+        Just(" \"".to_string()),
+        Just("\" \"".to_string()),
+        Just("\" - ".to_string()),
+        Just("\"".to_string()),
+        Just(" ".to_string()),
+        Just(" - ".to_string()),
+        Just(" SigV2 ".to_string()),
+        Just(FAKE_TAIL.to_string()),
+        Just(" [06/Feb/2019:00:00:38 +0000] ".to_string()),
+    ];
+    prop::collection::vec(piece, 0..8).prop_map(|v| v.concat()).prop_filter("a lone dash is NULL", |s| s != "-")
+}
+
+/// A tail as S3 writes it from field 20 on: a Version Id, a one-token Host Id (base64, never `-`),
+/// a signature version, then up to seven more fields.
+fn server_tail() -> impl Strategy<Value = Vec<Option<String>>> {
+    (
+        opt_token(),
+        "[A-Za-z0-9+/]{20,76}=",
+        prop_oneof![Just(None), Just(Some("SigV2".to_string())), Just(Some("SigV4".to_string()))],
+        prop::collection::vec(opt_token(), 0..=7),
+    )
+        .prop_map(|(version, host, sigv, rest)| [version, Some(host), sigv].into_iter().chain(rest).collect())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+    #[test]
+    fn client_text_never_reaches_a_server_column(
+        base in rec(),
+        referer in prop::option::of(hostile_text()),
+        agent in prop::option::of(hostile_text()),
+        tail in server_tail(),
+    ) {
+        let generated = Rec { referer, agent, tail, ..base.clone() };
+        let line = format_rec(&generated);
+        // The same record with plain client fields: every other column must come out the same.
+        let plain = format_rec(&Rec { referer: Some("r".into()), agent: Some("a".into()), ..generated.clone() });
+        one_pass_agrees(&line);
+        let got = parsed(&line).map_err(|e| TestCaseError::fail(format!("{e}: {line}")))?;
+        let want = parsed(&plain).map_err(|e| TestCaseError::fail(format!("{e}: {plain}")))?;
+        for f in FIELDS.iter().take(col::SOURCE_OBJECT) {
+            if f.name != "referrer" && f.name != "useragent" {
+                prop_assert_eq!(&got[f.name], &want[f.name], "column {}\n{}", f.name, line);
+            }
+        }
+        // Text may move between the Referer and the User-Agent, but together they are as logged
+        // (spaces next to where they part become the separator, and runs of them count as one).
+        let field = |v: &Value| v.as_str().map_or("-".to_string(), |s| format!("\"{s}\""));
+        let spaced = |s: String| s.split(' ').filter(|w| !w.is_empty()).collect::<Vec<_>>().join(" ");
+        let logged = format!("{} {}", quoted(&generated.referer), quoted(&generated.agent));
+        prop_assert_eq!(spaced(format!("{} {}", field(&got["referrer"]), field(&got["useragent"]))), spaced(logged));
     }
 }

@@ -17,8 +17,6 @@
 
 use std::ops::Range;
 
-use memchr::memchr;
-
 use super::time::{TIME_FIELD_LEN, Timestamp, parse_time_field};
 use super::tokenizer::{
     Cell, LOG_COLUMNS, ParsedLine, field_str, find_spliced_time, is_bucket_name, is_operation, is_sigv, number_value,
@@ -142,17 +140,13 @@ impl<'a> View<'a, '_> {
         })
     }
 
-    /// The careful parser's test of what follows a User-Agent that ends at token `ua`: nothing, or
-    /// a quote-free Version Id and Host Id and then a signature version. (Its allowance for a
-    /// two-token Host Id is left out: such a line goes to the careful parser anyway.)
+    /// The careful parser's test of what follows a User-Agent that ends at token `ua`: no quote
+    /// (the User-Agent closes at the line's last one), and nothing, or a Version Id and a Host Id
+    /// of one token and then a signature version. (Its allowance for a two-token Host Id is left
+    /// out: such a line goes to the careful parser.)
     fn fits_after_user_agent(&self, ua: usize) -> bool {
-        let n = (self.t.count - ua - 1).min(3);
-        let t = |i: usize| self.bytes(ua + 1 + i);
-        // Most lines have no quote after the User-Agent's own.
-        let quote_free = |i: usize| {
-            self.t.last_quote.is_none_or(|q| (q as usize) < self.span(ua + 1 + i).start) || memchr(b'"', t(i)).is_none()
-        };
-        (0..n.min(2)).all(quote_free) && (n < 3 || is_sigv(t(2)))
+        let n = self.t.count - ua - 1;
+        self.t.last_quote.is_none_or(|q| (q as usize) < self.span(ua).end) && (n < 3 || is_sigv(self.bytes(ua + 3)))
     }
 }
 
@@ -223,7 +217,11 @@ pub fn scan(s: &str, tokens: &mut Tokens) -> Option<Common> {
     // The Request-URI closes at its first candidate quote, and the fields after it must fit there:
     // status, error code, four numbers, a quoted or `-` Referer.
     let quoted_uri = starts_quote(t.bytes(9));
-    let uri_end = if quoted_uri { t.first_closing(9)? } else { 9 };
+    let uri_end = match quoted_uri {
+        true => t.first_closing(9)?,
+        false if t.bytes(9) == b"-" => 9,
+        false => return None,
+    };
     let after = uri_end + 1;
     if after + 7 > tokens.count || starts_quote(t.bytes(after + 1)) {
         return None;
@@ -249,23 +247,13 @@ pub fn scan(s: &str, tokens: &mut Tokens) -> Option<Common> {
         return None;
     }
     let ua_end = if starts_quote(t.bytes(ua)) {
-        let end = t.first_closing(ua)?;
-        if !t.fits_after_user_agent(end) {
-            return None;
-        }
-        end
-    } else {
-        if quoted_referer && (t.bytes(ua) != b"-" || !t.fits_after_user_agent(ua)) {
-            return None;
-        }
+        t.first_closing(ua)?
+    } else if t.bytes(ua) == b"-" {
         ua
+    } else {
+        return None;
     };
-
-    // The tail: a Version Id, then a Host Id of one token; one of two tokens (a signature version
-    // only after its second) goes to the careful parser.
-    let host = ua_end + 2;
-    let count = tokens.count;
-    if host + 2 < count && !is_sigv(t.bytes(host + 1)) && is_sigv(t.bytes(host + 2)) {
+    if !t.fits_after_user_agent(ua_end) {
         return None;
     }
     Some(Common { time, quoted_uri, uri_end, numbers, referer, referer_end, ua, ua_end })

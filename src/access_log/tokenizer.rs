@@ -60,13 +60,36 @@ pub struct ParsedLine<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RejectReason {
     Empty,
-    TooLong { len: usize, limit: usize },
-    Truncated { fields: usize },
-    BadTime { value: String },
-    UnterminatedQuote { field: &'static str },
-    BadNumber { field: &'static str, value: String },
-    Spliced { byte: usize },
-    BadBucket { value: String },
+    TooLong {
+        len: usize,
+        limit: usize,
+    },
+    Truncated {
+        fields: usize,
+    },
+    BadTime {
+        value: String,
+    },
+    UnterminatedQuote {
+        field: &'static str,
+    },
+    BadNumber {
+        field: &'static str,
+        value: String,
+    },
+    Spliced {
+        byte: usize,
+    },
+    BadBucket {
+        value: String,
+    },
+    /// A field that does not have its shape: an operation that is not one, a bare Referer or
+    /// User-Agent other than `-`, a server-written field holding a quote, a signature version
+    /// field holding something else.
+    BadField {
+        field: &'static str,
+        value: String,
+    },
 }
 
 impl RejectReason {
@@ -81,6 +104,7 @@ impl RejectReason {
             RejectReason::BadNumber { .. } => "bad_number",
             RejectReason::Spliced { .. } => "spliced",
             RejectReason::BadBucket { .. } => "bad_bucket",
+            RejectReason::BadField { .. } => "bad_field",
         }
     }
 }
@@ -115,6 +139,9 @@ impl fmt::Display for RejectReason {
                 write!(f, "spliced records: a second record's time starts at byte {byte}")
             }
             RejectReason::BadBucket { value } => write!(f, "field bucket: not a bucket name: {:?}", shown(value)),
+            RejectReason::BadField { field, value } => {
+                write!(f, "field {field}: {:?} does not have the field's shape", shown(value))
+            }
         }
     }
 }
@@ -170,7 +197,7 @@ fn peek_tokens(b: &[u8], mut pos: usize, out: &mut [Span]) -> usize {
 }
 
 fn is_num_or_dash(t: &[u8]) -> bool {
-    t == b"-" || (!t.is_empty() && t.iter().all(u8::is_ascii_digit))
+    is_dash(t) || (!t.is_empty() && t.iter().all(u8::is_ascii_digit))
 }
 
 /// Byte classes for the token checks that run on every line.
@@ -232,9 +259,14 @@ fn single_spaced(v: &str) -> Cow<'_, str> {
     Cow::Owned(v.split(' ').filter(|t| !t.is_empty()).collect::<Vec<_>>().join(" "))
 }
 
-/// A text field's value: `-` is NULL.
+/// A bare field's value: `-`, and `"-"` written without separate quotes, are NULL.
 pub(super) fn value(v: &str) -> Option<&str> {
-    (v != "-").then_some(v)
+    (v != "-" && v != "\"-\"").then_some(v)
+}
+
+/// A token that stands for "no value" in a bare field.
+pub(super) fn is_dash(t: &[u8]) -> bool {
+    t == b"-" || t == b"\"-\""
 }
 
 pub(super) fn text(v: &str) -> Cell<'_> {
@@ -254,7 +286,7 @@ pub(super) fn number_cell(b: &[u8], max_digits: usize) -> Option<Cell<'static>> 
 
 /// [`number_cell`]'s value: `Some(None)` for NULL.
 pub(super) fn number_value(b: &[u8], max_digits: usize) -> Option<Option<i64>> {
-    if b == b"-" {
+    if is_dash(b) {
         return Some(None);
     }
     if b.is_empty() || b.len() > max_digits {
@@ -297,7 +329,12 @@ pub(super) fn field_value(s: &str, span: Span) -> Cell<'_> {
 /// [`field_value`] as a string.
 pub(super) fn field_str(s: &str, span: Span) -> Option<&str> {
     let v = &s[span];
-    if v.len() >= 2 && v.starts_with('"') && v.ends_with('"') { value(&v[1..v.len() - 1]) } else { value(v) }
+    if v.len() >= 2 && v.starts_with('"') && v.ends_with('"') {
+        let inner = &v[1..v.len() - 1];
+        (inner != "-").then_some(inner)
+    } else {
+        value(v)
+    }
 }
 
 /// Where a quoted field that opens at `open` may close: each `"` followed by a space or the end.
@@ -325,34 +362,112 @@ fn after_request_uri(b: &[u8], pos: usize) -> Option<[Span; 7]> {
     let mut t: [Span; 7] = Default::default();
     let fits = peek_tokens(b, pos, &mut t) == 7
         && is_num_or_dash(&b[t[0].clone()])
-        && !starts_quote(&b[t[1].clone()])
+        && (!starts_quote(&b[t[1].clone()]) || is_dash(&b[t[1].clone()]))
         && t[2..6].iter().all(|r| is_num_or_dash(&b[r.clone()]))
         && (starts_quote(&b[t[6].clone()]) || &b[t[6].clone()] == b"-");
     fits.then_some(t)
 }
 
-/// After the User-Agent: nothing, or a Version Id and Host Id (quote-free) and then a signature
-/// version, allowing for a two-token Host Id.
-fn fits_after_user_agent(b: &[u8], pos: usize) -> bool {
+/// How the tokens after a User-Agent fit the server-written tail: a Version Id, a Host Id of one
+/// token (or, failing that, of two), then a signature version (`-` or `SigV*`). Fewer than three
+/// tokens always fit (records of 17 to 19 fields). `None`: no Host Id width fits.
+fn tail_fit(b: &[u8], pos: usize) -> Option<HostId> {
     let mut t: [Span; 4] = Default::default();
     let n = peek_tokens(b, pos, &mut t);
-    let quote_free = |r: &Span| !b[r.clone()].contains(&b'"');
-    if !t[..n.min(2)].iter().all(quote_free) {
-        return false;
+    if n < 3 || is_sigv(&b[t[2].clone()]) {
+        Some(HostId::OneToken)
+    } else if n == 4 && is_sigv(&b[t[3].clone()]) {
+        Some(HostId::TwoTokens)
+    } else {
+        None
     }
-    n < 3 || is_sigv(&b[t[2].clone()]) || (n == 4 && quote_free(&t[2]) && is_sigv(&b[t[3].clone()]))
 }
 
-/// The User-Agent field starting at `pos`: its span, and whether the tail after it fits. A quoted
-/// one closes at the first quote after which the tail fits, else at the first candidate.
-fn user_agent(b: &[u8], pos: usize) -> Option<(Span, bool)> {
-    let tok = token_at(b, pos)?;
-    if !starts_quote(&b[tok.clone()]) {
-        let fits = fits_after_user_agent(b, tok.end);
-        return Some((tok, fits));
+/// The width of a record's Host Id field, found by [`tail_fit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HostId {
+    OneToken,
+    TwoTokens,
+}
+
+/// The client-written Referer and User-Agent, anchored from the right: S3 writes no quote after the
+/// User-Agent, so a quoted User-Agent closes at the line's last quote, and a `-` User-Agent stands
+/// after it. A quote choice can move text between the Referer and the User-Agent (both the
+/// client's), never into a server-written column. Where a quoted Referer may close at several
+/// quotes, the first whose tail fits with a one-token Host Id wins, else the first that fits with a
+/// two-token one: a Referer holding `" "` cannot then shift the Version Id and Host Id by a token.
+struct ClientFields {
+    referer: Span,
+    ua: Span,
+    host: HostId,
+}
+
+/// Finds the Referer (opening at `referer`, a token already checked to be `-` or quoted) and the
+/// User-Agent after it.
+fn client_fields(b: &[u8], referer: Span, fields: usize) -> Result<ClientFields, RejectReason> {
+    let last_quote = memchr::memrchr(b'"', b);
+    let closes_at_end = |q: usize| q + 1 == b.len() || b[q + 1] == b' ';
+    // The User-Agent starting at token `u`, if it has its shape; a quoted one runs to the last quote.
+    let user_agent = |u: Span| -> Result<Span, RejectReason> {
+        let tok = &b[u.clone()];
+        if starts_quote(tok) {
+            match last_quote {
+                Some(q) if q > u.start && closes_at_end(q) => Ok(u.start..q + 1),
+                _ => Err(RejectReason::UnterminatedQuote { field: "useragent" }),
+            }
+        } else if tok == b"-" && last_quote.is_none_or(|q| q < u.start) {
+            Ok(u)
+        } else {
+            Err(RejectReason::BadField { field: "useragent", value: String::from_utf8_lossy(tok).into_owned() })
+        }
+    };
+    let fit = |ua: &Span| tail_fit(b, ua.end);
+    let no_tail = |ua: &Span| RejectReason::BadField { field: "sigv", value: tail_text(b, ua.end) };
+
+    if !starts_quote(&b[referer.clone()]) {
+        let u = token_at(b, referer.end).ok_or(RejectReason::Truncated { fields })?;
+        let ua = user_agent(u)?;
+        let host = fit(&ua).ok_or_else(|| no_tail(&ua))?;
+        return Ok(ClientFields { referer, ua, host });
     }
-    let (q, fits) = close_quoted(b, tok.start, |q| fits_after_user_agent(b, q + 1))?;
-    Some((tok.start..q + 1, fits))
+    // Every place the quoted Referer may close at, with the User-Agent that then follows.
+    let mut shaped: Vec<(Span, Span)> = Vec::new();
+    let mut first_error = None;
+    for q in closing_quotes(b, referer.start) {
+        let Some(u) = token_at(b, q + 1) else {
+            first_error.get_or_insert(RejectReason::Truncated { fields });
+            break;
+        };
+        match user_agent(u) {
+            Ok(ua) => shaped.push((referer.start..q + 1, ua)),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+        if last_quote == Some(q) {
+            break;
+        }
+    }
+    for want in [HostId::OneToken, HostId::TwoTokens] {
+        if let Some((r, ua)) = shaped.iter().find(|(_, ua)| fit(ua) == Some(want)) {
+            return Ok(ClientFields { referer: r.clone(), ua: ua.clone(), host: want });
+        }
+    }
+    Err(match (shaped.first(), first_error) {
+        (Some((_, ua)), _) => no_tail(ua),
+        (None, Some(e)) => e,
+        (None, None) => RejectReason::UnterminatedQuote { field: "referrer" },
+    })
+}
+
+/// The first tokens from `pos`, for a reason's value.
+fn tail_text(b: &[u8], pos: usize) -> String {
+    let mut t: [Span; 4] = Default::default();
+    let n = peek_tokens(b, pos, &mut t);
+    match n {
+        0 => String::new(),
+        _ => String::from_utf8_lossy(&b[t[0].start..t[n - 1].end]).into_owned(),
+    }
 }
 
 /// A second record's time inside the line means two records were spliced together.
@@ -374,6 +489,57 @@ pub fn parse_line(s: &str) -> Result<ParsedLine<'_>, RejectReason> {
 /// Parses one line (without its line ending) into cells, whatever its layout, or says why it is a
 /// reject. Every line the one-pass parser takes, this parser parses the same.
 pub fn parse_line_careful(s: &str) -> Result<ParsedLine<'_>, RejectReason> {
+    let b = s.as_bytes();
+    let parsed = parse_fields(s);
+    // A second record's time after the first means two records spliced together, unless it sits
+    // inside a client's quoted field (a User-Agent may carry a date) and is not the start of a
+    // whole record there.
+    let time_end = match &parsed {
+        Ok((_, spans)) => spans.time_end,
+        Err(_) => time_field_end(b),
+    };
+    let Some(at) = find_spliced_time(b, time_end) else {
+        return parsed.map(|(line, _)| line);
+    };
+    match parsed {
+        Ok((line, spans)) if spans.client.iter().any(|c| c.contains(&at)) && !starts_a_record(b, at) => Ok(line),
+        _ => Err(RejectReason::Spliced { byte: at }),
+    }
+}
+
+/// Where the first field's time ends, for a line that did not parse: past the first `]`, or at
+/// the end of the first three tokens.
+fn time_field_end(b: &[u8]) -> usize {
+    let mut t: [Span; 3] = Default::default();
+    let n = peek_tokens(b, 0, &mut t);
+    if n < 3 {
+        return b.len();
+    }
+    let end = (t[2].start + TIME_FIELD_LEN).min(b.len());
+    if parse_time_field(&b[t[2].start..end]).is_some() { end } else { t[2].end }
+}
+
+/// Whether the text two tokens before the time at `at` (an owner, a bucket) is a whole record.
+fn starts_a_record(b: &[u8], at: usize) -> bool {
+    let before = &b[..at];
+    let start = before
+        .iter()
+        .rposition(|&c| c != b' ')
+        .and_then(|bucket_end| before[..bucket_end].iter().rposition(|&c| c == b' '))
+        .and_then(|i| before[..i].iter().rposition(|&c| c != b' '))
+        .map(|owner_end| before[..owner_end].iter().rposition(|&c| c == b' ').map_or(0, |i| i + 1));
+    let Some(start) = start.filter(|&st| st > 0) else { return false };
+    std::str::from_utf8(&b[start..]).is_ok_and(|rest| parse_fields(rest).is_ok())
+}
+
+/// Where the parts of a line that parsed lie: the time's end and the client's quoted fields.
+struct Spans {
+    time_end: usize,
+    /// The Request-URI, Referer and User-Agent.
+    client: [Span; 3],
+}
+
+fn parse_fields(s: &str) -> Result<(ParsedLine<'_>, Spans), RejectReason> {
     let b = s.as_bytes();
     let mut cells: [Cell<'_>; LOG_COLUMNS] = std::array::from_fn(|_| Cell::Null);
     let mut fields = 0usize;
@@ -414,9 +580,6 @@ pub fn parse_line_careful(s: &str) -> Result<ParsedLine<'_>, RejectReason> {
     };
     cells[col::REQUESTDATETIME] = Cell::Ts(time.millis);
     pos = time_end;
-    if let Some(at) = find_spliced_time(b, pos) {
-        return Err(RejectReason::Spliced { byte: at });
-    }
 
     let t = next_token!();
     cells[col::REMOTEIP] = text(&s[t]);
@@ -426,18 +589,19 @@ pub fn parse_line_careful(s: &str) -> Result<ParsedLine<'_>, RejectReason> {
     let mut look: [Span; 12] = Default::default();
     let mut n = peek_tokens(b, pos, &mut look[..3]);
     let op_at = if n > 2 && is_operation(&b[look[2].clone()]) {
-        2
+        Some(2)
     } else {
         n = peek_tokens(b, pos, &mut look);
-        (3..n).find(|&j| is_operation(&b[look[j].clone()])).unwrap_or(2)
+        (3..n).find(|&j| is_operation(&b[look[j].clone()]))
     };
-    if n <= op_at {
-        return Err(RejectReason::Truncated { fields: fields + n });
-    }
-    cells[col::REQUESTER] = match &s[look[0].start..look[op_at - 2].end] {
-        "-" => Cell::Null,
-        v => Cell::Str(single_spaced(v)),
+    let Some(op_at) = op_at else {
+        if n <= 2 {
+            return Err(RejectReason::Truncated { fields: fields + n });
+        }
+        return Err(RejectReason::BadField { field: "operation", value: s[look[2].clone()].to_string() });
     };
+    // A requester with spaces is kept as logged.
+    cells[col::REQUESTER] = text(&s[look[0].start..look[op_at - 2].end]);
     cells[col::REQUESTID] = text(&s[look[op_at - 1].clone()]);
     cells[col::OPERATION] = text(&s[look[op_at].clone()]);
     pos = look[op_at].end;
@@ -446,7 +610,7 @@ pub fn parse_line_careful(s: &str) -> Result<ParsedLine<'_>, RejectReason> {
     cells[col::KEY] = text(&s[t]);
 
     // Request-URI: it closes at the first quote after which the next fields fit; those fields'
-    // tokens are then taken as found.
+    // tokens are then taken as found. Unquoted, it can only be `-`.
     let t = next_token!();
     let mut after: Option<[Span; 7]> = None;
     let uri = if starts_quote(&b[t.clone()]) {
@@ -458,11 +622,13 @@ pub fn parse_line_careful(s: &str) -> Result<ParsedLine<'_>, RejectReason> {
         let (q, _) = close_quoted(b, t.start, accept).ok_or(RejectReason::UnterminatedQuote { field: "requesturi" })?;
         pos = q + 1;
         t.start..q + 1
-    } else {
+    } else if &b[t.clone()] == b"-" {
         after = after_request_uri(b, t.end);
         t
+    } else {
+        return Err(RejectReason::BadField { field: "requesturi", value: s[t].to_string() });
     };
-    let [method, path, proto] = match field_value(s, uri) {
+    let [method, path, proto] = match field_value(s, uri.clone()) {
         Cell::Str(Cow::Borrowed(v)) => split_request_uri(v),
         _ => [Cell::Null, Cell::Null, Cell::Null],
     };
@@ -483,6 +649,9 @@ pub fn parse_line_careful(s: &str) -> Result<ParsedLine<'_>, RejectReason> {
         let t = next_token!();
         cells[col::HTTPSTATUS] = number(&s[t], col::HTTPSTATUS, 9)?;
         let t = next_token!();
+        if starts_quote(&b[t.clone()]) && !is_dash(&b[t.clone()]) {
+            return Err(RejectReason::BadField { field: "errorcode", value: s[t].to_string() });
+        }
         cells[col::ERRORCODE] = text(&s[t]);
         for c in numbers {
             let t = next_token!();
@@ -490,56 +659,29 @@ pub fn parse_line_careful(s: &str) -> Result<ParsedLine<'_>, RejectReason> {
         }
     }
 
-    // Referer: where it may close, the User-Agent must then start and close well. The User-Agent
-    // found after the chosen quote is kept, not looked for again.
-    let t = next_token!();
-    let mut found_ua: Option<(usize, Span)> = None;
-    let referer = if starts_quote(&b[t.clone()]) {
-        let accept = |q: usize| {
-            token_at(b, q + 1).is_some_and(|u| {
-                let u = &b[u];
-                (u == b"-" || starts_quote(u))
-                    && user_agent(b, q + 1).is_some_and(|(ua, fits)| {
-                        found_ua = Some((q, ua));
-                        fits
-                    })
-            })
-        };
-        let (q, _) = close_quoted(b, t.start, accept).ok_or(RejectReason::UnterminatedQuote { field: "referrer" })?;
-        found_ua = found_ua.filter(|(at, _)| *at == q);
-        pos = q + 1;
-        t.start..q + 1
-    } else {
-        t
-    };
-    cells[col::REFERRER] = field_value(s, referer);
+    // Referer and User-Agent: quoted or `-`, found from the right (see [`ClientFields`]).
+    let t = token_at(b, pos).ok_or(RejectReason::Truncated { fields })?;
+    fields += 1;
+    if !starts_quote(&b[t.clone()]) && &b[t.clone()] != b"-" {
+        return Err(RejectReason::BadField { field: "referrer", value: s[t].to_string() });
+    }
+    let client = client_fields(b, t, fields)?;
+    cells[col::REFERRER] = field_value(s, client.referer.clone());
+    cells[col::USERAGENT] = field_value(s, client.ua.clone());
+    pos = client.ua.end;
 
-    let ua = match found_ua {
-        Some((_, ua)) => ua,
-        // `user_agent` finds nothing when the line ends here or the quote never closes.
-        None => match user_agent(b, pos) {
-            Some((ua, _)) => ua,
-            None if token_at(b, pos).is_none() => return Err(RejectReason::Truncated { fields }),
-            None => return Err(RejectReason::UnterminatedQuote { field: "useragent" }),
-        },
-    };
-    pos = ua.end;
-    cells[col::USERAGENT] = field_value(s, ua);
-
-    // The tail: plain tokens, a Host Id of one or two tokens, then anything AWS adds.
+    // The tail: plain tokens, a Host Id of the width found, then anything AWS adds.
     let tail = |pos: &mut usize| token_at(b, *pos).inspect(|t| *pos = t.end);
     if let Some(t) = tail(&mut pos) {
         cells[col::VERSIONID] = text(&s[t]);
     }
     if let Some(t) = tail(&mut pos) {
-        let mut next: [Span; 2] = Default::default();
-        let two_tokens =
-            peek_tokens(b, pos, &mut next) == 2 && !is_sigv(&b[next[0].clone()]) && is_sigv(&b[next[1].clone()]);
-        cells[col::HOSTID] = if two_tokens {
-            pos = next[0].end;
-            Cell::Str(single_spaced(&s[t.start..next[0].end]))
-        } else {
-            text(&s[t])
+        cells[col::HOSTID] = match client.host {
+            HostId::OneToken => text(&s[t]),
+            HostId::TwoTokens => {
+                let second = tail(&mut pos).expect("a two-token Host Id fits only with both tokens");
+                Cell::Str(single_spaced(&s[t.start..second.end]))
+            }
         };
     }
     for cell in &mut cells[col::SIGV..=col::SOURCEREGION] {
@@ -551,7 +693,8 @@ pub fn parse_line_careful(s: &str) -> Result<ParsedLine<'_>, RejectReason> {
     if let Some(t) = token_at(b, pos) {
         cells[col::EXTRAFIELDS] = Cell::Str(single_spaced(&s[t.start..]));
     }
-    Ok(ParsedLine { cells, time })
+    let spans = Spans { time_end, client: [uri, client.referer, client.ua] };
+    Ok((ParsedLine { cells, time }, spans))
 }
 
 #[cfg(test)]
