@@ -689,12 +689,13 @@ fn rename_batch(
 /// Finishes what an interrupted run left in the staging area: a batch with a commit record is
 /// published (its files are committed rows), any other is discarded (its objects are not in the
 /// ledger, so they are converted again). Runs only under the lease.
-fn recover(dest: &Destination, ledger: &Ledger, report: &mut Report) -> Result<(), Error> {
+fn recover(dest: &Destination, ledger: &mut Ledger, report: &mut Report) -> Result<(), Error> {
     for batch in dest.staged_batches()? {
         if let Some(rec) = ledger.commit_of(&batch) {
-            let paths: Vec<String> = rec.files.iter().map(|f| f.path.clone()).collect();
+            let (seq, paths): (u64, Vec<String>) = (rec.seq, rec.files.iter().map(|f| f.path.clone()).collect());
             dest.publish(&batch, &paths)?;
-            tracing::info!(batch, seq = rec.seq, "finished publishing an interrupted commit");
+            ledger.mark_published(dest, seq)?;
+            tracing::info!(batch, seq, "finished publishing an interrupted commit");
             report.batches_finished.push(batch.clone());
         } else {
             tracing::info!(batch, "discarded an uncommitted batch");
@@ -703,6 +704,124 @@ fn recover(dest: &Destination, ledger: &Ledger, report: &mut Report) -> Result<(
         dest.discard_staged(&batch)?;
     }
     Ok(())
+}
+
+/// The files of `rec` that are not in the table.
+fn missing_files(dest: &Destination, rec: &CommitRecord) -> Result<Vec<String>, Error> {
+    let mut missing = Vec::new();
+    for f in &rec.files {
+        if !dest.exists(&f.path)? {
+            missing.push(f.path.clone());
+        }
+    }
+    Ok(missing)
+}
+
+/// Whether some commit not yet known to be published lacks a file in the table.
+fn needs_repair(dest: &Destination, ledger: &Ledger) -> Result<bool, Error> {
+    for rec in ledger.unverified() {
+        for f in &rec.files {
+            if !dest.exists(&f.path)? {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// The error for a committed batch whose rows cannot be put back into the table.
+fn lost(dest: &Destination, rec: &CommitRecord, missing: &[String], why: String) -> Error {
+    let mut files = missing.iter().take(5).map(|p| format!("{}/{p}", dest.display())).collect::<Vec<_>>().join(", ");
+    if missing.len() > 5 {
+        files.push_str(&format!(" and {} more", missing.len() - 5));
+    }
+    Error::CommittedFilesMissing(Box::new(crate::error::LostFiles {
+        dest: dest.display(),
+        seq: rec.seq,
+        batch: rec.batch.clone(),
+        missing: missing.len(),
+        total: rec.files.len(),
+        files,
+        why,
+        record: format!("{}/{}/{:020}.json", dest.display(), crate::ledger::COMMITS, rec.seq),
+    }))
+}
+
+/// Checks, under the lease and after [`recover`], that every commit not yet known to be published
+/// has all its files in the table, so a run never says it converted what the table does not hold.
+/// A commit whose files all are is marked published. One whose files reached neither the table nor
+/// the staging area (the staging was removed after the commit point, or discarded by a run that
+/// took over while the commit request was stalled) is converted again from its recorded objects,
+/// into the same files, which are published: nothing else can bring its rows back. One with only
+/// some files in the table stops the run with an error naming the others: converting its objects
+/// again would repeat the rows that did arrive.
+fn repair(run: &Run, ledger: &mut Ledger, report: &mut Report, progress: &indicatif::ProgressBar) -> Result<(), Error> {
+    let unverified: Vec<CommitRecord> = ledger.unverified().cloned().collect();
+    for rec in unverified {
+        let missing = missing_files(run.dest, &rec)?;
+        if missing.len() == rec.files.len() && !missing.is_empty() {
+            recreate(run, &rec, &missing, report, progress)?;
+            tracing::warn!(seq = rec.seq, batch = rec.batch, "a committed batch's files were lost; converted again");
+            report.batches_recreated.push(rec.batch.clone());
+        } else if !missing.is_empty() {
+            let why = "the others are in the table, so converting its objects again would repeat their rows";
+            return Err(lost(run.dest, &rec, &missing, why.into()));
+        }
+        ledger.mark_published(run.dest, rec.seq)?;
+    }
+    Ok(())
+}
+
+/// Converts the objects of committed batch `rec` again, into its staging area under its own name,
+/// and publishes the files when they are the ones its record names (same paths, same rows).
+fn recreate(
+    run: &Run,
+    rec: &CommitRecord,
+    missing: &[String],
+    report: &mut Report,
+    progress: &indicatif::ProgressBar,
+) -> Result<(), Error> {
+    let dest = run.dest;
+    let fail = |why: String| lost(dest, rec, missing, why);
+    if rec.objects.is_empty() {
+        return Err(fail("its input was standard input, which cannot be read again".into()));
+    }
+    let names: Vec<String> = rec.objects.iter().map(|o| o.name.clone()).collect();
+    let found = object_source::find_recorded(&names, &run.opts.store, run.rt)?;
+    let mut objects = Vec::with_capacity(found.len());
+    for (entry, now) in rec.objects.iter().zip(found) {
+        match now {
+            None => {
+                return Err(fail(format!("its log object {} is gone, so it cannot be converted again", entry.name)));
+            }
+            Some(o) if o.size != entry.size || (entry.etag.is_some() && o.etag != entry.etag) => {
+                return Err(fail(format!("its log object {} changed since it was converted", entry.name)));
+            }
+            Some(o) => objects.push(o),
+        }
+    }
+    let mut listing = Listing::of(objects);
+    let mut feed = Feed::new(&mut listing);
+    let opts = ConvertOptions { batch_bytes: u64::MAX, ..run.opts.clone() };
+    let again = Run { opts: &opts, rt: run.rt, dest, lease: run.lease, owner: run.owner.clone() };
+    let staged = stage_batch(&again, &mut feed, &Ledger::default(), Some(&rec.batch), report, progress)?
+        .ok_or_else(|| fail("its log objects gave no lines when converted again".into()))?;
+    let shape = |files: &[WrittenFile]| {
+        let mut v: Vec<(String, u64)> = files.iter().map(|f| (f.path.clone(), f.rows)).collect();
+        v.sort();
+        v
+    };
+    if shape(&staged.files) != shape(&rec.files) {
+        dest.discard_staged(&rec.batch)?;
+        return Err(fail(
+            "converting its objects again gave other files (run with the options of the run that committed it: \
+             --partition-by, --target-file-size, --row-group-rows)"
+                .into(),
+        ));
+    }
+    let paths: Vec<String> = rec.files.iter().map(|f| f.path.clone()).collect();
+    dest.publish(&rec.batch, &paths)?;
+    dest.discard_staged(&rec.batch)
 }
 
 /// What a batch needs besides its objects.
@@ -714,20 +833,29 @@ struct Run<'a> {
     owner: String,
 }
 
-/// Converts one batch and commits it: draw new objects from the listing, parse and write their
-/// files locally (under a provisional name, since the batch's name comes from its objects), stage
-/// them in DEST, check the lease, create the commit record (the commit point), publish the files
-/// into the table, and empty the staging area. A failure before the commit record leaves the
-/// table as it was. Returns false when there was nothing left to convert.
-fn convert_batch(
+/// A batch whose files are staged in DEST, not yet committed.
+struct StagedBatch {
+    batch: String,
+    objects: Vec<SourceObject>,
+    files: Vec<WrittenFile>,
+    /// When staging began (the commit stage's time runs from there).
+    started: Instant,
+}
+
+/// Draws new objects (those `ledger` does not hold) from the listing, parses them and writes their
+/// files locally (under a provisional name, since the batch's name comes from its objects unless
+/// `name` gives it), stages them in DEST and checks the lease. A failure leaves nothing staged and
+/// the table as it was. `None` when there was nothing left to convert.
+fn stage_batch(
     run: &Run,
     feed: &mut Feed,
-    ledger: &mut Ledger,
+    ledger: &Ledger,
+    name: Option<&str>,
     report: &mut Report,
     progress: &indicatif::ProgressBar,
-) -> Result<bool, Error> {
+) -> Result<Option<StagedBatch>, Error> {
     let (opts, dest) = (run.opts, run.dest);
-    let provisional = format!("new-{}-{}", std::process::id(), report.commits.len());
+    let provisional = format!("new-{}-{}", std::process::id(), report.commits.len() + report.batches_recreated.len());
     let mut local = dest.local_staging(&provisional);
     let mut staged_as: Option<String> = None;
     // Removes what this batch wrote: its local folder (for a local DEST, its staging folder) and
@@ -762,9 +890,9 @@ fn convert_batch(
     };
     if objects.is_empty() {
         discard(&local, &staged_as);
-        return Ok(false);
+        return Ok(None);
     }
-    let batch = batch_id(&objects);
+    let batch = name.map_or_else(|| batch_id(&objects), str::to_string);
     let (lines, rejected) = (report.lines_read - lines_before, report.lines_rejected - rejected_before);
     let ratio = if lines == 0 { 0.0 } else { rejected as f64 / lines as f64 };
     if ratio > opts.max_reject_ratio {
@@ -801,6 +929,25 @@ fn convert_batch(
     };
     dest.remove_local_staging(&local);
     crate::crash_point::reached("staged");
+    Ok(Some(StagedBatch { batch, objects, files, started }))
+}
+
+/// Converts one batch and commits it: stage its files ([`stage_batch`]), create the commit record
+/// (the commit point), publish the files into the table, record that they are there, and empty the
+/// staging area. A failure before the commit record leaves the table as it was. Returns false when
+/// there was nothing left to convert.
+fn convert_batch(
+    run: &Run,
+    feed: &mut Feed,
+    ledger: &mut Ledger,
+    report: &mut Report,
+    progress: &indicatif::ProgressBar,
+) -> Result<bool, Error> {
+    let dest = run.dest;
+    let Some(StagedBatch { batch, objects, files, started }) = stage_batch(run, feed, ledger, None, report, progress)?
+    else {
+        return Ok(false);
+    };
     let missing: std::collections::HashSet<&str> = report.objects_missing.iter().map(String::as_str).collect();
     let entries = objects
         .iter()
@@ -837,6 +984,7 @@ fn convert_batch(
     let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
     dest.publish(&batch, &paths)?;
     crate::crash_point::reached("published");
+    ledger.mark_published(dest, seq)?;
     dest.discard_staged(&batch)?;
     report.stage_seconds.commit += started.elapsed().as_secs_f64();
     report.commits.push(seq);
@@ -916,7 +1064,7 @@ fn convert_listed(
         return Ok(());
     }
     let first = feed.next_new(&ledger)?;
-    if first.is_none() && dest.staged_batches()?.is_empty() {
+    if first.is_none() && dest.staged_batches()?.is_empty() && !needs_repair(dest, &ledger)? {
         finish(&feed, report);
         report.nothing_new = true;
         report.committed = true;
@@ -927,16 +1075,17 @@ fn convert_listed(
     // Under the lease the ledger is read again: a run that just finished may have converted some.
     let state_started = Instant::now();
     let mut ledger = Ledger::load(dest)?;
-    recover(dest, &ledger, report)?;
+    recover(dest, &mut ledger, report)?;
     report.stage_seconds.state += state_started.elapsed().as_secs_f64();
+    let retries_before = object_source::RETRIES.load(std::sync::atomic::Ordering::Relaxed);
+    let run = Run { opts, rt, dest, lease: &lease, owner: lease.owner().to_string() };
+    let progress = progress_bar(opts.progress);
+    repair(&run, &mut ledger, report, &progress)?;
     match first {
         Some(o) if ledger.classify(&o) == Verdict::New => feed.peeked = Some(o),
         Some(_) => feed.skipped += 1,
         None => {}
     }
-    let retries_before = object_source::RETRIES.load(std::sync::atomic::Ordering::Relaxed);
-    let run = Run { opts, rt, dest, lease: &lease, owner: lease.owner().to_string() };
-    let progress = progress_bar(opts.progress);
     let mut outcome = Ok(true);
     while let Ok(true) = outcome {
         outcome = convert_batch(&run, &mut feed, &mut ledger, report, &progress);

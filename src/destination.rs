@@ -138,6 +138,25 @@ impl Destination {
         }
     }
 
+    /// Whether an object (relative to DEST) exists.
+    pub fn exists(&self, rel: &str) -> Result<bool, Error> {
+        match self {
+            Destination::Local(root) => match std::fs::symlink_metadata(root.join(rel)) {
+                Ok(_) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(Error::read(root.join(rel), e)),
+            },
+            Destination::Store(r) => {
+                let key = r.key(rel);
+                match r.rt.block_on(with_retries(r.retry, || r.store.head(&key))) {
+                    Ok(_) => Ok(true),
+                    Err(object_store::Error::NotFound { .. }) => Ok(false),
+                    Err(e) => Err(store_error(&r.url_of(rel), &e)),
+                }
+            }
+        }
+    }
+
     /// Creates a small object only if nothing is there yet, durably: `true` when this call
     /// created it. A create that failed but may have succeeded (an ambiguous answer) is
     /// resolved by reading back: the same bytes mean it was ours.

@@ -51,11 +51,40 @@ pub enum Error {
     LeaseLost { dest: String },
     #[error("the state in {path} cannot be read: {cause}")]
     State { path: String, cause: String },
+    #[error("{0}")]
+    CommittedFilesMissing(Box<LostFiles>),
     #[error(
         "{rejected} of {lines} lines were rejected ({ratio:.4}), over --max-reject-ratio {max}; \
          nothing was committed (first reject: {first})"
     )]
     TooManyRejects { rejected: u64, lines: u64, ratio: f64, max: f64, first: String, report: Box<Report> },
+}
+
+/// A committed batch whose files are not all in the table, and why its rows cannot be put back.
+#[derive(Debug)]
+pub struct LostFiles {
+    pub dest: String,
+    pub seq: u64,
+    pub batch: String,
+    pub missing: usize,
+    pub total: usize,
+    /// The first few missing files.
+    pub files: String,
+    pub why: String,
+    /// The commit record's path.
+    pub record: String,
+}
+
+impl std::fmt::Display for LostFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let LostFiles { dest, seq, batch, missing, total, files, why, record } = self;
+        write!(
+            f,
+            "{dest}: commit {seq} (batch {batch}) is recorded, but {missing} of its {total} files are neither in \
+             the table nor staged ({files}); {why}. Its rows are not in the table: restore those files, or remove \
+             the batch's other files and its record {record} so that its objects are converted again"
+        )
+    }
 }
 
 impl Error {
@@ -79,7 +108,8 @@ impl Error {
             | Error::Decompress { .. }
             | Error::Write { .. }
             | Error::Parquet { .. }
-            | Error::State { .. } => EXIT_IO,
+            | Error::State { .. }
+            | Error::CommittedFilesMissing(_) => EXIT_IO,
             Error::Busy { .. } | Error::LeaseLost { .. } => EXIT_BUSY,
             Error::TooManyRejects { .. } => EXIT_TOO_MANY_REJECTS,
             Error::Temporary { .. } => EXIT_TEMPFAIL,

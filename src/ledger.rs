@@ -9,6 +9,9 @@
 //!   are published into the table only after its record exists.
 //! - `checkpoints/<seq>.json`: every object of commits up to `seq`, one per line, folded so a run
 //!   reads one checkpoint and the few commits after it, not every commit ever made.
+//! - `published/<seq>.json`: written once every file of commit `seq` was found in the table. A
+//!   commit after the checkpoint without one is checked file by file before a run says it is done
+//!   (its files may have been lost with the staging area); see docs/commit-protocol.md.
 
 use std::collections::HashMap;
 
@@ -21,6 +24,7 @@ use crate::parquet_sink::WrittenFile;
 
 pub const COMMITS: &str = "_state/commits";
 pub const CHECKPOINTS: &str = "_state/checkpoints";
+pub const PUBLISHED: &str = "_state/published";
 /// A checkpoint is written once this many commits follow the last one.
 const CHECKPOINT_EVERY: usize = 16;
 
@@ -114,6 +118,8 @@ pub struct Ledger {
     pub checkpoint_seq: u64,
     /// Commits after the checkpoint, in order.
     pub recent: Vec<CommitRecord>,
+    /// Commits after the checkpoint whose files were all found in the table.
+    pub published: std::collections::HashSet<u64>,
     pub last_commit: Option<CommitSummary>,
 }
 
@@ -157,7 +163,21 @@ impl Ledger {
             let rec: CommitRecord = serde_json::from_slice(&bytes).map_err(|e| corrupt(dest, &rel, e))?;
             ledger.apply(rec);
         }
+        let after = (ledger.checkpoint_seq > 0).then(|| seq_name(PUBLISHED, ledger.checkpoint_seq));
+        ledger.published = dest.list(PUBLISHED, after.as_deref())?.iter().filter_map(|p| seq_of(p)).collect();
         Ok(ledger)
+    }
+
+    /// The commits after the checkpoint not yet known to have every file in the table.
+    pub fn unverified(&self) -> impl Iterator<Item = &CommitRecord> {
+        self.recent.iter().filter(|c| !self.published.contains(&c.seq))
+    }
+
+    /// Records that every file of commit `seq` is in the table.
+    pub fn mark_published(&mut self, dest: &Destination, seq: u64) -> Result<(), Error> {
+        dest.create(&seq_name(PUBLISHED, seq), b"{}\n")?;
+        self.published.insert(seq);
+        Ok(())
     }
 
     fn apply(&mut self, rec: CommitRecord) {

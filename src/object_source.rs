@@ -300,6 +300,51 @@ impl SourceObject {
     }
 }
 
+/// The recorded objects of a committed batch, found again where their names say, as they are now
+/// (size and ETag as stored today, for the caller to compare with the record); `None` for one that
+/// is gone. Each `s3://` bucket gets one client.
+pub fn find_recorded(
+    names: &[String],
+    opts: &StoreOptions,
+    rt: Option<&tokio::runtime::Runtime>,
+) -> Result<Vec<Option<SourceObject>>, Error> {
+    let mut stores: std::collections::HashMap<String, Arc<dyn ObjectStore>> = Default::default();
+    let mut found = Vec::with_capacity(names.len());
+    for name in names {
+        if let Some((bucket, key)) = name.strip_prefix("s3://").and_then(|_| split_s3_url(name)) {
+            let store = match stores.get(bucket) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = s3_store(bucket, opts).map_err(|cause| Error::Store { url: name.clone(), cause })?;
+                    stores.insert(bucket.to_string(), s.clone());
+                    s
+                }
+            };
+            let rt = rt.ok_or_else(|| Error::Usage(format!("{name} needs the async runtime")))?;
+            let path = StorePath::from(key);
+            match rt.block_on(with_retries(opts.retry, || store.head(&path))) {
+                Ok(m) => found.push(Some(SourceObject {
+                    name: name.clone(),
+                    size: m.size,
+                    etag: m.e_tag,
+                    location: Location::Store(store, path),
+                })),
+                Err(object_store::Error::NotFound { .. }) => found.push(None),
+                Err(e) => return Err(store_error(name, &e)),
+            }
+        } else {
+            let path = PathBuf::from(name);
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_file() => found.push(Some(file_object(path, m.len()))),
+                Ok(_) => found.push(None),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => found.push(None),
+                Err(e) => return Err(Error::read(&path, e)),
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// Fills in the region from the AWS profile (`AWS_PROFILE`, else `default`, in the shared config
 /// file) when neither `--region` nor `AWS_REGION` / `AWS_DEFAULT_REGION` gives one, as the AWS CLI
 /// does. Without any, object_store uses us-east-1.
@@ -604,6 +649,20 @@ impl Listing {
             started: std::time::Instant::now(),
             objects: 0,
             bytes: 0,
+            seconds: 0.0,
+        }
+    }
+
+    /// A listing of exactly these objects, in this order.
+    pub fn of(objects: Vec<SourceObject>) -> Listing {
+        let (_, rx) = std::sync::mpsc::channel();
+        Listing {
+            rx,
+            objects: objects.len() as u64,
+            bytes: objects.iter().map(|o| o.size).sum(),
+            buf: objects.into(),
+            done: true,
+            started: std::time::Instant::now(),
             seconds: 0.0,
         }
     }

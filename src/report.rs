@@ -63,6 +63,11 @@ pub struct Report {
     /// the others discarded (their objects are converted again).
     pub batches_finished: Vec<String>,
     pub batches_discarded: Vec<String>,
+    /// Committed batches whose files had reached neither the table nor the staging area (the
+    /// staging lost after the commit point): their objects were converted again into the same
+    /// files, which were published. Their lines count in this run's figures.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub batches_recreated: Vec<String>,
     pub objects_read: u64,
     /// Objects that were listed but gone when fetched (deleted or expired in between).
     pub objects_missing: Vec<String>,
@@ -168,6 +173,13 @@ impl Report {
                 "s3logs: an interrupted run was cleaned up: {} committed batches finished, {} unfinished discarded\n",
                 self.batches_finished.len(),
                 self.batches_discarded.len()
+            ));
+        }
+        if !self.batches_recreated.is_empty() {
+            s.push_str(&format!(
+                "s3logs: {} committed batches had lost their files (staging gone after the commit); their \
+                 objects were converted again and the files published\n",
+                self.batches_recreated.len()
             ));
         }
         if !self.committed {

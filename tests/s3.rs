@@ -51,6 +51,22 @@ impl Moto {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
 
+    /// Deletes every object under `s3://bucket/prefix`.
+    fn delete_prefix(&self, bucket: &str, prefix: &str) -> usize {
+        let script = format!(
+            "import boto3\ns3 = boto3.client('s3', endpoint_url='{}', region_name='us-east-1', \
+             aws_access_key_id='test', aws_secret_access_key='test')\nn = 0\n\
+             for page in s3.get_paginator('list_objects_v2').paginate(Bucket='{bucket}', Prefix='{prefix}'):\n\
+             \x20   for o in page.get('Contents', []):\n\
+             \x20       s3.delete_object(Bucket='{bucket}', Key=o['Key']); n += 1\n\
+             print(n)\n",
+            self.endpoint
+        );
+        let out = Command::new("python3").args(["-c", &script]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    }
+
     /// Creates `bucket` and uploads `files` as `(key, local path)` with boto3 (installed with moto).
     fn upload(&self, bucket: &str, files: &[(String, PathBuf)]) {
         let mut script = format!(
@@ -188,10 +204,12 @@ fn s3_sources_give_the_same_rows_as_local_files() {
         }
     }
     keys.sort();
-    // The state is beside the table: one commit, the released lease; no staging left.
+    // The state is beside the table: one commit, the released lease, the commit's published mark;
+    // no staging left.
     let state: Vec<&String> = keys.iter().filter(|k| k.starts_with("_state/")).collect();
-    assert_eq!(state.len(), 2, "{keys:?}");
+    assert_eq!(state.len(), 3, "{keys:?}");
     assert!(state[0].starts_with("_state/commits/") && state[1].starts_with("_state/lease/"), "{keys:?}");
+    assert_eq!(state[2], "_state/published/00000000000000000001.json", "{keys:?}");
     keys.retain(|k| !k.starts_with("_state/"));
     assert_eq!(keys.len(), 3, "{keys:?}");
     assert!(
@@ -912,7 +930,7 @@ fn scheduled_s3_runs_killed_and_restarted_lose_nothing() {
     let moto = Moto::start();
     moto.upload("analytics", &[]);
     let tmp = tempfile::tempdir().unwrap();
-    let objects = generated(&tmp.path().join("gen"), 28, 2 << 20, 21);
+    let objects = generated(&tmp.path().join("gen"), 29, 2 << 20, 21);
     let cmd = |dest: &str| {
         let args = [
             "convert",
@@ -952,6 +970,18 @@ fn scheduled_s3_runs_killed_and_restarted_lose_nothing() {
         let out = cmd("s3://analytics/table").output().unwrap();
         assert!(out.status.success(), "{point}: {}", String::from_utf8_lossy(&out.stderr));
     }
+    assert_s3_table_exactly_once(&moto, "table", &objects[..28], tmp.path());
+
+    // A crash at the commit point, then the staging area gone: the next run converts the
+    // committed batch's objects again rather than saying there is nothing new.
+    upload_generated(&moto, &objects[28..]);
+    let crashed = cmd("s3://analytics/table").env("S3LOGS_CRASH_AT", "committed:1").output().unwrap();
+    assert_eq!(crashed.status.code(), None, "{}", String::from_utf8_lossy(&crashed.stderr));
+    assert!(moto.delete_prefix("analytics", "table/_staging/") > 0, "the crashed run staged nothing");
+    let out = cmd("s3://analytics/table").args(["--report", "/dev/stdout"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["batches_recreated"].as_array().map(Vec::len), Some(1), "{r}");
     assert_s3_table_exactly_once(&moto, "table", &objects, tmp.path());
     eprintln!("{killed} runs killed at random");
 }

@@ -302,3 +302,81 @@ fn a_crash_at_each_step_of_the_commit_protocol_is_finished_or_discarded() {
         }
     }
 }
+
+fn commit_record(dest: &Path, seq: u64) -> serde_json::Value {
+    let path = dest.join(format!("_state/commits/{seq:020}.json"));
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn report_of(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(out)))
+}
+
+/// A crash at the commit point, then the staging area gone (removed by hand, or discarded by a
+/// run that took over while this one's commit request was stalled, before the request landed):
+/// the commit record names files that are nowhere. The next run must not say "nothing new": it
+/// converts the batch's recorded objects again into the same files and publishes them.
+#[test]
+fn committed_batches_whose_staging_was_lost_are_converted_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("logs");
+    let objects = corpus(&src, 8, 1 << 20, 21);
+    for n in ["1", "3"] {
+        let dest = tmp.path().join(format!("committed-{n}"));
+        let crashed = convert(&src, &dest, &["--batch-size", "128KiB"])
+            .env("S3LOGS_CRASH_AT", format!("committed:{n}"))
+            .output()
+            .unwrap();
+        assert_eq!(crashed.status.code(), None, "committed:{n} did not crash: {}", stderr(&crashed));
+        std::fs::remove_dir_all(dest.join("_staging")).unwrap();
+
+        let out = convert(&src, &dest, &["--batch-size", "128KiB", "--report", "/dev/stdout"]).output().unwrap();
+        assert!(out.status.success(), "{n}: {}", stderr(&out));
+        let r = report_of(&out);
+        let lost = commit_record(&dest, n.parse().unwrap())["batch"].clone();
+        assert_eq!(r["batches_recreated"], serde_json::json!([lost]), "{n}");
+        assert_exactly_once(&dest, &objects);
+        assert!(!dest.join("_staging").exists());
+        let again = convert(&src, &dest, &["--report", "/dev/stdout"]).output().unwrap();
+        assert!(again.status.success() && report_of(&again)["nothing_new"] == true, "{}", stderr(&again));
+    }
+}
+
+/// Files of a published commit deleted from the table (and its published mark with them): even a
+/// run with nothing new puts them back, byte for byte. With only some of a commit's files gone,
+/// converting again would repeat the others' rows, so every run stops (exit 74) naming them.
+#[test]
+fn a_run_with_nothing_new_still_finds_committed_files_missing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, dest) = (tmp.path().join("logs"), tmp.path().join("table"));
+    let objects = corpus(&src, 8, 1 << 20, 22);
+    assert!(convert(&src, &dest, &["--batch-size", "256KiB"]).output().unwrap().status.success());
+    let files = |seq: u64| -> Vec<String> {
+        let rec = commit_record(&dest, seq);
+        rec["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap().to_string()).collect()
+    };
+    let first = files(1);
+    let before: Vec<Vec<u8>> = first.iter().map(|f| std::fs::read(dest.join(f)).unwrap()).collect();
+    for f in &first {
+        std::fs::remove_file(dest.join(f)).unwrap();
+    }
+    std::fs::remove_file(dest.join(format!("_state/published/{:020}.json", 1))).unwrap();
+
+    let out = convert(&src, &dest, &["--report", "/dev/stdout"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(report_of(&out)["batches_recreated"], serde_json::json!([commit_record(&dest, 1)["batch"]]));
+    let after: Vec<Vec<u8>> = first.iter().map(|f| std::fs::read(dest.join(f)).unwrap()).collect();
+    assert!(before == after, "the files converted again are the files first written");
+    assert_exactly_once(&dest, &objects);
+
+    let second = files(2);
+    assert!(second.len() >= 2, "a commit with data and rejects files: {second:?}");
+    std::fs::remove_file(dest.join(&second[0])).unwrap();
+    std::fs::remove_file(dest.join(format!("_state/published/{:020}.json", 2))).unwrap();
+    for _ in 0..2 {
+        let out = convert(&src, &dest, &[]).output().unwrap();
+        assert_eq!(out.status.code(), Some(74), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains(&second[0]) && err.contains("commit 2"), "{err}");
+    }
+}
