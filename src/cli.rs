@@ -97,6 +97,10 @@ struct ConvertArgs {
     /// A line longer than this is a reject.
     #[arg(long, default_value = "1MiB", value_parser = parse_size, value_name = "SIZE")]
     max_line_bytes: u64,
+    /// An object whose content (after decompression) is larger is converted up to this size, and
+    /// the rest is one reject (too_large): a compression bomb or /dev/zero cannot run for ever.
+    #[arg(long, default_value = "64GiB", value_parser = parse_size, value_name = "SIZE")]
+    max_object_bytes: u64,
     /// Roll to a new Parquet file when a file reaches this size.
     #[arg(long, default_value = "256MiB", value_parser = parse_size, value_name = "SIZE")]
     target_file_size: u64,
@@ -213,6 +217,7 @@ impl ConvertArgs {
             output: self.output.clone(),
             max_reject_ratio: self.max_reject_ratio,
             max_line_bytes: self.max_line_bytes as usize,
+            max_object_bytes: self.max_object_bytes,
             threads: self.threads,
             partition_by_bucket: self.partition_by.bucket,
             store: StoreOptions {

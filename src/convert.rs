@@ -44,6 +44,8 @@ pub struct ConvertOptions {
     pub max_reject_ratio: f64,
     /// A longer line is a reject.
     pub max_line_bytes: usize,
+    /// An object's content (decompressed) past this is one reject, not read.
+    pub max_object_bytes: u64,
     /// Target size of the newline-aligned chunks a large object is cut into.
     pub chunk_bytes: usize,
     /// Objects are parsed in windows of about this many stored bytes.
@@ -76,14 +78,26 @@ impl ConvertOptions {
         ParseOptions { max_line_bytes: self.max_line_bytes, partition_by_bucket: self.partition_by_bucket }
     }
 
-    /// The object of `window` when the window is one object larger than a window: it is
-    /// streamed, not fetched or read whole.
+    /// The object of `window` when the window is one object larger than a window, or standard
+    /// input or a pipe: it is streamed, not fetched or read whole.
     fn streamed<'a>(&self, window: &'a [SourceObject]) -> Option<&'a SourceObject> {
         match window {
-            [big] if big.size > self.window_bytes => Some(big),
+            [big] if alone(big, self.window_bytes) => Some(big),
             _ => None,
         }
     }
+
+    /// The most decompressed bytes a parse group holds whole (a window has about four groups, and
+    /// two windows are in flight); a compressed object whose content does not fit is streamed
+    /// instead. Uncompressed objects always fit: a group holds at most a window of them.
+    fn whole_cap(&self) -> usize {
+        usize::try_from(self.window_bytes.saturating_mul(4)).unwrap_or(usize::MAX)
+    }
+}
+
+/// Whether `o` is streamed in a window of its own.
+fn alone(o: &SourceObject, window_bytes: u64) -> bool {
+    o.size > window_bytes || o.is_stdin()
 }
 
 impl Default for ConvertOptions {
@@ -93,6 +107,7 @@ impl Default for ConvertOptions {
             output: PathBuf::new(),
             max_reject_ratio: 0.05,
             max_line_bytes: 1 << 20,
+            max_object_bytes: 64 << 30,
             chunk_bytes: 4 << 20,
             window_bytes: 8 << 20,
             threads: None,
@@ -111,9 +126,16 @@ impl Default for ConvertOptions {
 }
 
 /// A short, stable identity of a batch: its objects' names, ETags and sizes, in order. It names
-/// the batch's staging folder and files, so the same input gives the same names.
+/// the batch's staging folder and files, so the same input gives the same names. Standard input
+/// and pipes have no identity: a batch holding one gets a name of its own (the time and process),
+/// so that it cannot take the name of an earlier batch's files.
 pub fn batch_id(objects: &[SourceObject]) -> String {
     let mut h = Sha256::new();
+    if objects.iter().any(SourceObject::is_stdin) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        h.update(now.as_nanos().to_le_bytes());
+        h.update(std::process::id().to_le_bytes());
+    }
     for o in objects {
         h.update(o.name.as_bytes());
         h.update([0]);
@@ -128,6 +150,9 @@ struct ObjectOutput {
     name: String,
     /// Listed but gone when fetched: reported, not fatal.
     missing: Option<String>,
+    /// Its content is more than [`ConvertOptions::whole_cap`]: not parsed here, streamed after
+    /// its window is written.
+    deferred: Option<SourceObject>,
     stored: u64,
     decoded: u64,
     chunks: Vec<ChunkOutput>,
@@ -137,18 +162,35 @@ fn process_object(o: &SourceObject, fetched: Fetched, opts: &ConvertOptions) -> 
     if matches!(fetched, Fetched::Missing) {
         return Ok(ObjectOutput::missing(o));
     }
-    let (stored, bytes) = o.read(fetched)?;
+    let (stored, Some(bytes)) = o.read(fetched, opts.whole_cap())? else {
+        return Ok(ObjectOutput::deferred(o));
+    };
     let parse = opts.parse_options();
     let chunks = chunks(&bytes, opts.chunk_bytes)
         .into_par_iter()
         .map(|c| parse_chunk(&bytes[c.range], c.first_line, &o.name, parse))
         .collect();
-    Ok(ObjectOutput { name: o.name.clone(), missing: None, stored, decoded: bytes.len() as u64, chunks })
+    Ok(ObjectOutput {
+        name: o.name.clone(),
+        missing: None,
+        deferred: None,
+        stored,
+        decoded: bytes.len() as u64,
+        chunks,
+    })
 }
 
 impl ObjectOutput {
+    fn empty(o: &SourceObject) -> Self {
+        ObjectOutput { name: o.name.clone(), missing: None, deferred: None, stored: 0, decoded: 0, chunks: Vec::new() }
+    }
+
     fn missing(o: &SourceObject) -> Self {
-        ObjectOutput { name: o.name.clone(), missing: Some(o.name.clone()), stored: 0, decoded: 0, chunks: Vec::new() }
+        ObjectOutput { missing: Some(o.name.clone()), ..ObjectOutput::empty(o) }
+    }
+
+    fn deferred(o: &SourceObject) -> Self {
+        ObjectOutput { deferred: Some(o.clone()), ..ObjectOutput::empty(o) }
     }
 }
 
@@ -198,15 +240,23 @@ fn process_group(objects: &[SourceObject], fetched: Vec<Fetched>, opts: &Convert
     let parse = opts.parse_options();
     let mut rows = Rows::with_capacity(objects.iter().map(|o| o.size as usize).sum());
     let mut outs = Vec::with_capacity(objects.len());
+    // The group's rows stay in its builders until its window is encoded: its decompressed bytes
+    // are held to the cap together, not each object's.
+    let mut budget = opts.whole_cap();
     for (o, f) in objects.iter().zip(fetched) {
         if matches!(f, Fetched::Missing) {
             outs.push(ObjectOutput::missing(o));
             continue;
         }
-        let (stored, bytes) = o.read(f)?;
+        let (stored, Some(bytes)) = o.read(f, budget)? else {
+            outs.push(ObjectOutput::deferred(o));
+            continue;
+        };
+        budget -= bytes.len();
         let counts = rows.parse(&bytes, 1, &o.name, parse);
         let decoded = bytes.len() as u64;
-        outs.push(ObjectOutput { name: o.name.clone(), missing: None, stored, decoded, chunks: vec![counts] });
+        let name = o.name.clone();
+        outs.push(ObjectOutput { name, missing: None, deferred: None, stored, decoded, chunks: vec![counts] });
     }
     Ok(GroupOutput { objects: outs, batches: rows.finish() })
 }
@@ -276,22 +326,62 @@ fn encode(
     })
 }
 
-/// Reads from `reader` until `buf` holds `target` bytes or the stream ends (then `true`).
+/// Reads from `reader` until `buf` holds `target` bytes or the stream ends (then `true`). The
+/// room is made once: pipes and S3 response bodies hand over 16-64 KiB a read, and making it
+/// again for each read zeroed the rest of the block every time.
 fn fill(reader: &mut dyn Read, buf: &mut Vec<u8>, target: usize, o: &SourceObject) -> Result<bool, Error> {
-    while buf.len() < target {
-        let start = buf.len();
-        buf.resize(target, 0);
-        match reader.read(&mut buf[start..]) {
+    let mut len = buf.len();
+    if len >= target {
+        return Ok(false);
+    }
+    buf.resize(target, 0);
+    while len < target {
+        match reader.read(&mut buf[len..]) {
             Ok(0) => {
-                buf.truncate(start);
+                buf.truncate(len);
                 return Ok(true);
             }
-            Ok(n) => buf.truncate(start + n),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(start),
-            Err(e) => return Err(o.stream_error(e)),
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                buf.truncate(len);
+                return Err(o.stream_error(e));
+            }
         }
     }
     Ok(false)
+}
+
+/// An object's decompressed stream, ending after `left` bytes; [`Capped::rest`] then says whether
+/// the object goes on.
+struct Capped<'a> {
+    inner: &'a mut dyn Read,
+    left: u64,
+    read: u64,
+}
+
+impl Read for Capped<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let want = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.inner.read(&mut buf[..want])?;
+        self.left -= n as u64;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+impl Capped<'_> {
+    /// The first bytes past the cap (up to `max`), when the cap was reached and the object goes on.
+    fn rest(&mut self, max: usize, o: &SourceObject) -> Result<Vec<u8>, Error> {
+        let mut rest = Vec::new();
+        if self.left == 0 {
+            (&mut *self.inner).take(max as u64).read_to_end(&mut rest).map_err(|e| o.stream_error(e))?;
+        }
+        Ok(rest)
+    }
 }
 
 /// Lines in a piece of an object: its newlines, and a last line without one.
@@ -299,9 +389,12 @@ fn lines_in(piece: &[u8]) -> u64 {
     memchr::memchr_iter(b'\n', piece).count() as u64 + u64::from(piece.last().is_some_and(|&b| b != b'\n'))
 }
 
-/// Converts an object too large to hold whole: newline-aligned blocks of about a window each are
-/// read, parsed in parallel and encoded in turn, line numbers running on across blocks. A line
-/// longer than a block is rejected as it streams past, keeping only its head.
+/// Converts an object too large to hold whole (or of unknown size: standard input, a pipe, a
+/// compressed object whose content is more than [`whole_cap`]): newline-aligned blocks of about a
+/// window each are read, parsed in parallel and encoded in turn, line numbers running on across
+/// blocks. Memory stays at a few blocks whatever the object's size or compression ratio. A line
+/// longer than a block is rejected as it streams past, keeping only its head. Past
+/// `--max-object-bytes` of content, the rest of the object is one reject (`too_large`).
 #[allow(clippy::too_many_arguments)]
 fn stream_object(
     o: &SourceObject,
@@ -312,15 +405,37 @@ fn stream_object(
     rejects: &mut PartitionedWriter,
     report: &mut Report,
 ) -> Result<(), Error> {
-    let parse = opts.parse_options();
     let block = (opts.window_bytes as usize).max(2 * opts.max_line_bytes + 1);
-    let mut reader = o.open_stream(rt, opts.store.retry)?;
+    let mut raw = o.open_stream(rt, opts.store.retry)?;
+    let mut reader = Capped { inner: &mut *raw, left: opts.max_object_bytes, read: 0 };
     let mut buf: Vec<u8> = Vec::with_capacity(block);
     let mut line = 1u64;
+    let reject = |report: &mut Report, data: &mut PartitionedWriter, rejects: &mut PartitionedWriter, out| {
+        tally_chunks(report, &o.name, std::slice::from_ref(&out));
+        encode(std::iter::once(out), pool, data, rejects)
+    };
     report.objects_read += 1;
     report.bytes_read += o.size;
     loop {
-        let eof = fill(&mut *reader, &mut buf, block, o)?;
+        let eof = fill(&mut reader, &mut buf, block, o)?;
+        let rest = if eof { reader.rest(opts.max_line_bytes, o)? } else { Vec::new() };
+        if !rest.is_empty() {
+            // Cut off by the cap: the lines before are parsed, the partial line and what follows
+            // are one reject.
+            let cut = memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1);
+            let piece = &buf[..cut];
+            let outs = parse_piece(piece, line, o, pool, opts);
+            line += lines_in(piece);
+            report.bytes_decompressed += reader.read;
+            tally_chunks(report, &o.name, &outs);
+            encode(outs.into_iter(), pool, data, rejects)?;
+            let mut head = buf.split_off(cut);
+            head.extend_from_slice(&rest);
+            head.truncate(opts.max_line_bytes);
+            let reason = RejectReason::TooLarge { limit: opts.max_object_bytes };
+            reject(report, data, rejects, reject_only(&o.name, line, reason, &head))?;
+            break;
+        }
         let cut = if eof {
             buf.len()
         } else if let Some(i) = memchr::memrchr(b'\n', &buf) {
@@ -332,7 +447,7 @@ fn stream_object(
             let (mut len, mut last) = (buf.len(), buf.last().copied());
             buf.clear();
             let ended = loop {
-                if fill(&mut *reader, &mut buf, block, o)? && buf.is_empty() {
+                if fill(&mut reader, &mut buf, block, o)? && buf.is_empty() {
                     break false;
                 }
                 match memchr::memchr(b'\n', &buf) {
@@ -350,36 +465,56 @@ fn stream_object(
                 }
             };
             // As for every line, a `\r` before the line end is not part of the line.
-            let raw_len = len;
             let len = len - usize::from(last == Some(b'\r'));
             let reason = RejectReason::TooLong { len, limit: opts.max_line_bytes };
             let out = reject_only(&o.name, line, reason, &head);
-            report.bytes_decompressed += raw_len as u64 + u64::from(ended);
-            tally_chunks(report, &o.name, std::slice::from_ref(&out));
-            encode(std::iter::once(out), pool, data, rejects)?;
             line += 1;
             if !ended {
+                let rest = reader.rest(opts.max_line_bytes, o)?;
+                report.bytes_decompressed += reader.read;
+                reject(report, data, rejects, out)?;
+                if !rest.is_empty() {
+                    let reason = RejectReason::TooLarge { limit: opts.max_object_bytes };
+                    reject(report, data, rejects, reject_only(&o.name, line, reason, &rest))?;
+                }
                 break;
             }
+            reject(report, data, rejects, out)?;
             continue;
         };
         let piece = &buf[..cut];
-        let outs: Vec<ChunkOutput> = pool.install(|| {
-            chunks(piece, opts.chunk_bytes)
-                .into_par_iter()
-                .map(|c| parse_chunk(&piece[c.range], line + c.first_line - 1, &o.name, parse))
-                .collect()
-        });
+        let outs = parse_piece(piece, line, o, pool, opts);
         line += lines_in(piece);
-        report.bytes_decompressed += cut as u64;
         tally_chunks(report, &o.name, &outs);
         encode(outs.into_iter(), pool, data, rejects)?;
         buf.drain(..cut);
         if eof {
+            report.bytes_decompressed += reader.read;
             break;
         }
     }
+    if o.is_stdin() {
+        // Standard input and pipes have no size until read: their bytes are counted as read.
+        report.bytes_read += reader.read;
+    }
     Ok(())
+}
+
+/// Parses a newline-aligned piece of a streamed object, its chunks in parallel.
+fn parse_piece(
+    piece: &[u8],
+    line: u64,
+    o: &SourceObject,
+    pool: &rayon::ThreadPool,
+    opts: &ConvertOptions,
+) -> Vec<ChunkOutput> {
+    let parse = opts.parse_options();
+    pool.install(|| {
+        chunks(piece, opts.chunk_bytes)
+            .into_par_iter()
+            .map(|c| parse_chunk(&piece[c.range], line + c.first_line - 1, &o.name, parse))
+            .collect()
+    })
 }
 
 /// A progress bar of bytes and objects, with rate and ETA, when asked for (stderr is a terminal);
@@ -454,13 +589,14 @@ impl BatchWindows<'_, '_> {
         }
         let (mut window, mut size) = (Vec::new(), 0u64);
         while let Some(o) = self.feed.next_new(self.ledger)? {
-            if o.size > self.window_bytes && !window.is_empty() {
+            let alone = alone(&o, self.window_bytes);
+            if alone && !window.is_empty() {
                 self.feed.peeked = Some(o);
                 break;
             }
             size += o.size;
             window.push(o);
-            if size >= self.window_bytes || self.taken_bytes + size >= self.batch_bytes {
+            if alone || size >= self.window_bytes || self.taken_bytes + size >= self.batch_bytes {
                 break;
             }
         }
@@ -474,6 +610,9 @@ impl BatchWindows<'_, '_> {
 }
 
 fn tally(report: &mut Report, o: &ObjectOutput) {
+    if o.deferred.is_some() {
+        return;
+    }
     if let Some(name) = &o.missing {
         report.objects_missing.push(name.clone());
         return;
@@ -597,7 +736,21 @@ fn parse_and_write(
             for o in outs.iter().flat_map(|g| &g.objects) {
                 tally(report, o);
             }
+            let deferred: Vec<SourceObject> =
+                outs.iter().flat_map(|g| &g.objects).filter_map(|o| o.deferred.clone()).collect();
             parsed = Some(Parsed { objects: window.len(), bytes: sizes.iter().sum(), outs });
+            if !deferred.is_empty() {
+                // Their content was too large to hold whole: streamed after the rest of the
+                // window is written.
+                if let Some(p) = parsed.take() {
+                    write_parsed(p, &pool, &mut data, &mut rejects, report, progress)?;
+                }
+                for o in &deferred {
+                    let started = Instant::now();
+                    stream_object(o, rt, &pool, opts, &mut data, &mut rejects, report)?;
+                    report.stage_seconds.read_parse += started.elapsed().as_secs_f64();
+                }
+            }
         }
         if let Some(p) = parsed.take() {
             write_parsed(p, &pool, &mut data, &mut rejects, report, progress)?;

@@ -193,7 +193,10 @@ pub enum Fetched {
 #[derive(Debug, Clone)]
 enum Location {
     File(PathBuf),
-    Memory(Arc<Vec<u8>>),
+    /// Standard input, read as a stream.
+    Stdin,
+    /// A named pipe or device (`<(zcat ...)`, a FIFO): read as a stream, like standard input.
+    Pipe(PathBuf),
     Store(Arc<dyn ObjectStore>, StorePath),
 }
 
@@ -215,9 +218,10 @@ impl SourceObject {
         matches!(self.location, Location::Store(..))
     }
 
-    /// Standard input: it has no identity across runs.
+    /// Standard input or a pipe: it has no identity across runs and no size before it is read,
+    /// so it is always streamed and never recorded in the ledger.
     pub fn is_stdin(&self) -> bool {
-        matches!(self.location, Location::Memory(_))
+        matches!(self.location, Location::Stdin | Location::Pipe(_))
     }
 
     /// Fetches a remote object's bytes as stored, trying again on transient failures.
@@ -246,7 +250,8 @@ impl SourceObject {
         use std::io::BufRead;
         let raw: Box<dyn Read + Send> = match &self.location {
             Location::File(p) => Box::new(std::fs::File::open(p).map_err(|e| Error::read(p, e))?),
-            Location::Memory(b) => Box::new(std::io::Cursor::new(b.as_ref().clone())),
+            Location::Stdin => Box::new(std::io::stdin()),
+            Location::Pipe(p) => Box::new(open_pipe(p).map_err(|e| Error::read(p, e))?),
             Location::Store(store, path) => {
                 let rt = rt.ok_or_else(|| Error::Usage(format!("{} needs the async runtime", self.name)))?;
                 let got =
@@ -284,19 +289,20 @@ impl SourceObject {
         }
     }
 
-    /// Reads the object's bytes, decompressed; `fetched` holds a remote object's bytes.
-    pub fn read(&self, fetched: Fetched) -> Result<(u64, Vec<u8>), Error> {
+    /// Reads the object's bytes, decompressed; `fetched` holds a remote object's bytes. `None`
+    /// for the decompressed bytes when they would be more than `whole_cap`: such an object is
+    /// streamed instead, so a small compressed object cannot take memory by its ratio.
+    pub fn read(&self, fetched: Fetched, whole_cap: usize) -> Result<(u64, Option<Vec<u8>>), Error> {
         let raw = match (&self.location, fetched) {
             (_, Fetched::Bytes(bytes)) => bytes,
             (_, Fetched::Missing) => Vec::new(),
             (Location::File(p), Fetched::Local) => read_file(p, self.size).map_err(|e| Error::read(p, e))?,
-            (Location::Memory(b), Fetched::Local) => b.as_ref().clone(),
-            (Location::Store(..), Fetched::Local) => {
-                return Err(Error::Usage(format!("{} was not fetched", self.name)));
+            (Location::Stdin | Location::Pipe(_) | Location::Store(..), Fetched::Local) => {
+                return Err(Error::Usage(format!("{} is streamed, not read whole", self.name)));
             }
         };
         let stored = raw.len() as u64;
-        Ok((stored, decode(&self.name, raw)?))
+        Ok((stored, decode(&self.name, raw, whole_cap)?))
     }
 }
 
@@ -579,18 +585,38 @@ fn read_file(p: &Path, listed: u64) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Decompresses gzip (all members) or zstd content; anything else is returned as it is.
-pub fn decode(name: &str, raw: Vec<u8>) -> Result<Vec<u8>, Error> {
+/// Decompresses gzip (all members) or zstd content; anything else is returned as it is. `None`
+/// when the content is more than `cap` bytes: decompression stops there, whatever the ratio.
+pub fn decode(name: &str, raw: Vec<u8>, cap: usize) -> Result<Option<Vec<u8>>, Error> {
     let fail = |format, cause| Error::Decompress { path: name.to_string(), format, cause };
+    let capped = |reader: &mut dyn Read, format| -> Result<Option<Vec<u8>>, Error> {
+        let mut out = Vec::with_capacity((raw.len() * 8).min(cap));
+        reader.take(cap as u64 + 1).read_to_end(&mut out).map_err(|e| fail(format, e))?;
+        Ok((out.len() <= cap).then_some(out))
+    };
     if raw.starts_with(GZIP_MAGIC) {
-        let mut out = Vec::with_capacity(raw.len() * 8);
-        flate2::read::MultiGzDecoder::new(raw.as_slice()).read_to_end(&mut out).map_err(|e| fail("gzip", e))?;
-        Ok(out)
+        capped(&mut flate2::read::MultiGzDecoder::new(raw.as_slice()), "gzip")
     } else if raw.starts_with(ZSTD_MAGIC) {
-        zstd::stream::decode_all(raw.as_slice()).map_err(|e| fail("zstd", e))
+        let mut decoder = zstd::stream::read::Decoder::new(raw.as_slice()).map_err(|e| fail("zstd", e))?;
+        capped(&mut decoder, "zstd")
     } else {
-        Ok(raw)
+        Ok((raw.len() <= cap).then_some(raw))
     }
+}
+
+/// Opens a named pipe or device for reading without waiting for a writer: a FIFO that nobody
+/// writes to reads as empty instead of blocking the run (with DEST's lease held) for ever.
+fn open_pipe(p: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(p)?;
+    // Reads block again once it is open: a FIFO without a writer then reads as its end.
+    // SAFETY: F_GETFL and F_SETFL on a descriptor this function owns; no memory is passed.
+    let flags = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETFL) };
+    if flags < 0 || unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(f)
 }
 
 fn absolute(p: &Path) -> Result<PathBuf, Error> {
@@ -721,11 +747,7 @@ fn produce(
                 return Err(Error::Usage("standard input (-) can be named only once".into()));
             }
             stdin_used = true;
-            let mut buf = Vec::new();
-            std::io::stdin().read_to_end(&mut buf).map_err(|e| Error::read("stdin", e))?;
-            let size = buf.len() as u64;
-            let stdin =
-                SourceObject { name: "stdin".into(), size, etag: None, location: Location::Memory(Arc::new(buf)) };
+            let stdin = SourceObject { name: "stdin".into(), size: 0, etag: None, location: Location::Stdin };
             if !send(vec![stdin]) {
                 return Ok(());
             }
@@ -740,8 +762,17 @@ fn produce(
         if local.contains("://") {
             return Err(Error::Usage(format!("{s}: use a local path, file:// or s3:// URL")));
         }
+        let meta = std::fs::metadata(local).map_err(|e| Error::read(local, e))?;
+        if !meta.is_dir() && !meta.is_file() {
+            // A pipe (`<(zcat logs.gz)`, whose /dev/fd path has no canonical form) or a device.
+            let pipe =
+                SourceObject { name: local.to_string(), size: 0, etag: None, location: Location::Pipe(local.into()) };
+            if !send(vec![pipe]) {
+                return Ok(());
+            }
+            continue;
+        }
         let path = absolute(Path::new(local))?;
-        let meta = std::fs::metadata(&path).map_err(|e| Error::read(&path, e))?;
         let in_range = |p: &Path| dates.is_none_or(|d| d.contains_key(&p.to_string_lossy()));
         if !meta.is_dir() {
             if in_range(&path) && !send(vec![file_object(path, meta.len())]) {
@@ -877,15 +908,32 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&text).unwrap();
         let gz = gz.finish().unwrap();
-        assert_eq!(decode("a", gz).unwrap(), text);
+        assert_eq!(decode("a", gz, 1 << 20).unwrap(), Some(text.clone()));
         let zs = zstd::stream::encode_all(text.as_slice(), 1).unwrap();
-        assert_eq!(decode("b", zs).unwrap(), text);
-        assert_eq!(decode("c", text.clone()).unwrap(), text);
+        assert_eq!(decode("b", zs, 1 << 20).unwrap(), Some(text.clone()));
+        assert_eq!(decode("c", text.clone(), 1 << 20).unwrap(), Some(text));
+    }
+
+    /// A small object whose content is larger than the cap is not decompressed past the cap
+    /// (`None`: it is streamed instead), whatever the ratio: 64 MiB of zeros in a few KiB.
+    #[test]
+    fn decompression_stops_at_the_cap() {
+        let zeros = vec![0u8; 64 << 20];
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&zeros).unwrap();
+        let gz = gz.finish().unwrap();
+        let zs = zstd::stream::encode_all(zeros.as_slice(), 19).unwrap();
+        assert!(gz.len() < 100 << 10 && zs.len() < 100 << 10, "{} {}", gz.len(), zs.len());
+        for raw in [gz, zs] {
+            assert_eq!(decode("bomb", raw.clone(), 1 << 20).unwrap(), None);
+            assert_eq!(decode("bomb", raw, 64 << 20).unwrap().map(|v| v.len()), Some(64 << 20), "exactly the cap");
+        }
+        assert_eq!(decode("plain", vec![b'x'; 11], 10).unwrap(), None);
     }
 
     #[test]
     fn corrupt_gzip_is_an_error_naming_the_object() {
-        let err = decode("s3://b/k.gz", vec![0x1f, 0x8b, 8, 0, 1, 2, 3]).unwrap_err();
+        let err = decode("s3://b/k.gz", vec![0x1f, 0x8b, 8, 0, 1, 2, 3], 1 << 20).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("s3://b/k.gz") && msg.contains("gzip"), "{msg}");
     }

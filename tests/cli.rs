@@ -593,3 +593,158 @@ fn small_objects_parsed_together_keep_each_line_with_its_own_object() {
     assert_eq!(report.rows_written as usize, expected.len());
     check(&small);
 }
+
+// ---- Memory stays bounded whatever the compression ratio or the kind of source. ----
+
+/// Runs the binary with `args` under an address-space limit (`ulimit -v`, in KiB), `stdin` fed
+/// from `feed` when given; returns its output and JSON report (`--report /dev/stdout`). A run
+/// that hangs is stopped after ten minutes (and so fails).
+fn under_memory_cap(
+    kib: u64,
+    args: &[&str],
+    feed: Option<Box<dyn FnOnce(std::process::ChildStdin) + Send>>,
+) -> (Output, Value) {
+    let mut cmd = Command::new("bash");
+    cmd.args(["-c", &format!("ulimit -v {kib}; exec timeout 600 \"$@\""), "capped"]);
+    cmd.arg(env!("CARGO_BIN_EXE_s3logs")).args(args).args(["--report", "/dev/stdout"]);
+    cmd.stdin(if feed.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let writer = feed.map(|f| {
+        let stdin = child.stdin.take().unwrap();
+        std::thread::spawn(move || f(stdin))
+    });
+    let out = child.wait_with_output().unwrap();
+    if let Some(w) = writer {
+        let _ = w.join();
+    }
+    let report = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out, report)
+}
+
+/// 1 GiB of address space: the converter's own needs (threads, allocator, one block of a few
+/// MiB in flight) fit several times over; a source held whole does not.
+const MEMORY_CAP_KIB: u64 = 1 << 20;
+
+/// Compression bombs: 2 GiB of zeros in a zstd object under 1 MiB (one endless line), and 48 MiB of log
+/// lines in a gzip object of a few hundred KiB. Neither is decompressed whole: the first is cut at
+/// --max-object-bytes (one too_long reject for the line read so far, one too_large for the rest),
+/// the second streamed, every line a row.
+#[test]
+fn compression_bombs_convert_in_bounded_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    // One compressed frame (gzip member) written many times over: decoders read them all.
+    let repeated = |path: &Path, frame: &[u8], times: usize| {
+        let mut f = File::create(path).unwrap();
+        for _ in 0..times {
+            f.write_all(frame).unwrap();
+        }
+    };
+    let zeros = tmp.path().join("zeros.zst");
+    repeated(&zeros, &zstd::stream::encode_all(&vec![0u8; 1 << 20][..], 1).unwrap(), 2048);
+    assert!(std::fs::metadata(&zeros).unwrap().len() < 1 << 20);
+    let dest = tmp.path().join("out-zeros");
+    let args = ["convert", zeros.to_str().unwrap(), "--output", dest.to_str().unwrap(), "--max-object-bytes", "256MiB"];
+    let (out, r) = under_memory_cap(MEMORY_CAP_KIB, &[&args[..], &["--max-reject-ratio", "1"]].concat(), None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!((r["lines_read"].as_u64(), r["rows_written"].as_u64()), (Some(2), Some(0)), "{r}");
+    assert_eq!(r["reject_reasons"], serde_json::json!({"too_long": 1, "too_large": 1}), "{r}");
+    assert_eq!(r["bytes_decompressed"].as_u64(), Some(256 << 20), "{r}");
+
+    let line =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/real-world-lines.log"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .to_string()
+            + "\n";
+    let per_member = (1 << 20) / line.len();
+    // More than four windows (32 MiB) of content: streamed after its window, not held whole.
+    let lines = per_member * 48;
+    let gz = tmp.path().join("lines.gz");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(line.repeat(per_member).as_bytes()).unwrap();
+    repeated(&gz, &enc.finish().unwrap(), 48);
+    assert!(std::fs::metadata(&gz).unwrap().len() < 8 << 20, "a small object, once read whole");
+    let dest = tmp.path().join("out-lines");
+    let (out, r) =
+        under_memory_cap(MEMORY_CAP_KIB, &["convert", gz.to_str().unwrap(), "--output", dest.to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!((r["rows_written"].as_u64(), r["lines_rejected"].as_u64()), (Some(lines as u64), Some(0)), "{r}");
+    assert_eq!(read_rows(&dest.join("data")).len(), lines);
+
+    // Many small objects of 4 MiB of lines each, parsed as one group: those past the group's
+    // 32 MiB are streamed after it, and every line is a row once, each object's lines in order.
+    let many = tmp.path().join("many");
+    std::fs::create_dir(&many).unwrap();
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(line.repeat(per_member).as_bytes()).unwrap();
+    let member = enc.finish().unwrap();
+    for i in 0..16 {
+        repeated(&many.join(format!("2024-03-15-00-00-{i:02}-X.gz")), &member, 4);
+    }
+    let dest = tmp.path().join("out-many");
+    let (out, r) = under_memory_cap(
+        MEMORY_CAP_KIB,
+        &["convert", many.to_str().unwrap(), "--output", dest.to_str().unwrap()],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        (r["objects_read"].as_u64(), r["rows_written"].as_u64()),
+        (Some(16), Some(16 * 4 * per_member as u64)),
+        "{r}"
+    );
+    let rows = read_rows(&dest.join("data"));
+    let mut ids: Vec<(String, i64)> = rows
+        .iter()
+        .map(|r| (r["source_object"].as_str().unwrap().to_string(), r["source_line"].as_i64().unwrap()))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 16 * 4 * per_member, "every line once");
+}
+
+/// Standard input is streamed, not read whole: a 1.5 GiB line among good ones, then /dev/zero and
+/// a FIFO nobody writes to, named as sources (the FIFO reads as empty instead of hanging).
+#[test]
+fn standard_input_and_special_files_convert_in_bounded_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sample = std::fs::read(testdata().join("2024-03-15-00-10-11-4C3B2A1908F7E6D5")).unwrap();
+    let good = sample.iter().filter(|&&b| b == b'\n').count() as u64;
+    let sample_len = sample.len() as u64;
+    let dest = tmp.path().join("out-stdin");
+    let feed = move |mut w: std::process::ChildStdin| {
+        let chunk = vec![b'x'; 1 << 20];
+        let _ = w.write_all(&sample);
+        for _ in 0..1536 {
+            if w.write_all(&chunk).is_err() {
+                return;
+            }
+        }
+        let _ = w.write_all(b"\n");
+        let _ = w.write_all(&sample);
+    };
+    let args = ["convert", "-", "--output", dest.to_str().unwrap(), "--max-reject-ratio", "1"];
+    let (out, r) = under_memory_cap(MEMORY_CAP_KIB, &args, Some(Box::new(feed)));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(r["reject_reasons"]["too_long"].as_u64(), Some(1), "{r}");
+    assert_eq!(r["lines_read"].as_u64(), Some(2 * good + 1), "{r}");
+    let streamed = 2 * sample_len + (1536 << 20) + 1;
+    assert_eq!((r["bytes_read"].as_u64(), r["bytes_decompressed"].as_u64()), (Some(streamed), Some(streamed)), "{r}");
+
+    let fifo = tmp.path().join("fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let dest = tmp.path().join("out-special");
+    let args = ["convert", fifo.to_str().unwrap(), "/dev/zero", "--output", dest.to_str().unwrap()];
+    let (out, r) = under_memory_cap(
+        MEMORY_CAP_KIB,
+        &[&args[..], &["--max-object-bytes", "64MiB", "--max-reject-ratio", "1"]].concat(),
+        None,
+    );
+    assert!(out.status.success(), "a FIFO without a writer hung, or: {}", stderr(&out));
+    assert_eq!(r["objects_read"].as_u64(), Some(2), "{r}");
+    assert_eq!(r["reject_reasons"], serde_json::json!({"too_long": 1, "too_large": 1}), "{r}");
+}

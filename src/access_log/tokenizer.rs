@@ -64,6 +64,10 @@ pub enum RejectReason {
         len: usize,
         limit: usize,
     },
+    /// The rest of an object past `--max-object-bytes` (decompressed), not read.
+    TooLarge {
+        limit: u64,
+    },
     Truncated {
         fields: usize,
     },
@@ -98,6 +102,7 @@ impl RejectReason {
         match self {
             RejectReason::Empty => "empty",
             RejectReason::TooLong { .. } => "too_long",
+            RejectReason::TooLarge { .. } => "too_large",
             RejectReason::Truncated { .. } => "truncated",
             RejectReason::BadTime { .. } => "bad_time",
             RejectReason::UnterminatedQuote { .. } => "unterminated_quote",
@@ -129,6 +134,11 @@ impl fmt::Display for RejectReason {
             RejectReason::TooLong { len, limit } => {
                 write!(f, "line is {len} bytes, over the limit of {limit} (raw bytes kept up to the limit)")
             }
+            RejectReason::TooLarge { limit } => write!(
+                f,
+                "the object's content goes on past --max-object-bytes ({limit} bytes after decompression); \
+                 the rest was not read (its first bytes kept)"
+            ),
             RejectReason::Truncated { fields } => {
                 write!(f, "truncated: {fields} fields, a record has at least {MIN_FIELDS}")
             }
