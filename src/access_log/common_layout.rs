@@ -36,6 +36,7 @@ pub struct Tokens {
     bounds: [u32; MAX_TOKENS + 1],
     count: usize,
     last_bracket: Option<u32>,
+    first_quote: Option<u32>,
     last_quote: Option<u32>,
 }
 
@@ -43,7 +44,7 @@ impl Default for Tokens {
     fn default() -> Self {
         let mut bounds = [0; MAX_TOKENS + 1];
         bounds[0] = u32::MAX;
-        Tokens { bounds, count: 0, last_bracket: None, last_quote: None }
+        Tokens { bounds, count: 0, last_bracket: None, first_quote: None, last_quote: None }
     }
 }
 
@@ -58,6 +59,7 @@ impl Tokens {
     fn split(&mut self, b: &[u8]) -> bool {
         self.count = 0;
         self.last_bracket = None;
+        self.first_quote = None;
         self.last_quote = None;
         if b.first().is_none_or(|&c| c == b' ') || b[b.len() - 1] == b' ' || b.len() >= u32::MAX as usize {
             return false;
@@ -74,6 +76,7 @@ impl Tokens {
                 self.last_bracket = Some(base + 31 - brackets.leading_zeros());
             }
             if quotes != 0 {
+                self.first_quote.get_or_insert(base + quotes.trailing_zeros());
                 self.last_quote = Some(base + 31 - quotes.leading_zeros());
             }
             if !self.take(byte_mask(v, b' '), base, &mut carry, &mut spaces) {
@@ -209,8 +212,9 @@ pub fn scan(s: &str, tokens: &mut Tokens) -> Option<Common> {
         return None;
     }
 
-    // A requester of one token: the operation is the third token after the IP.
-    if !is_operation(t.bytes(7)) {
+    // A requester of one token: the operation is the third token after the IP. The fields before
+    // the Request-URI hold no quote (the careful parser rejects one, or reads `"-"` as NULL).
+    if !is_operation(t.bytes(7)) || tokens.first_quote.is_some_and(|q| (q as usize) < t.span(9).start) {
         return None;
     }
 
@@ -223,7 +227,7 @@ pub fn scan(s: &str, tokens: &mut Tokens) -> Option<Common> {
         false => return None,
     };
     let after = uri_end + 1;
-    if after + 7 > tokens.count || starts_quote(t.bytes(after + 1)) {
+    if after + 7 > tokens.count || t.bytes(after + 1).contains(&b'"') {
         return None;
     }
     let numbers = [
@@ -370,6 +374,8 @@ mod tests {
                     if clean {
                         assert_eq!(t.last_bracket, last(b'['), "{text:?}");
                         assert_eq!(t.last_quote, last(b'"'), "{text:?}");
+                        let first = l.iter().position(|&x| x == b'"').map(|i| i as u32);
+                        assert_eq!(t.first_quote, first, "{text:?}");
                     }
                 }
             }

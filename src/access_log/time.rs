@@ -16,7 +16,7 @@ pub struct Timestamp {
 
 fn two(b: &[u8], i: usize) -> Option<u32> {
     let (h, l) = (b[i].wrapping_sub(b'0'), b[i + 1].wrapping_sub(b'0'));
-    (h < 10 && l < 10).then_some((h * 10 + l) as u32)
+    (h < 10 && l < 10).then(|| u32::from(h) * 10 + u32::from(l))
 }
 
 fn month(m: &[u8]) -> Option<u32> {

@@ -283,6 +283,14 @@ pub(super) fn text(v: &str) -> Cell<'_> {
     Cell::text(value(v))
 }
 
+/// A field S3 writes, which never holds a quote (but for `"-"`, NULL): its cell, or a reject.
+fn server_text<'a>(v: &'a str, field: &'static str) -> Result<Cell<'a>, RejectReason> {
+    if v.contains('"') && value(v).is_some() {
+        return Err(RejectReason::BadField { field, value: v.to_string() });
+    }
+    Ok(text(v))
+}
+
 /// A number field's value: `-` is NULL; anything else must be 1 to `max_digits` digits.
 fn number(v: &str, field: usize, max_digits: usize) -> Result<Cell<'_>, RejectReason> {
     number_cell(v.as_bytes(), max_digits)
@@ -372,7 +380,7 @@ fn after_request_uri(b: &[u8], pos: usize) -> Option<[Span; 7]> {
     let mut t: [Span; 7] = Default::default();
     let fits = peek_tokens(b, pos, &mut t) == 7
         && is_num_or_dash(&b[t[0].clone()])
-        && (!starts_quote(&b[t[1].clone()]) || is_dash(&b[t[1].clone()]))
+        && (!b[t[1].clone()].contains(&b'"') || is_dash(&b[t[1].clone()]))
         && t[2..6].iter().all(|r| is_num_or_dash(&b[r.clone()]))
         && (starts_quote(&b[t[6].clone()]) || &b[t[6].clone()] == b"-");
     fits.then_some(t)
@@ -570,7 +578,7 @@ fn parse_fields(s: &str) -> Result<(ParsedLine<'_>, Spans), RejectReason> {
     }
 
     let t = next_token!();
-    cells[col::BUCKETOWNER] = text(&s[t]);
+    cells[col::BUCKETOWNER] = server_text(&s[t], "bucketowner")?;
     let t = next_token!();
     if !is_bucket_name(&s[t.clone()]) {
         return Err(RejectReason::BadBucket { value: s[t].to_string() });
@@ -592,7 +600,7 @@ fn parse_fields(s: &str) -> Result<(ParsedLine<'_>, Spans), RejectReason> {
     pos = time_end;
 
     let t = next_token!();
-    cells[col::REMOTEIP] = text(&s[t]);
+    cells[col::REMOTEIP] = server_text(&s[t], "remoteip")?;
 
     // Requester, request id, operation: a requester may hold spaces, so find the operation.
     // Look three tokens ahead; only a requester with spaces needs more.
@@ -611,13 +619,13 @@ fn parse_fields(s: &str) -> Result<(ParsedLine<'_>, Spans), RejectReason> {
         return Err(RejectReason::BadField { field: "operation", value: s[look[2].clone()].to_string() });
     };
     // A requester with spaces is kept as logged.
-    cells[col::REQUESTER] = text(&s[look[0].start..look[op_at - 2].end]);
-    cells[col::REQUESTID] = text(&s[look[op_at - 1].clone()]);
+    cells[col::REQUESTER] = server_text(&s[look[0].start..look[op_at - 2].end], "requester")?;
+    cells[col::REQUESTID] = server_text(&s[look[op_at - 1].clone()], "requestid")?;
     cells[col::OPERATION] = text(&s[look[op_at].clone()]);
     pos = look[op_at].end;
     fields += 3;
     let t = next_token!();
-    cells[col::KEY] = text(&s[t]);
+    cells[col::KEY] = server_text(&s[t], "key")?;
 
     // Request-URI: it closes at the first quote after which the next fields fit; those fields'
     // tokens are then taken as found. Unquoted, it can only be `-`.
@@ -659,10 +667,7 @@ fn parse_fields(s: &str) -> Result<(ParsedLine<'_>, Spans), RejectReason> {
         let t = next_token!();
         cells[col::HTTPSTATUS] = number(&s[t], col::HTTPSTATUS, 9)?;
         let t = next_token!();
-        if starts_quote(&b[t.clone()]) && !is_dash(&b[t.clone()]) {
-            return Err(RejectReason::BadField { field: "errorcode", value: s[t].to_string() });
-        }
-        cells[col::ERRORCODE] = text(&s[t]);
+        cells[col::ERRORCODE] = server_text(&s[t], "errorcode")?;
         for c in numbers {
             let t = next_token!();
             cells[c] = number(&s[t], c, 18)?;
