@@ -312,31 +312,44 @@ fn write_report(path: &PathBuf, report: &Report) -> Result<(), Error> {
     std::fs::write(path, json).map_err(|e| Error::write(path, e))
 }
 
+/// Checks that the report can be written before any work is done: a run that commits and then
+/// cannot write its report would exit non-zero for a batch it did convert.
+fn check_report_path(path: &PathBuf) -> Result<(), Error> {
+    std::fs::OpenOptions::new().append(true).create(true).open(path).map(drop).map_err(|e| Error::write(path, e))
+}
+
 fn convert(args: &ConvertArgs) -> i32 {
     init_logs(args.log_format);
-    let result = args.options().and_then(|o| convert::run(&o));
-    let report = match &result {
-        Ok(r) => Some(r),
-        Err(e) => e.report(),
+    if let Some(path) = &args.report
+        && let Err(e) = check_report_path(path)
+    {
+        eprintln!("s3logs: error: {e} (--report); nothing was done");
+        return e.exit_code();
+    }
+    let (report, result) = match args.options() {
+        Ok(o) => convert::run_reporting(&o),
+        Err(e) => (Report::default(), Err(e)),
     };
-    if let Some(r) = report {
-        if r.dry_run {
-            for o in &r.would_convert {
-                println!("{}\t{}", o.name, o.size);
-            }
+    if report.dry_run {
+        for o in &report.would_convert {
+            println!("{}\t{}", o.name, o.size);
         }
-        if !args.quiet {
-            eprint!("{}", r.summary());
-        }
-        if let Some(path) = &args.report
-            && let Err(e) = write_report(path, r)
-        {
-            eprintln!("s3logs: error: {e}");
+    }
+    // The summary says what was done: on success, and when a batch was refused for its rejects.
+    if !args.quiet && (result.is_ok() || matches!(result, Err(Error::TooManyRejects { .. }))) {
+        eprint!("{}", report.summary());
+    }
+    // The report is written whatever the outcome: a scheduler reads what was committed.
+    if let Some(path) = &args.report
+        && let Err(e) = write_report(path, &report)
+    {
+        eprintln!("s3logs: error: {e}");
+        if result.is_ok() {
             return EXIT_IO;
         }
     }
     match result {
-        Ok(_) => EXIT_OK,
+        Ok(()) => EXIT_OK,
         Err(e) => {
             eprintln!("s3logs: error: {e}");
             e.exit_code()

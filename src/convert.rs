@@ -1133,14 +1133,17 @@ fn convert_batch(
         return Err(Error::LeaseLost { dest: dest.display() });
     }
     tracing::info!(seq, batch, files = files.len(), "committed");
-    crate::crash_point::reached("committed");
-    let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
-    dest.publish(&batch, &paths)?;
-    crate::crash_point::reached("published");
-    ledger.mark_published(dest, seq)?;
-    dest.discard_staged(&batch)?;
-    report.stage_seconds.commit += started.elapsed().as_secs_f64();
     report.commits.push(seq);
+    crate::crash_point::reached("committed");
+    // Past the commit point the batch is committed whatever happens: a failure here leaves its
+    // files for the next run to publish, which a scheduler gets by retrying.
+    let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
+    let unpublished = |cause| Error::Unpublished { dest: dest.display(), seq, cause: Box::new(cause) };
+    dest.publish(&batch, &paths).map_err(unpublished)?;
+    crate::crash_point::reached("published");
+    ledger.mark_published(dest, seq).map_err(unpublished)?;
+    dest.discard_staged(&batch).map_err(unpublished)?;
+    report.stage_seconds.commit += started.elapsed().as_secs_f64();
     for f in files {
         if f.path.starts_with("data/") {
             report.files_written.push(f);
@@ -1161,7 +1164,30 @@ fn runtime_if_needed(opts: &ConvertOptions) -> Result<Option<tokio::runtime::Run
 /// object is a row under `DEST/data/` or a reject under `DEST/rejects/`, recorded in the ledger;
 /// on error nothing under `DEST/data/` has changed beyond the batches already committed.
 pub fn run(opts: &ConvertOptions) -> Result<Report, Error> {
+    let (report, outcome) = run_reporting(opts);
+    outcome.map(|()| report)
+}
+
+/// [`run`], with the report of what was done whatever the outcome: on an error, the batches
+/// committed before it (`commits`), the lines read, and `committed: false`.
+pub fn run_reporting(opts: &ConvertOptions) -> (Report, Result<(), Error>) {
     let started = Instant::now();
+    let mut report = Report::default();
+    let outcome = run_into(opts, &mut report);
+    report.duration_s = started.elapsed().as_secs_f64();
+    match outcome {
+        // The reject gate took the report as it stood; it gains the listing figures too.
+        Err(Error::TooManyRejects { rejected, lines, ratio, max, first, report: partial }) => {
+            let report =
+                Report { listing: report.listing, duration_s: report.duration_s, output: report.output, ..*partial };
+            let error = Error::TooManyRejects { rejected, lines, ratio, max, first, report: Box::new(report.clone()) };
+            (report, Err(error))
+        }
+        outcome => (report, outcome),
+    }
+}
+
+fn run_into(opts: &ConvertOptions, report: &mut Report) -> Result<(), Error> {
     if !(0.0..=1.0).contains(&opts.max_reject_ratio) {
         return Err(Error::Usage(format!("--max-reject-ratio {} is not between 0 and 1", opts.max_reject_ratio)));
     }
@@ -1174,21 +1200,12 @@ pub fn run(opts: &ConvertOptions) -> Result<Report, Error> {
         object_source::resolve_region(&mut store, rt);
     }
     let dest = Destination::parse(&opts.output.to_string_lossy(), &store, rt.as_ref())?;
-    let mut report = Report { output: dest.display(), ..Report::default() };
+    report.output = dest.display();
     let mut listing = Listing::start(&opts.sources, dest.local_root(), &store, rt.as_ref(), opts.key_dates);
-    let outcome = convert_listed(opts, rt.as_ref(), &dest, &mut listing, &mut report);
+    let outcome = convert_listed(opts, rt.as_ref(), &dest, &mut listing, report);
     report.listing = TransferFigures { objects: listing.objects, bytes: listing.bytes, seconds: listing.seconds };
     tracing::info!(objects = listing.objects, bytes = listing.bytes, seconds = listing.seconds, "listed");
-    report.duration_s = started.elapsed().as_secs_f64();
-    match outcome {
-        Ok(()) => Ok(report),
-        // The reject gate took the report as it stood; it gains the listing figures too.
-        Err(Error::TooManyRejects { rejected, lines, ratio, max, first, report: partial }) => {
-            let report = Report { listing: report.listing, duration_s: report.duration_s, ..*partial };
-            Err(Error::TooManyRejects { rejected, lines, ratio, max, first, report: Box::new(report) })
-        }
-        Err(e) => Err(e),
-    }
+    outcome
 }
 
 /// Converts the new objects as the listing hands them over.

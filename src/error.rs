@@ -54,6 +54,16 @@ pub enum Error {
     #[error("{0}")]
     CommittedFilesMissing(Box<LostFiles>),
     #[error(
+        "{dest}: batch {seq} is committed, but publishing its files into the table failed: {cause}. Nothing is \
+         lost: the next run publishes them"
+    )]
+    Unpublished {
+        dest: String,
+        seq: u64,
+        #[source]
+        cause: Box<Error>,
+    },
+    #[error(
         "{rejected} of {lines} lines were rejected ({ratio:.4}), over --max-reject-ratio {max}; \
          nothing was committed (first reject: {first})"
     )]
@@ -112,7 +122,7 @@ impl Error {
             | Error::CommittedFilesMissing(_) => EXIT_IO,
             Error::Busy { .. } | Error::LeaseLost { .. } => EXIT_BUSY,
             Error::TooManyRejects { .. } => EXIT_TOO_MANY_REJECTS,
-            Error::Temporary { .. } => EXIT_TEMPFAIL,
+            Error::Temporary { .. } | Error::Unpublished { .. } => EXIT_TEMPFAIL,
         }
     }
 

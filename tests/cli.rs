@@ -748,3 +748,64 @@ fn standard_input_and_special_files_convert_in_bounded_memory() {
     assert_eq!(r["objects_read"].as_u64(), Some(2), "{r}");
     assert_eq!(r["reject_reasons"], serde_json::json!({"too_long": 1, "too_large": 1}), "{r}");
 }
+
+/// The report is written whatever the exit: a lease held by another run (73) still gives one,
+/// with nothing committed. An unwritable report path is refused before any work, so a run never
+/// commits and then fails on its report.
+#[test]
+fn the_report_is_written_on_every_exit_and_its_path_checked_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("out");
+    let report = tmp.path().join("report.json");
+    let unwritable = tmp.path().join("no-such-folder/report.json");
+    let out = convert(&testdata(), &dest, &["--report", unwritable.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(74), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nothing was done"), "{}", stderr(&out));
+    assert!(!dest.join("data").exists(), "work was done before the report path was checked");
+
+    // A lease another live process holds: exit 73, and the report says nothing was committed.
+    let src = tmp.path().join("logs");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::copy(testdata().join("2024-03-15-00-10-11-4C3B2A1908F7E6D5"), src.join("2024-03-15-00-10-11-A")).unwrap();
+    let mut holder = bin()
+        .args(["convert", "-", "--output", dest.to_str().unwrap(), "--quiet"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = holder.stdin.take().unwrap();
+    // The holder takes the lease once it has a line to convert; wait until its lease file is there.
+    stdin.write_all(b"x\n").unwrap();
+    let lease_dir = dest.join("_state/lease");
+    while std::fs::read_dir(&lease_dir).map_or(true, |mut d| d.next().is_none()) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = convert(&src, &dest, &["--report", report.to_str().unwrap()]);
+    drop(stdin);
+    let _ = holder.wait();
+    assert_eq!(out.status.code(), Some(73), "{}", stderr(&out));
+    let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!((r["committed"].as_bool(), r["commits"].as_array().map(Vec::len)), (Some(false), Some(0)), "{r}");
+}
+
+/// A failure after the commit point (here a file where a partition folder must go) is exit 75,
+/// "the batch is committed; run again": the next run publishes the batch's files.
+#[test]
+fn a_publish_failure_after_the_commit_is_a_retry_that_finishes_the_batch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("out");
+    std::fs::create_dir_all(dest.join("data")).unwrap();
+    std::fs::write(dest.join("data/dt=2024-03-15"), b"in the way").unwrap();
+    let report = tmp.path().join("report.json");
+    let out = convert(&testdata(), &dest, &["--report", report.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is committed"), "{}", stderr(&out));
+    let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["commits"], serde_json::json!([1]), "{r}");
+
+    std::fs::remove_file(dest.join("data/dt=2024-03-15")).unwrap();
+    let out = convert(&testdata(), &dest, &["--report", report.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["batches_finished"].as_array().map(Vec::len), Some(1), "{r}");
+    assert_eq!(read_rows(&dest.join("data")).len(), 23);
+}
