@@ -950,3 +950,9 @@ proptest! {
         }
     }
 }
+
+// A quoted Request-URI whose value is `"-"`: text, as a quoted field's inner value is kept
+// verbatim (only a bare `-` or a quoted `-` is NULL); both parsers read it so.
+case!(a_quoted_request_uri_holding_a_quoted_dash_is_text,
+    full().replace("\"GET /amzn-s3-demo-bucket1/photos/2019/cat.jpg HTTP/1.1\"", "\"\"-\"\""),
+    { "requesturi_operation": "\"-\"", "requesturi_key": null, "requesturi_httpprotoversion": null });

@@ -20,7 +20,7 @@ use std::ops::Range;
 use super::time::{TIME_FIELD_LEN, Timestamp, parse_time_field};
 use super::tokenizer::{
     Cell, LOG_COLUMNS, ParsedLine, field_str, find_spliced_time, is_bucket_name, is_operation, is_sigv, number_value,
-    starts_quote, value,
+    starts_quote, unquoted_value,
 };
 use crate::schema::col;
 
@@ -266,7 +266,7 @@ pub fn scan(s: &str, tokens: &mut Tokens) -> Option<Common> {
 impl Common {
     /// The bucket's name, as its cell holds it.
     pub fn bucket<'a>(&self, s: &'a str, tokens: &Tokens) -> Option<&'a str> {
-        value(&s[tokens.span(1)])
+        unquoted_value(&s[tokens.span(1)])
     }
 
     /// Puts the line's cells into `row`, each column once, in column order. `tokens` are the ones
@@ -274,21 +274,21 @@ impl Common {
     #[inline]
     pub fn emit<'a>(self, s: &'a str, tokens: &Tokens, row: &mut impl Row<'a>) {
         let t = View { s, t: tokens };
-        row.text(col::BUCKETOWNER, value(t.str_at(0)));
-        row.text(col::BUCKET, value(t.str_at(1)));
+        row.text(col::BUCKETOWNER, unquoted_value(t.str_at(0)));
+        row.text(col::BUCKET, unquoted_value(t.str_at(1)));
         row.time(col::REQUESTDATETIME, self.time.millis);
-        row.text(col::REMOTEIP, value(t.str_at(4)));
-        row.text(col::REQUESTER, value(t.str_at(5)));
-        row.text(col::REQUESTID, value(t.str_at(6)));
-        row.text(col::OPERATION, value(t.str_at(7)));
-        row.text(col::KEY, value(t.str_at(8)));
+        row.text(col::REMOTEIP, unquoted_value(t.str_at(4)));
+        row.text(col::REQUESTER, unquoted_value(t.str_at(5)));
+        row.text(col::REQUESTID, unquoted_value(t.str_at(6)));
+        row.text(col::OPERATION, unquoted_value(t.str_at(7)));
+        row.text(col::KEY, unquoted_value(t.str_at(8)));
         let [method, path, proto] = request_uri(t, self.quoted_uri, self.uri_end);
         row.text(col::REQUESTURI_OPERATION, method);
         row.text(col::REQUESTURI_KEY, path);
         row.text(col::REQUESTURI_HTTPPROTOVERSION, proto);
         let [status, sent, size, total, turnaround] = self.numbers;
         row.int(col::HTTPSTATUS, status);
-        row.text(col::ERRORCODE, value(t.str_at(self.uri_end + 2)));
+        row.text(col::ERRORCODE, unquoted_value(t.str_at(self.uri_end + 2)));
         row.int(col::BYTESSENT, sent);
         row.int(col::OBJECTSIZE, size);
         row.int(col::TOTALTIME, total);
@@ -302,7 +302,7 @@ impl Common {
         let mut next = self.ua_end + 1;
         for column in col::VERSIONID..=col::SOURCEREGION {
             if next < count {
-                row.text(column, value(t.str_at(next)));
+                row.text(column, unquoted_value(t.str_at(next)));
                 next += 1;
             } else {
                 row.text(column, None);
@@ -330,7 +330,10 @@ fn request_uri<'a>(t: View<'a, '_>, quoted: bool, end: usize) -> [Option<&'a str
     // The value without its quotes.
     let (from, to) = if quoted { (t.span(9).start + 1, t.span(end).end - 1) } else { (t.span(9).start, t.span(9).end) };
     if end == 9 {
-        return [value(&s[from..to]), None, None];
+        // A bare `-`, or a quoted value that is `-` (a quoted `"-"` inside stays text, as the
+        // careful parser reads it).
+        let v = &s[from..to];
+        return [(v != "-").then_some(v), None, None];
     }
     let method = Some(&s[from..t.span(9).end]);
     let path_from = t.span(10).start;

@@ -274,6 +274,13 @@ pub(super) fn value(v: &str) -> Option<&str> {
     (v != "-" && v != "\"-\"").then_some(v)
 }
 
+/// [`value`] for a token known to hold no quote (as every bare token of a line the one-pass
+/// parser takes does): only `-` is NULL.
+pub(super) fn unquoted_value(v: &str) -> Option<&str> {
+    debug_assert!(!v.contains('"'));
+    (v != "-").then_some(v)
+}
+
 /// A token that stands for "no value" in a bare field.
 pub(super) fn is_dash(t: &[u8]) -> bool {
     t == b"-" || t == b"\"-\""
@@ -304,18 +311,15 @@ pub(super) fn number_cell(b: &[u8], max_digits: usize) -> Option<Cell<'static>> 
 
 /// [`number_cell`]'s value: `Some(None)` for NULL.
 pub(super) fn number_value(b: &[u8], max_digits: usize) -> Option<Option<i64>> {
-    if is_dash(b) {
-        return Some(None);
-    }
     if b.is_empty() || b.len() > max_digits {
         return None;
     }
-    // One pass: each byte is checked and added in.
+    // One pass: each byte is checked and added in; a dash is looked for only past a non-digit.
     let mut n = 0i64;
     for &c in b {
         let d = c.wrapping_sub(b'0');
         if d > 9 {
-            return None;
+            return is_dash(b).then_some(None);
         }
         n = n * 10 + i64::from(d);
     }
