@@ -94,6 +94,10 @@ struct ConvertArgs {
     /// Fail (exit 65, commit nothing) when more than this share of lines is rejected.
     #[arg(long, default_value_t = 0.05, value_name = "RATIO")]
     max_reject_ratio: f64,
+    /// Read objects quarantined by earlier runs (they could not be read) again, even unchanged.
+    /// A quarantined object that changed since is read again anyway.
+    #[arg(long)]
+    retry_quarantined: bool,
     /// A line longer than this is a reject.
     #[arg(long, default_value = "1MiB", value_parser = parse_size, value_name = "SIZE")]
     max_line_bytes: u64,
@@ -243,6 +247,7 @@ impl ConvertArgs {
             },
             batch_bytes: self.batch_size,
             dry_run: self.dry_run,
+            retry_quarantined: self.retry_quarantined,
             lease: LeaseOptions {
                 ttl: std::time::Duration::from_secs(self.lease_ttl.max(1)),
                 wait: std::time::Duration::from_secs(self.lease_wait),
@@ -335,8 +340,10 @@ fn convert(args: &ConvertArgs) -> i32 {
             println!("{}\t{}", o.name, o.size);
         }
     }
-    // The summary says what was done: on success, and when a batch was refused for its rejects.
-    if !args.quiet && (result.is_ok() || matches!(result, Err(Error::TooManyRejects { .. }))) {
+    // The summary says what was done: on success, when a batch was refused for its rejects, and
+    // when objects were quarantined (the rest was committed).
+    let done = matches!(result, Ok(()) | Err(Error::TooManyRejects { .. } | Error::Quarantined { .. }));
+    if !args.quiet && done {
         eprint!("{}", report.summary());
     }
     // The report is written whatever the outcome: a scheduler reads what was committed.

@@ -70,6 +70,8 @@ pub struct ConvertOptions {
     pub batch_bytes: u64,
     /// Plan only: list what would be converted and write nothing.
     pub dry_run: bool,
+    /// Read quarantined objects again, even unchanged.
+    pub retry_quarantined: bool,
     pub lease: LeaseOptions,
 }
 
@@ -120,6 +122,7 @@ impl Default for ConvertOptions {
             sink: SinkOptions::default(),
             batch_bytes: 4 << 30,
             dry_run: false,
+            retry_quarantined: false,
             lease: LeaseOptions::default(),
         }
     }
@@ -535,8 +538,12 @@ fn progress_bar(show: bool) -> indicatif::ProgressBar {
 /// and against the names this run already took (a source named twice is read once).
 struct Feed<'a> {
     listing: &'a mut Listing,
+    /// Objects drawn and found new, to be drawn again first: those of a batch tried again
+    /// without an object that could not be read.
+    replay: std::collections::VecDeque<SourceObject>,
     /// An object drawn and found new but not yet placed in a window.
     peeked: Option<SourceObject>,
+    retry_quarantined: bool,
     seen: std::collections::HashSet<String>,
     skipped: u64,
     changed: Vec<String>,
@@ -544,12 +551,13 @@ struct Feed<'a> {
 
 impl<'a> Feed<'a> {
     fn new(listing: &'a mut Listing) -> Self {
-        Feed { listing, peeked: None, seen: Default::default(), skipped: 0, changed: Vec::new() }
+        let (replay, seen) = (Default::default(), Default::default());
+        Feed { listing, replay, peeked: None, retry_quarantined: false, seen, skipped: 0, changed: Vec::new() }
     }
 
     /// The next object `ledger` does not hold, waiting for the listing if need be.
     fn next_new(&mut self, ledger: &Ledger) -> Result<Option<SourceObject>, Error> {
-        if let Some(o) = self.peeked.take() {
+        if let Some(o) = self.replay.pop_front().or_else(|| self.peeked.take()) {
             return Ok(Some(o));
         }
         while let Some(o) = self.listing.next_object()? {
@@ -557,7 +565,7 @@ impl<'a> Feed<'a> {
                 self.skipped += 1;
                 continue;
             }
-            match ledger.classify(&o) {
+            match ledger.classify(&o, self.retry_quarantined) {
                 Verdict::New => return Ok(Some(o)),
                 Verdict::Skip => self.skipped += 1,
                 Verdict::Changed => {
@@ -936,13 +944,15 @@ fn recreate(
 ) -> Result<(), Error> {
     let dest = run.dest;
     let fail = |why: String| lost(dest, rec, missing, why);
-    if rec.objects.is_empty() {
+    // Quarantined objects gave no lines to the batch's files.
+    let entries: Vec<&ObjectEntry> = rec.objects.iter().filter(|o| o.quarantined.is_none()).collect();
+    if entries.is_empty() {
         return Err(fail("its input was standard input, which cannot be read again".into()));
     }
-    let names: Vec<String> = rec.objects.iter().map(|o| o.name.clone()).collect();
+    let names: Vec<String> = entries.iter().map(|o| o.name.clone()).collect();
     let found = object_source::find_recorded(&names, &run.opts.store, run.rt)?;
     let mut objects = Vec::with_capacity(found.len());
-    for (entry, now) in rec.objects.iter().zip(found) {
+    for (entry, now) in entries.into_iter().zip(found) {
         match now {
             None => {
                 return Err(fail(format!("its log object {} is gone, so it cannot be converted again", entry.name)));
@@ -990,6 +1000,8 @@ struct Run<'a> {
 struct StagedBatch {
     batch: String,
     objects: Vec<SourceObject>,
+    /// Objects of the batch that could not be read, and why: recorded, none of their lines written.
+    quarantined: Vec<(SourceObject, String)>,
     files: Vec<WrittenFile>,
     /// When staging began (the commit stage's time runs from there).
     started: Instant,
@@ -1023,29 +1035,52 @@ fn stage_batch(
         }
     };
     let (lines_before, rejected_before) = (report.lines_read, report.lines_rejected);
-    let mut windows = BatchWindows {
-        feed,
-        ledger,
-        window_bytes: opts.window_bytes,
-        batch_bytes: opts.batch_bytes.max(1),
-        taken: Vec::new(),
-        taken_bytes: 0,
-    };
-    let written = prepare_output(dest, &local)
-        .and_then(|()| parse_and_write(&mut windows, run.rt, opts, &local, &provisional, report, progress));
-    let objects = std::mem::take(&mut windows.taken);
-    let (data, rejects) = match written {
-        Ok(w) => w,
-        Err(e) => {
-            discard(&local, &staged_as);
-            return Err(e);
+    // An object that cannot be read (corrupt, unreadable) is quarantined, and the batch is made
+    // again without it from the start: its other objects are drawn again, the report goes back
+    // to how it stood, so no line of the bad object reaches the batch's files.
+    let mut quarantined: Vec<(SourceObject, String)> = Vec::new();
+    let (objects, data, rejects) = loop {
+        let saved = counts_without_objects(report);
+        let mut windows = BatchWindows {
+            feed: &mut *feed,
+            ledger,
+            window_bytes: opts.window_bytes,
+            batch_bytes: opts.batch_bytes.max(1),
+            taken: Vec::new(),
+            taken_bytes: 0,
+        };
+        let written = prepare_output(dest, &local)
+            .and_then(|()| parse_and_write(&mut windows, run.rt, opts, &local, &provisional, report, progress));
+        let objects = std::mem::take(&mut windows.taken);
+        match written {
+            Ok((data, rejects)) => break (objects, data, rejects),
+            Err(e) => {
+                discard(&local, &staged_as);
+                let Some(bad) = unreadable_object(&e, &objects) else { return Err(e) };
+                tracing::warn!(object = objects[bad].name, error = %e, "quarantined: cannot be read");
+                let per_object = std::mem::take(&mut report.per_object);
+                *report = Report { per_object, ..saved };
+                let mut again: std::collections::VecDeque<SourceObject> = Default::default();
+                for (i, o) in objects.into_iter().enumerate() {
+                    report.per_object.remove(&o.name);
+                    if i == bad {
+                        quarantined.push((o, e.to_string()));
+                    } else {
+                        again.push_back(o);
+                    }
+                }
+                again.extend(feed.peeked.take());
+                again.extend(std::mem::take(&mut feed.replay));
+                feed.replay = again;
+            }
         }
     };
-    if objects.is_empty() {
+    if objects.is_empty() && quarantined.is_empty() {
         discard(&local, &staged_as);
         return Ok(None);
     }
-    let batch = name.map_or_else(|| batch_id(&objects), str::to_string);
+    let all: Vec<SourceObject> = objects.iter().chain(quarantined.iter().map(|(o, _)| o)).cloned().collect();
+    let batch = name.map_or_else(|| batch_id(&all), str::to_string);
     let (lines, rejected) = (report.lines_read - lines_before, report.lines_rejected - rejected_before);
     let ratio = if lines == 0 { 0.0 } else { rejected as f64 / lines as f64 };
     if ratio > opts.max_reject_ratio {
@@ -1082,7 +1117,30 @@ fn stage_batch(
     };
     dest.remove_local_staging(&local);
     crate::crash_point::reached("staged");
-    Ok(Some(StagedBatch { batch, objects, files, started }))
+    Ok(Some(StagedBatch { batch, objects, quarantined, files, started }))
+}
+
+/// The report without its per-object counts (which may be large, and which a batch tried again
+/// only needs to drop its own objects from).
+fn counts_without_objects(report: &mut Report) -> Report {
+    let per_object = std::mem::take(&mut report.per_object);
+    let saved = report.clone();
+    report.per_object = per_object;
+    saved
+}
+
+/// Which of `objects` an error is the fault of, when it is that object's own and will not go
+/// away by trying again: corrupt compressed data, or a local file that cannot be read. An S3
+/// store's refusal is not quarantined: it is more often the bucket's (a policy, a key) than one
+/// object's, and quarantining every object of a bucket would make later runs skip them all; it
+/// stops the run instead, as errors that retrying may cure do. Standard input and pipes cannot be
+/// quarantined: they are read once.
+fn unreadable_object(e: &Error, objects: &[SourceObject]) -> Option<usize> {
+    let name = match e {
+        Error::Decompress { path, .. } | Error::Read { path, .. } => path,
+        _ => return None,
+    };
+    objects.iter().position(|o| &o.name == name && !o.is_stdin())
 }
 
 /// Converts one batch and commits it: stage its files ([`stage_batch`]), create the commit record
@@ -1097,7 +1155,8 @@ fn convert_batch(
     progress: &indicatif::ProgressBar,
 ) -> Result<bool, Error> {
     let dest = run.dest;
-    let Some(StagedBatch { batch, objects, files, started }) = stage_batch(run, feed, ledger, None, report, progress)?
+    let Some(StagedBatch { batch, objects, quarantined, files, started }) =
+        stage_batch(run, feed, ledger, None, report, progress)?
     else {
         return Ok(false);
     };
@@ -1115,8 +1174,19 @@ fn convert_batch(
                 rows: c.rows,
                 rejects: c.rejects,
                 commit: ledger.last_seq + 1,
+                quarantined: None,
             }
         })
+        .chain(quarantined.iter().map(|(o, reason)| ObjectEntry {
+            name: o.name.clone(),
+            etag: o.etag.clone(),
+            size: o.size,
+            lines: 0,
+            rows: 0,
+            rejects: 0,
+            commit: ledger.last_seq + 1,
+            quarantined: Some(reason.clone()),
+        }))
         .collect();
     let rec = CommitRecord {
         seq: ledger.last_seq + 1,
@@ -1144,6 +1214,9 @@ fn convert_batch(
     ledger.mark_published(dest, seq).map_err(unpublished)?;
     dest.discard_staged(&batch).map_err(unpublished)?;
     report.stage_seconds.commit += started.elapsed().as_secs_f64();
+    report
+        .objects_quarantined
+        .extend(quarantined.into_iter().map(|(o, reason)| crate::report::Quarantined { name: o.name, reason }));
     for f in files {
         if f.path.starts_with("data/") {
             report.files_written.push(f);
@@ -1221,6 +1294,7 @@ fn convert_listed(
     let ledger = Ledger::load(dest)?;
     report.stage_seconds.state = state_started.elapsed().as_secs_f64();
     let mut feed = Feed::new(listing);
+    feed.retry_quarantined = opts.retry_quarantined;
     let finish = |feed: &Feed, report: &mut Report| {
         report.objects_skipped = feed.skipped;
         report.objects_changed = feed.changed.clone();
@@ -1252,7 +1326,7 @@ fn convert_listed(
     let progress = progress_bar(opts.progress);
     repair(&run, &mut ledger, report, &progress)?;
     match first {
-        Some(o) if ledger.classify(&o) == Verdict::New => feed.peeked = Some(o),
+        Some(o) if ledger.classify(&o, opts.retry_quarantined) == Verdict::New => feed.peeked = Some(o),
         Some(_) => feed.skipped += 1,
         None => {}
     }
@@ -1269,7 +1343,10 @@ fn convert_listed(
     }
     lease.release();
     report.committed = true;
-    Ok(())
+    match report.objects_quarantined.first() {
+        Some(q) => Err(Error::Quarantined { count: report.objects_quarantined.len(), first: q.name.clone() }),
+        None => Ok(()),
+    }
 }
 
 fn with_prefix(prefix: &str, files: Vec<WrittenFile>) -> Vec<WrittenFile> {

@@ -14,6 +14,10 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_USAGE: i32 = 2;
 /// Exit code when more lines were rejected than `--max-reject-ratio` allows (sysexits EX_DATAERR).
 pub const EXIT_TOO_MANY_REJECTS: i32 = 65;
+/// Exit code when some objects could not be read (corrupt, unreadable) and were quarantined:
+/// everything else was committed; retrying does not help until they are fixed (sysexits
+/// EX_UNAVAILABLE).
+pub const EXIT_QUARANTINED: i32 = 69;
 /// Exit code when another run holds DEST's lease (or took it over): nothing was committed by
 /// this run; the other run is converting the same objects (sysexits EX_CANTCREAT).
 pub const EXIT_BUSY: i32 = 73;
@@ -53,6 +57,11 @@ pub enum Error {
     State { path: String, cause: String },
     #[error("{0}")]
     CommittedFilesMissing(Box<LostFiles>),
+    #[error(
+        "{count} objects could not be read and were quarantined, e.g. {first}; everything else was committed. \
+         Fix or replace them (a changed object is read again), or run with --retry-quarantined"
+    )]
+    Quarantined { count: usize, first: String },
     #[error(
         "{dest}: batch {seq} is committed, but publishing its files into the table failed: {cause}. Nothing is \
          lost: the next run publishes them"
@@ -122,6 +131,7 @@ impl Error {
             | Error::CommittedFilesMissing(_) => EXIT_IO,
             Error::Busy { .. } | Error::LeaseLost { .. } => EXIT_BUSY,
             Error::TooManyRejects { .. } => EXIT_TOO_MANY_REJECTS,
+            Error::Quarantined { .. } => EXIT_QUARANTINED,
             Error::Temporary { .. } | Error::Unpublished { .. } => EXIT_TEMPFAIL,
         }
     }

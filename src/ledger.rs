@@ -43,6 +43,10 @@ pub struct ObjectEntry {
     /// The commit that converted it.
     #[serde(default)]
     pub commit: u64,
+    /// It could not be read (corrupt compressed data, unreadable): none of its lines are in the
+    /// table, and runs skip it until it changes or `--retry-quarantined` is given. The reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantined: Option<String>,
 }
 
 /// One committed batch.
@@ -190,15 +194,22 @@ impl Ledger {
     }
 
     /// Whether `o` is to be converted. Standard input has no identity across runs, so it is
-    /// always new.
-    pub fn classify(&self, o: &SourceObject) -> Verdict {
+    /// always new. A quarantined object is new again once it changed, or when `retry_quarantined`.
+    pub fn classify(&self, o: &SourceObject, retry_quarantined: bool) -> Verdict {
         if o.is_stdin() {
             return Verdict::New;
         }
         match self.objects.get(&o.name) {
             None => Verdict::New,
-            Some(done) if done.size == o.size && (done.etag.is_none() || done.etag == o.etag) => Verdict::Skip,
-            Some(_) => Verdict::Changed,
+            Some(done) => {
+                let same = done.size == o.size && (done.etag.is_none() || done.etag == o.etag);
+                match (same, done.quarantined.is_some()) {
+                    (true, true) if retry_quarantined => Verdict::New,
+                    (true, _) => Verdict::Skip,
+                    (false, true) => Verdict::New,
+                    (false, false) => Verdict::Changed,
+                }
+            }
         }
     }
 
@@ -260,7 +271,8 @@ mod tests {
     use super::*;
 
     fn entry(name: &str, commit: u64) -> ObjectEntry {
-        ObjectEntry { name: name.into(), etag: Some("\"e\"".into()), size: 10, lines: 3, rows: 2, rejects: 1, commit }
+        let etag = Some("\"e\"".into());
+        ObjectEntry { name: name.into(), etag, size: 10, lines: 3, rows: 2, rejects: 1, commit, quarantined: None }
     }
 
     fn record(seq: u64, names: &[&str]) -> CommitRecord {

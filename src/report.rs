@@ -11,6 +11,13 @@ use crate::batch_builder::RejectSample;
 use crate::parquet_sink::WrittenFile;
 
 /// Listing and fetching figures (remote objects only for `fetch`).
+/// An object that could not be read, and why.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Quarantined {
+    pub name: String,
+    pub reason: String,
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TransferFigures {
     pub objects: u64,
@@ -71,6 +78,11 @@ pub struct Report {
     pub objects_read: u64,
     /// Objects that were listed but gone when fetched (deleted or expired in between).
     pub objects_missing: Vec<String>,
+    /// Objects this run could not read (corrupt compressed data, unreadable), with the reason:
+    /// recorded as quarantined, none of their lines in the table; the rest of their batch was
+    /// committed. Later runs skip them until they change or `--retry-quarantined` is given.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub objects_quarantined: Vec<Quarantined>,
     /// Bytes as stored (compressed where the object was).
     pub bytes_read: u64,
     /// Bytes after decompression.
@@ -150,6 +162,14 @@ impl Report {
         }
         for r in &self.reject_samples {
             s.push_str(&format!("s3logs:   e.g. {}:{}: {}\n", r.source_object, r.source_line, r.reason));
+        }
+        if let Some(q) = self.objects_quarantined.first() {
+            s.push_str(&format!(
+                "s3logs: {} objects could not be read and were quarantined (the rest was committed), e.g. {}: {}\n",
+                self.objects_quarantined.len(),
+                q.name,
+                q.reason
+            ));
         }
         if !self.objects_missing.is_empty() {
             s.push_str(&format!(

@@ -29,6 +29,9 @@ pub struct Status {
     pub staged_committed: Vec<String>,
     /// Staged batches without one: the next run discards them.
     pub staged_uncommitted: Vec<String>,
+    /// Objects that could not be read, with the reason, sorted by name: none of their lines are in
+    /// the table; runs skip them until they change or `--retry-quarantined` is given.
+    pub quarantined: Vec<crate::report::Quarantined>,
 }
 
 /// Reads the state of `dest`.
@@ -45,6 +48,11 @@ pub fn status(dest: &Destination) -> Result<Status, Error> {
     let (staged_committed, staged_uncommitted) =
         dest.staged_batches()?.into_iter().partition(|b| ledger.commit_of(b).is_some());
     let o = ledger.objects.values();
+    let mut quarantined: Vec<crate::report::Quarantined> = o
+        .clone()
+        .filter_map(|e| Some(crate::report::Quarantined { name: e.name.clone(), reason: e.quarantined.clone()? }))
+        .collect();
+    quarantined.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(Status {
         dest: dest.display(),
         objects: ledger.objects.len() as u64,
@@ -59,6 +67,7 @@ pub fn status(dest: &Destination) -> Result<Status, Error> {
         lease_record,
         staged_committed,
         staged_uncommitted,
+        quarantined,
     })
 }
 
@@ -99,6 +108,15 @@ pub fn render(dest: &str, opts: &StoreOptions, json: bool) -> Result<String, Err
             "  interrupted: {} committed batches to finish, {} uncommitted to discard (the next run does both)\n",
             s.staged_committed.len(),
             s.staged_uncommitted.len()
+        ));
+    }
+    if let Some(q) = s.quarantined.first() {
+        t.push_str(&format!(
+            "  quarantined: {} objects could not be read (skipped until they change, or --retry-quarantined), \
+             e.g. {}: {}\n",
+            s.quarantined.len(),
+            q.name,
+            q.reason
         ));
     }
     Ok(t)

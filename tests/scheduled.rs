@@ -380,3 +380,70 @@ fn a_run_with_nothing_new_still_finds_committed_files_missing() {
         assert!(err.contains(&second[0]) && err.contains("commit 2"), "{err}");
     }
 }
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+/// Corrupt objects among good ones (a truncated gzip object read whole, gzip magic followed by
+/// garbage, and a truncated gzip object with more content than is held whole, so streamed): each
+/// is quarantined with its reason, the rest of its batch and the batches after it commit, and the
+/// run exits 69. Later runs skip them; one replaced by a good copy is converted; one still
+/// corrupt stays quarantined, also with --retry-quarantined.
+#[test]
+fn corrupt_objects_are_quarantined_and_the_rest_commits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, dest) = (tmp.path().join("logs"), tmp.path().join("table"));
+    let mut good = corpus(&src, 8, 1 << 20, 23);
+    let sample = good[0].1.clone();
+    let whole = gzip(&sample);
+    let truncated = src.join("2024-01-01-05-00-00-TRUNCATED.gz");
+    std::fs::write(&truncated, &whole[..whole.len() / 2]).unwrap();
+    let garbage = src.join("2024-01-01-05-00-01-GARBAGE.gz");
+    std::fs::write(&garbage, [&whole[..10], &[0xAB; 4096][..]].concat()).unwrap();
+    let long = gzip(&sample.repeat((40 << 20) / sample.len() + 1));
+    let streamed = src.join("2024-01-01-05-00-02-STREAMED.gz");
+    std::fs::write(&streamed, &long[..long.len() - 1000]).unwrap();
+    let name = |p: &Path| std::fs::canonicalize(p).unwrap().display().to_string();
+    let bad = [name(&truncated), name(&garbage), name(&streamed)];
+
+    let run = |extra: &[&str]| {
+        let out = convert(&src, &dest, &[&["--batch-size", "256KiB", "--report", "/dev/stdout"], extra].concat())
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        (out, report)
+    };
+    let (out, r) = run(&[]);
+    assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
+    let mut quarantined: Vec<String> =
+        r["objects_quarantined"].as_array().unwrap().iter().map(|q| q["name"].as_str().unwrap().to_string()).collect();
+    quarantined.sort();
+    let mut want = bad.to_vec();
+    want.sort();
+    assert_eq!(quarantined, want, "{r}");
+    assert!(r["objects_quarantined"][0]["reason"].as_str().unwrap().contains(".gz"), "{r}");
+    assert!(r["commits"].as_array().unwrap().len() >= 2, "the batches went on: {r}");
+    assert_exactly_once(&dest, &good);
+
+    let (out, r) = run(&[]);
+    assert!(out.status.success() && r["nothing_new"] == true, "{}: {r}", stderr(&out));
+
+    // The truncated one replaced by a good copy: converted. The others stay quarantined, even
+    // when tried again.
+    std::fs::write(&truncated, &whole).unwrap();
+    let (out, r) = run(&[]);
+    assert!(out.status.success(), "{}: {r}", stderr(&out));
+    good.push((bad[0].clone(), sample));
+    assert_exactly_once(&dest, &good);
+    let (out, r) = run(&["--retry-quarantined"]);
+    assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
+    assert_eq!(r["objects_quarantined"].as_array().unwrap().len(), 2, "{r}");
+    assert_exactly_once(&dest, &good);
+    let status = bin().args(["status", dest.to_str().unwrap(), "--json"]).output().unwrap();
+    let s: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(s["quarantined"].as_array().map(Vec::len), Some(2), "{s}");
+}
