@@ -209,6 +209,15 @@ impl PartitionKey {
     }
 }
 
+/// The longest bucket name a `source_bucket=` folder can hold where a file name is at most 255
+/// bytes (Linux file systems). Legacy bucket names go up to 255 characters; a record of one is a
+/// reject (`bad_bucket`) when partitioning by bucket, where it made every run fail.
+pub const MAX_BUCKET_FOLDER_NAME: usize = 255 - crate::ddl::BUCKET_PARTITION_COLUMN.len() - 1;
+
+fn too_long_for_a_folder(bucket: &str) -> RejectReason {
+    RejectReason::BucketTooLong { len: bucket.len(), limit: MAX_BUCKET_FOLDER_NAME }
+}
+
 /// How lines are parsed and routed.
 #[derive(Debug, Clone, Copy)]
 pub struct ParseOptions {
@@ -292,6 +301,9 @@ impl Rows {
                     // day's builders; any other line goes to the careful parser.
                     if let Some(common) = common_layout::scan(&text, &mut tokens) {
                         let bucket = if opts.partition_by_bucket { common.bucket(&text, &tokens) } else { None };
+                        if let Some(long) = bucket.filter(|b| b.len() > MAX_BUCKET_FOLDER_NAME) {
+                            return reject(&mut out, number, too_long_for_a_folder(long), raw);
+                        }
                         let builder = partition(parts, common.time.day, bucket, expected_rows);
                         common.emit(&text, &tokens, builder);
                         builder.end_row(source, number);
@@ -304,6 +316,9 @@ impl Rows {
                                 (Cell::Str(b), true) => Some(b.as_ref()),
                                 _ => None,
                             };
+                            if let Some(long) = bucket.filter(|b| b.len() > MAX_BUCKET_FOLDER_NAME) {
+                                return reject(&mut out, number, too_long_for_a_folder(long), raw);
+                            }
                             let builder = partition(parts, parsed.time.day, bucket, expected_rows);
                             builder.append(&parsed);
                             builder.end_row(source, number);

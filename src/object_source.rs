@@ -659,7 +659,7 @@ impl Listing {
     ) -> Listing {
         let (tx, rx) = std::sync::mpsc::channel();
         let (sources, store, rt) = (sources.to_vec(), store.clone(), rt.map(|r| r.handle().clone()));
-        let exclude = exclude.and_then(|p| std::fs::canonicalize(p).ok());
+        let exclude = exclude.map(resolved);
         std::thread::spawn(move || {
             let mut send = |objects: Vec<SourceObject>| tx.send(Listed::Objects(objects)).is_ok();
             let end = match produce(&sources, exclude.as_deref(), &store, rt.as_ref(), dates, &mut send) {
@@ -781,19 +781,44 @@ fn produce(
             continue;
         }
         let mut step = Vec::new();
+        // Files reached through a symbolic link are named by their real path, and a file reached
+        // twice (a linked folder, a hard link) is read once.
+        let (mut linked_depths, mut seen_files) = (Vec::<usize>::new(), std::collections::HashSet::new());
         for entry in walkdir::WalkDir::new(&path).follow_links(true).sort_by_file_name() {
-            let entry = entry.map_err(|e| {
-                let p = e.path().unwrap_or(&path).to_path_buf();
-                Error::read(p, e.into_io_error().unwrap_or_else(|| std::io::Error::other("file system loop")))
-            })?;
-            if !entry.file_type().is_file()
-                || exclude.is_some_and(|x| entry.path().starts_with(x))
-                || !in_range(entry.path())
+            let entry = match entry {
+                Ok(entry) => entry,
+                // A link to nothing names no log: skipped with a warning, not the end of the run.
+                Err(e) if e.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) => {
+                    tracing::warn!(path = %e.path().unwrap_or(&path).display(), "a dangling link; skipped");
+                    continue;
+                }
+                Err(e) => {
+                    let p = e.path().unwrap_or(&path).to_path_buf();
+                    let cause = e.into_io_error().unwrap_or_else(|| std::io::Error::other("file system loop"));
+                    return Err(Error::read(p, cause));
+                }
+            };
+            while linked_depths.last().is_some_and(|&d| entry.depth() <= d) {
+                linked_depths.pop();
+            }
+            if entry.path_is_symlink() && entry.file_type().is_dir() {
+                linked_depths.push(entry.depth());
+            }
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let meta = entry.metadata().map_err(|e| Error::read(entry.path(), e.into()))?;
+            if !seen_files
+                .insert((std::os::unix::fs::MetadataExt::dev(&meta), std::os::unix::fs::MetadataExt::ino(&meta)))
             {
                 continue;
             }
-            let size = entry.metadata().map_err(|e| Error::read(entry.path(), e.into()))?.len();
-            step.push(file_object(entry.into_path(), size));
+            let linked = entry.path_is_symlink() || !linked_depths.is_empty();
+            let file = if linked { absolute(entry.path())? } else { entry.into_path() };
+            if exclude.as_ref().is_some_and(|x| file.starts_with(x)) || !in_range(&file) {
+                continue;
+            }
+            step.push(file_object(file, meta.len()));
             if step.len() == 1000 && !send(std::mem::take(&mut step)) {
                 return Ok(());
             }
@@ -806,7 +831,45 @@ fn produce(
 }
 
 fn file_object(path: PathBuf, size: u64) -> SourceObject {
-    SourceObject { name: path.display().to_string(), size, etag: None, location: Location::File(path) }
+    SourceObject { name: path_name(&path), size, etag: None, location: Location::File(path) }
+}
+
+/// The `source_object` name of a local file: its path, or, for a path that is not UTF-8, its
+/// path with each byte that is not part of a UTF-8 character (and each `%`) written `%XX`, so
+/// that two files whose names differ only there keep two names (a lossy name made them one, and
+/// the second was skipped as already seen).
+fn path_name(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    if let Some(s) = path.to_str() {
+        return s.to_string();
+    }
+    let mut out = String::new();
+    for chunk in path.as_os_str().as_bytes().utf8_chunks() {
+        out.push_str(&chunk.valid().replace('%', "%25"));
+        for b in chunk.invalid() {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The absolute form of a path that may not exist yet (an output folder about to be made): the
+/// real path of its nearest existing ancestor, with the rest appended.
+fn resolved(p: &Path) -> PathBuf {
+    if let Ok(real) = std::fs::canonicalize(p) {
+        return real;
+    }
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut rest = Vec::new();
+    let mut at = abs.as_path();
+    while let Some(parent) = at.parent() {
+        rest.push(at.file_name().map(|n| n.to_os_string()).unwrap_or_default());
+        if let Ok(real) = std::fs::canonicalize(parent) {
+            return rest.iter().rev().fold(real, |acc, n| acc.join(n));
+        }
+        at = parent;
+    }
+    abs
 }
 
 #[cfg(test)]

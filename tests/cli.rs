@@ -810,3 +810,71 @@ fn a_publish_failure_after_the_commit_is_a_retry_that_finishes_the_batch() {
     assert_eq!(r["batches_finished"].as_array().map(Vec::len), Some(1), "{r}");
     assert_eq!(read_rows(&dest.join("data")).len(), 23);
 }
+
+// ---- Names and paths of local sources. ----
+
+/// Rows' `source_object` values under `dest/data`.
+fn source_objects(dest: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        read_rows(&dest.join("data")).iter().map(|r| r["source_object"].as_str().unwrap().to_string()).collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Two files whose names differ only in bytes that are not UTF-8 are two objects (a lossy name
+/// made them one and skipped the second); a folder reached through a symbolic link is read once,
+/// under its real path; a dangling link is skipped, not the end of the run; a DEST that does not
+/// exist yet inside the source is not read back (its lease file was read as a log).
+#[test]
+fn local_names_stay_distinct_links_are_read_once_and_dest_is_never_a_source() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("logs");
+    let real = src.join("real");
+    std::fs::create_dir_all(&real).unwrap();
+    let sample = std::fs::read(testdata().join(OBJ_A)).unwrap();
+    let lines = sample.iter().filter(|&&b| b == b'\n').count();
+    for byte in [0xfe_u8, 0xff] {
+        let name = std::ffi::OsStr::from_bytes(&[b"2024-03-15-00-00-00-".as_slice(), &[byte]].concat()).to_os_string();
+        std::fs::write(real.join(name), &sample).unwrap();
+    }
+    std::os::unix::fs::symlink(&real, src.join("a-link-to-real")).unwrap();
+    std::os::unix::fs::symlink(tmp.path().join("nowhere"), src.join("dangling")).unwrap();
+    // Enough files that the walk is still going when the lease is taken in DEST.
+    for i in 0..2000 {
+        std::fs::write(real.join(format!("2024-03-15-01-00-00-{i:04}")), b"").unwrap();
+    }
+    let dest = src.join("zz-out");
+    let out = convert(&src, &dest, &["--report", "/dev/stdout"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((r["rows_written"].as_u64(), r["lines_rejected"].as_u64()), (Some(2 * lines as u64), Some(0)), "{r}");
+    let names = source_objects(&dest);
+    let real = std::fs::canonicalize(&real).unwrap().display().to_string();
+    assert_eq!(names, [format!("{real}/2024-03-15-00-00-00-%FE"), format!("{real}/2024-03-15-00-00-00-%FF")]);
+    let again = convert(&src, &dest, &[]);
+    assert!(again.status.success() && stderr(&again).contains("nothing new"), "{}", stderr(&again));
+}
+
+/// A legacy bucket name too long for a `source_bucket=` folder (legal up to 255 characters) is a
+/// reject when partitioning by bucket, instead of failing every run with "File name too long".
+#[test]
+fn a_bucket_name_too_long_for_a_folder_is_a_reject() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("logs");
+    std::fs::create_dir(&src).unwrap();
+    let text = std::fs::read_to_string(testdata().join(OBJ_A)).unwrap();
+    let bucket = text.split(' ').nth(1).unwrap().to_string();
+    let long = format!("{bucket}-{}", "x".repeat(250 - bucket.len()));
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines[0] = lines[0].replacen(&bucket, &long, 1);
+    std::fs::write(src.join(OBJ_A), lines.join("\n") + "\n").unwrap();
+    let dest = tmp.path().join("out");
+    let out =
+        convert(&src, &dest, &["--partition-by", "bucket,dt", "--max-reject-ratio", "0.5", "--report", "/dev/stdout"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["reject_reasons"]["bad_bucket"].as_u64(), Some(1), "{r}");
+    assert!(r["reject_samples"][0]["reason"].as_str().unwrap().contains("partition folder"), "{r}");
+}

@@ -87,6 +87,11 @@ pub enum RejectReason {
     BadBucket {
         value: String,
     },
+    /// A legacy bucket name too long for a `source_bucket=` partition folder.
+    BucketTooLong {
+        len: usize,
+        limit: usize,
+    },
     /// A field that does not have its shape: an operation that is not one, a bare Referer or
     /// User-Agent other than `-`, a server-written field holding a quote, a signature version
     /// field holding something else.
@@ -108,7 +113,7 @@ impl RejectReason {
             RejectReason::UnterminatedQuote { .. } => "unterminated_quote",
             RejectReason::BadNumber { .. } => "bad_number",
             RejectReason::Spliced { .. } => "spliced",
-            RejectReason::BadBucket { .. } => "bad_bucket",
+            RejectReason::BadBucket { .. } | RejectReason::BucketTooLong { .. } => "bad_bucket",
             RejectReason::BadField { .. } => "bad_field",
         }
     }
@@ -149,6 +154,11 @@ impl fmt::Display for RejectReason {
                 write!(f, "spliced records: a second record's time starts at byte {byte}")
             }
             RejectReason::BadBucket { value } => write!(f, "field bucket: not a bucket name: {:?}", shown(value)),
+            RejectReason::BucketTooLong { len, limit } => write!(
+                f,
+                "field bucket: a {len}-byte bucket name does not fit a partition folder (at most {limit} bytes); \
+                 partition by dt alone to keep such records"
+            ),
             RejectReason::BadField { field, value } => {
                 write!(f, "field {field}: {:?} does not have the field's shape", shown(value))
             }
