@@ -48,10 +48,14 @@ impl CredentialProvider for SdkCredentials {
             .as_ref()
             .ok_or_else(|| unavailable("no AWS credential provider is configured".into()))?;
         let c = chain.provide_credentials().await.map_err(|e| {
-            unavailable(format!(
+            unavailable(crate::redact::redact(&format!(
                 "no AWS credentials found (environment, AWS_PROFILE, SSO, web identity, ECS, instance metadata): {e}"
-            ))
+            )))
         })?;
+        crate::redact::register(c.secret_access_key());
+        if let Some(token) = c.session_token() {
+            crate::redact::register(token);
+        }
         let credential = Arc::new(AwsCredential {
             key_id: c.access_key_id().to_string(),
             secret_key: c.secret_access_key().to_string(),

@@ -185,8 +185,12 @@ enum LogFormat {
 
 /// Logs on stderr: warnings by default, more with RUST_LOG (for example RUST_LOG=s3logs=info).
 fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // The AWS SDK's own warnings are left out by default: they repeat what s3logs' error says, and
+    // a failing credential_process's output (which may hold a secret) is among them. RUST_LOG
+    // brings them back.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,aws_config=off,aws_smithy_runtime=off,aws_credential_types=off")
+    });
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -306,7 +310,7 @@ fn print_or_fail(result: Result<String, Error>) -> i32 {
             EXIT_OK
         }
         Err(e) => {
-            eprintln!("s3logs: error: {e}");
+            eprintln!("s3logs: error: {}", crate::redact::redact(&e.to_string()));
             e.exit_code()
         }
     }
@@ -358,7 +362,7 @@ fn convert(args: &ConvertArgs) -> i32 {
     match result {
         Ok(()) => EXIT_OK,
         Err(e) => {
-            eprintln!("s3logs: error: {e}");
+            eprintln!("s3logs: error: {}", crate::redact::redact(&e.to_string()));
             e.exit_code()
         }
     }

@@ -21,6 +21,7 @@ pub mod ledger;
 pub mod lines;
 pub mod object_source;
 pub mod parquet_sink;
+pub mod redact;
 pub mod report;
 pub mod schema;
 pub mod status;

@@ -94,7 +94,7 @@ pub struct StoreOptions {
 
 /// The first line of an error message: S3 error bodies (XML) follow on later lines.
 fn first_line(message: &str) -> String {
-    message.lines().next().unwrap_or("").to_string()
+    crate::redact::redact(message.lines().next().unwrap_or(""))
 }
 
 /// Errors that another attempt will not fix: the typed ones, and a client error (4xx other than

@@ -878,3 +878,85 @@ fn a_bucket_name_too_long_for_a_folder_is_a_reject() {
     assert_eq!(r["reject_reasons"]["bad_bucket"].as_u64(), Some(1), "{r}");
     assert!(r["reject_samples"][0]["reason"].as_str().unwrap().contains("partition folder"), "{r}");
 }
+
+/// Secrets never reach stderr: a server that echoes the request's session token in its error
+/// body (one line, so it is in the part of the message s3logs prints), an `--endpoint-url` with a
+/// password in it, and the secret key in the environment.
+#[test]
+fn secrets_in_errors_never_reach_stderr() {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        // Bounded: a few requests, each answered 403 with the token it carried.
+        for stream in listener.incoming().take(40) {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut token = String::new();
+            let mut line = String::new();
+            while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) && line != "\r\n" {
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("x-amz-security-token:") {
+                    token = line[line.len() - v.len()..].trim().to_string();
+                }
+                line.clear();
+            }
+            let body = format!(
+                "<Error><Code>AccessDenied</Code><Message>Access Denied</Message><Echo>x-amz-security-token: {token}</Echo><Raw>{token}</Raw></Error>"
+            );
+            let _ = write!(
+                stream,
+                "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let (token, secret, password) = ("SESSIONTOKENVALUE0123456789", "SECRETKEYVALUE0123456789", "hunter2secretpw");
+    for endpoint in [format!("http://127.0.0.1:{port}"), format!("http://admin:{password}@127.0.0.1:{port}")] {
+        let out = bin()
+            .args(["convert", "s3://logs-bucket/logs/", "--output", tmp.path().join("out").to_str().unwrap()])
+            .args(["--endpoint-url", &endpoint, "--region", "us-east-1", "--retries", "0"])
+            .env("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEEXAMPLE")
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .env("AWS_SESSION_TOKEN", token)
+            .env_remove("AWS_PROFILE")
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{err}");
+        for s in [token, secret, password] {
+            assert!(!err.contains(s), "{s} reached stderr:\n{err}");
+        }
+        assert!(err.contains("403") || err.contains("AccessDenied") || err.contains("127.0.0.1"), "{err}");
+    }
+}
+
+/// A failing credential_process's output (which may hold a secret) is not printed: the AWS SDK's
+/// own warnings, which carried it, are off unless RUST_LOG asks for them.
+#[test]
+fn a_failing_credential_process_output_is_not_printed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("config");
+    std::fs::write(
+        &config,
+        "[profile leak]\nregion = us-east-1\ncredential_process = sh -c \"echo 'SecretAccessKey: LEAKEDSECRET123 LEAKEDPLAIN456' >&2; exit 1\"\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["convert", "s3://b/logs/", "--output", tmp.path().join("out").to_str().unwrap()])
+        .args(["--endpoint-url", "http://127.0.0.1:9", "--retries", "0"])
+        .env_remove("RUST_LOG")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env("AWS_CONFIG_FILE", &config)
+        .env("AWS_SHARED_CREDENTIALS_FILE", tmp.path().join("none"))
+        .env("AWS_PROFILE", "leak")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(74), "{err}");
+    assert!(err.contains("no AWS credentials found"), "{err}");
+    assert!(!err.contains("LEAKED"), "the credential process's output reached stderr:\n{err}");
+}
