@@ -225,6 +225,15 @@ pub struct ParseOptions {
     pub max_line_bytes: usize,
     /// Route rows by source bucket as well as by day.
     pub partition_by_bucket: bool,
+    /// The days a record of this object may fall on, from its key date (first, last): a record
+    /// outside is a reject (`far_from_key_date`), so one object cannot open a file per day for
+    /// thousands of days. `None` when the object's name has no date.
+    pub key_days: Option<(i32, i32)>,
+}
+
+fn far_from(day: i32, key_days: Option<(i32, i32)>) -> Option<RejectReason> {
+    let (first, last) = key_days?;
+    (day < first || day > last).then_some(RejectReason::FarFromKeyDate { day, first, last })
 }
 
 /// What one chunk produced.
@@ -300,6 +309,9 @@ impl Rows {
                     // The one-pass parser puts the cells of a common line straight into its
                     // day's builders; any other line goes to the careful parser.
                     if let Some(common) = common_layout::scan(&text, &mut tokens) {
+                        if let Some(reason) = far_from(common.time.day, opts.key_days) {
+                            return reject(&mut out, number, reason, raw);
+                        }
                         let bucket = if opts.partition_by_bucket { common.bucket(&text, &tokens) } else { None };
                         if let Some(long) = bucket.filter(|b| b.len() > MAX_BUCKET_FOLDER_NAME) {
                             return reject(&mut out, number, too_long_for_a_folder(long), raw);
@@ -312,6 +324,9 @@ impl Rows {
                     }
                     match parse_line_careful(&text) {
                         Ok(parsed) => {
+                            if let Some(reason) = far_from(parsed.time.day, opts.key_days) {
+                                return reject(&mut out, number, reason, raw);
+                            }
                             let bucket = match (&parsed.cells[col::BUCKET], opts.partition_by_bucket) {
                                 (Cell::Str(b), true) => Some(b.as_ref()),
                                 _ => None,

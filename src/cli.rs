@@ -94,6 +94,11 @@ struct ConvertArgs {
     /// Fail (exit 65, commit nothing) when more than this share of lines is rejected.
     #[arg(long, default_value_t = 0.05, value_name = "RATIO")]
     max_reject_ratio: f64,
+    /// A record dated more than DAYS from its log object's key date (the date in its name) is a
+    /// reject (far_from_key_date): S3 delivers records within hours of their time, and one object
+    /// must not open a partition file for each of thousands of days. `off`: no bound.
+    #[arg(long, default_value = "31", value_parser = parse_slack, value_name = "DAYS")]
+    key_date_slack: Slack,
     /// Read objects quarantined by earlier runs (they could not be read) again, even unchanged.
     /// A quarantined object that changed since is read again anyway.
     #[arg(long)]
@@ -198,6 +203,17 @@ fn init_logs(format: LogFormat) {
     };
 }
 
+/// `--key-date-slack`: a number of days, or `off` (no bound).
+#[derive(Debug, Clone, Copy)]
+struct Slack(Option<u32>);
+
+fn parse_slack(v: &str) -> Result<Slack, String> {
+    match v {
+        "off" => Ok(Slack(None)),
+        v => v.parse().map(|d| Slack(Some(d))).map_err(|_| format!("{v:?} is not a number of days or `off`")),
+    }
+}
+
 fn day(flag: &str, v: &str) -> Result<i32, Error> {
     parse_day(v).ok_or_else(|| Error::Usage(format!("{flag} {v:?} is not a date like 2024-01-31")))
 }
@@ -252,6 +268,7 @@ impl ConvertArgs {
             batch_bytes: self.batch_size,
             dry_run: self.dry_run,
             retry_quarantined: self.retry_quarantined,
+            key_date_slack: self.key_date_slack.0,
             lease: LeaseOptions {
                 ttl: std::time::Duration::from_secs(self.lease_ttl.max(1)),
                 wait: std::time::Duration::from_secs(self.lease_wait),

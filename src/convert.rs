@@ -72,12 +72,21 @@ pub struct ConvertOptions {
     pub dry_run: bool,
     /// Read quarantined objects again, even unchanged.
     pub retry_quarantined: bool,
+    /// A record more than this many days from its object's key date is a reject; `None`: no
+    /// bound.
+    pub key_date_slack: Option<u32>,
     pub lease: LeaseOptions,
 }
 
 impl ConvertOptions {
-    fn parse_options(&self) -> ParseOptions {
-        ParseOptions { max_line_bytes: self.max_line_bytes, partition_by_bucket: self.partition_by_bucket }
+    /// How the lines of `o` are parsed: its records' days are bounded by its key date, when its
+    /// name has one.
+    fn parse_options(&self, o: &SourceObject) -> ParseOptions {
+        let key_days = self.key_date_slack.and_then(|slack| {
+            let day = crate::object_source::key_day(&o.name)?;
+            Some((day.saturating_sub(slack as i32), day.saturating_add(slack as i32)))
+        });
+        ParseOptions { max_line_bytes: self.max_line_bytes, partition_by_bucket: self.partition_by_bucket, key_days }
     }
 
     /// The object of `window` when the window is one object larger than a window, or standard
@@ -123,6 +132,7 @@ impl Default for ConvertOptions {
             batch_bytes: 4 << 30,
             dry_run: false,
             retry_quarantined: false,
+            key_date_slack: Some(31),
             lease: LeaseOptions::default(),
         }
     }
@@ -168,7 +178,7 @@ fn process_object(o: &SourceObject, fetched: Fetched, opts: &ConvertOptions) -> 
     let (stored, Some(bytes)) = o.read(fetched, opts.whole_cap())? else {
         return Ok(ObjectOutput::deferred(o));
     };
-    let parse = opts.parse_options();
+    let parse = opts.parse_options(o);
     let chunks = chunks(&bytes, opts.chunk_bytes)
         .into_par_iter()
         .map(|c| parse_chunk(&bytes[c.range], c.first_line, &o.name, parse))
@@ -240,7 +250,6 @@ fn process_group(objects: &[SourceObject], fetched: Vec<Fetched>, opts: &Convert
         let f = fetched.into_iter().next().expect("one fetched");
         return Ok(GroupOutput { objects: vec![process_object(o, f, opts)?], batches: ChunkOutput::default() });
     }
-    let parse = opts.parse_options();
     let mut rows = Rows::with_capacity(objects.iter().map(|o| o.size as usize).sum());
     let mut outs = Vec::with_capacity(objects.len());
     // The group's rows stay in its builders until its window is encoded: its decompressed bytes
@@ -256,7 +265,7 @@ fn process_group(objects: &[SourceObject], fetched: Vec<Fetched>, opts: &Convert
             continue;
         };
         budget -= bytes.len();
-        let counts = rows.parse(&bytes, 1, &o.name, parse);
+        let counts = rows.parse(&bytes, 1, &o.name, opts.parse_options(o));
         let decoded = bytes.len() as u64;
         let name = o.name.clone();
         outs.push(ObjectOutput { name, missing: None, deferred: None, stored, decoded, chunks: vec![counts] });
@@ -511,7 +520,7 @@ fn parse_piece(
     pool: &rayon::ThreadPool,
     opts: &ConvertOptions,
 ) -> Vec<ChunkOutput> {
-    let parse = opts.parse_options();
+    let parse = opts.parse_options(o);
     pool.install(|| {
         chunks(piece, opts.chunk_bytes)
             .into_par_iter()

@@ -684,7 +684,7 @@ fn compression_bombs_convert_in_bounded_memory() {
     enc.write_all(line.repeat(per_member).as_bytes()).unwrap();
     let member = enc.finish().unwrap();
     for i in 0..16 {
-        repeated(&many.join(format!("2024-03-15-00-00-{i:02}-X.gz")), &member, 4);
+        repeated(&many.join(format!("2019-02-06-01-00-{i:02}-X.gz")), &member, 4);
     }
     let dest = tmp.path().join("out-many");
     let (out, r) = under_memory_cap(
@@ -959,4 +959,38 @@ fn a_failing_credential_process_output_is_not_printed() {
     assert_eq!(out.status.code(), Some(74), "{err}");
     assert!(err.contains("no AWS credentials found"), "{err}");
     assert!(!err.contains("LEAKED"), "the credential process's output reached stderr:\n{err}");
+}
+
+/// One object whose records span 1,000 days opened a partition file for each (30,000 seen).
+/// Records more than --key-date-slack days from the object's key date are rejects with their
+/// reason; `off` takes them all.
+#[test]
+fn records_far_from_their_key_date_are_rejects_not_a_file_each() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("logs");
+    std::fs::create_dir(&src).unwrap();
+    let text = std::fs::read_to_string(testdata().join(OBJ_A)).unwrap();
+    let line = text.lines().next().unwrap();
+    let time = &line[line.find('[').unwrap()..line.find(']').unwrap() + 1];
+    let day = |n: i64| chrono::NaiveDate::from_ymd_opt(2024, 3, 15).unwrap() - chrono::Duration::days(n);
+    let lines: Vec<String> =
+        (0..1000).map(|n| line.replacen(time, &day(n).format("[%d/%b/%Y:12:00:00 +0000]").to_string(), 1)).collect();
+    std::fs::write(src.join("2024-03-15-23-59-59-0123456789ABCDEF"), lines.join("\n") + "\n").unwrap();
+    let dest = tmp.path().join("out");
+    let out = convert(&src, &dest, &["--max-reject-ratio", "1", "--report", "/dev/stdout"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // 2024-03-15 and the 31 days before it.
+    assert_eq!(
+        (r["rows_written"].as_u64(), r["reject_reasons"]["far_from_key_date"].as_u64()),
+        (Some(32), Some(968)),
+        "{r}"
+    );
+    assert_eq!(files_under(&dest.join("data")).len(), 32);
+    assert!(r["reject_samples"][0]["reason"].as_str().unwrap().contains("--key-date-slack"), "{r}");
+
+    let dest = tmp.path().join("off");
+    let out = convert(&src, &dest, &["--key-date-slack", "off", "--report", "/dev/stdout"]);
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["rows_written"].as_u64(), Some(1000), "{r}");
 }

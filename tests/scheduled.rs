@@ -400,12 +400,14 @@ fn corrupt_objects_are_quarantined_and_the_rest_commits() {
     let mut good = corpus(&src, 8, 1 << 20, 23);
     let sample = good[0].1.clone();
     let whole = gzip(&sample);
-    let truncated = src.join("2024-01-01-05-00-00-TRUNCATED.gz");
+    // Named for the same day as the object whose lines they hold (records must be near their key date).
+    let day = Path::new(&good[0].0).file_name().unwrap().to_str().unwrap()[..10].to_string();
+    let truncated = src.join(format!("{day}-23-00-00-TRUNCATED.gz"));
     std::fs::write(&truncated, &whole[..whole.len() / 2]).unwrap();
-    let garbage = src.join("2024-01-01-05-00-01-GARBAGE.gz");
+    let garbage = src.join(format!("{day}-23-00-01-GARBAGE.gz"));
     std::fs::write(&garbage, [&whole[..10], &[0xAB; 4096][..]].concat()).unwrap();
     let long = gzip(&sample.repeat((40 << 20) / sample.len() + 1));
-    let streamed = src.join("2024-01-01-05-00-02-STREAMED.gz");
+    let streamed = src.join(format!("{day}-23-00-02-STREAMED.gz"));
     std::fs::write(&streamed, &long[..long.len() - 1000]).unwrap();
     let name = |p: &Path| std::fs::canonicalize(p).unwrap().display().to_string();
     let bad = [name(&truncated), name(&garbage), name(&streamed)];

@@ -87,6 +87,13 @@ pub enum RejectReason {
     BadBucket {
         value: String,
     },
+    /// A record dated far from its log object's key date (the day in its name): S3 delivers a
+    /// record within hours, or days at the most, of its time.
+    FarFromKeyDate {
+        day: i32,
+        first: i32,
+        last: i32,
+    },
     /// A legacy bucket name too long for a `source_bucket=` partition folder.
     BucketTooLong {
         len: usize,
@@ -114,6 +121,7 @@ impl RejectReason {
             RejectReason::BadNumber { .. } => "bad_number",
             RejectReason::Spliced { .. } => "spliced",
             RejectReason::BadBucket { .. } | RejectReason::BucketTooLong { .. } => "bad_bucket",
+            RejectReason::FarFromKeyDate { .. } => "far_from_key_date",
             RejectReason::BadField { .. } => "bad_field",
         }
     }
@@ -154,6 +162,17 @@ impl fmt::Display for RejectReason {
                 write!(f, "spliced records: a second record's time starts at byte {byte}")
             }
             RejectReason::BadBucket { value } => write!(f, "field bucket: not a bucket name: {:?}", shown(value)),
+            RejectReason::FarFromKeyDate { day, first, last } => {
+                let d = super::time::format_day;
+                write!(
+                    f,
+                    "field requestdatetime: {} is outside {}..{}, the days its log object's key date allows \
+                     (--key-date-slack)",
+                    d(*day),
+                    d(*first),
+                    d(*last)
+                )
+            }
             RejectReason::BucketTooLong { len, limit } => write!(
                 f,
                 "field bucket: a {len}-byte bucket name does not fit a partition folder (at most {limit} bytes); \
