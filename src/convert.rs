@@ -1325,6 +1325,7 @@ fn convert_listed(
     }
 
     let lease = lease::acquire(dest, opts.lease)?;
+    dest.prune_dead_local_staging();
     // Under the lease the ledger is read again: a run that just finished may have converted some.
     let state_started = Instant::now();
     let mut ledger = Ledger::load(dest)?;

@@ -109,6 +109,23 @@ impl Destination {
         }
     }
 
+    /// Removes the local folders that runs of this host, killed while writing to an S3 DEST, left
+    /// in the system's temporary folder (named `<batch>-<pid>`, for a process that is gone).
+    pub fn prune_dead_local_staging(&self) {
+        if !self.is_remote() {
+            return;
+        }
+        let root = std::env::temp_dir().join("s3logs-staging");
+        let Ok(entries) = std::fs::read_dir(&root) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let pid = name.rsplit('-').next().and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|pid| pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+
     /// Creates what must exist before files are written (a local DEST's `data/`).
     pub fn prepare(&self) -> Result<(), Error> {
         if let Destination::Local(p) = self {

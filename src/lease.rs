@@ -84,17 +84,37 @@ fn name(generation: u64) -> String {
     format!("{LEASES}/{generation:020}.json")
 }
 
-/// The newest generation, when there is one.
+/// The newest generation, when there is one. Generations listed but gone when read were pruned
+/// by a run that took a newer one: the listing is looked at again, never taken as "no lease".
 pub fn current(dest: &Destination) -> Result<Option<LeaseRecord>, Error> {
-    let names = dest.list(LEASES, None)?;
-    for rel in names.iter().rev().filter(|p| crate::ledger::seq_of(p).is_some()) {
-        if let Some(bytes) = dest.read(rel)? {
-            let rec = serde_json::from_slice(&bytes)
-                .map_err(|e| Error::State { path: format!("{}/{rel}", dest.display()), cause: e.to_string() })?;
-            return Ok(Some(rec));
+    for _ in 0..8 {
+        let names = dest.list(LEASES, None)?;
+        let mut listed = false;
+        for rel in names.iter().rev().filter(|p| crate::ledger::seq_of(p).is_some()) {
+            listed = true;
+            if let Some(bytes) = dest.read(rel)? {
+                let rec = serde_json::from_slice(&bytes)
+                    .map_err(|e| Error::State { path: format!("{}/{rel}", dest.display()), cause: e.to_string() })?;
+                return Ok(Some(rec));
+            }
+        }
+        if !listed {
+            return Ok(None);
         }
     }
-    Ok(None)
+    Err(Error::State { path: format!("{}/{LEASES}", dest.display()), cause: "lease records keep vanishing".into() })
+}
+
+/// Deletes the generations before `generation - 1`: those of runs that were killed (a released
+/// or renewed lease cleans up after itself). Safe with [`current`], which looks again when a
+/// listed generation is gone.
+fn prune(dest: &Destination, generation: u64) {
+    let Ok(names) = dest.list(LEASES, None) else { return };
+    for rel in names {
+        if crate::ledger::seq_of(&rel).is_some_and(|g| g + 1 < generation) {
+            let _ = dest.delete(&rel);
+        }
+    }
 }
 
 struct Shared {
@@ -150,6 +170,7 @@ pub fn acquire(dest: &Destination, opts: LeaseOptions) -> Result<Lease, Error> {
                 let rec = record(&owner, generation, opts.ttl, false);
                 if write(dest, &rec)? {
                     tracing::info!(generation, owner, "lease taken");
+                    prune(dest, generation);
                     return Ok(Lease::start(dest.clone(), owner, opts.ttl, rec));
                 }
                 // Another run created that generation first: look again.

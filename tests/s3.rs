@@ -983,6 +983,14 @@ fn scheduled_s3_runs_killed_and_restarted_lose_nothing() {
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["batches_recreated"].as_array().map(Vec::len), Some(1), "{r}");
     assert_s3_table_exactly_once(&moto, "table", &objects, tmp.path());
+    // The local folders of the killed runs were removed by the runs after them.
+    let left: Vec<_> =
+        std::fs::read_dir(tmp.path().join("s3logs-staging")).map_or(Vec::new(), |d| d.flatten().collect());
+    assert!(
+        left.is_empty(),
+        "local staging of killed runs left: {:?}",
+        left.iter().map(|e| e.path()).collect::<Vec<_>>()
+    );
     eprintln!("{killed} runs killed at random");
 }
 

@@ -449,3 +449,23 @@ fn corrupt_objects_are_quarantined_and_the_rest_commits() {
     let s: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(s["quarantined"].as_array().map(Vec::len), Some(2), "{s}");
 }
+
+/// Runs killed while holding the lease left a lease file each, for ever: the next run to take the
+/// lease prunes the generations before the last one, and its release the rest.
+#[test]
+fn lease_files_of_killed_runs_do_not_pile_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("logs");
+    let objects = corpus(&src, 6, 512 << 10, 24);
+    let dest = tmp.path().join("table");
+    for _ in 0..4 {
+        let crashed =
+            convert(&src, &dest, &["--batch-size", "64KiB"]).env("S3LOGS_CRASH_AT", "committed:1").output().unwrap();
+        assert_eq!(crashed.status.code(), None, "{}", stderr(&crashed));
+    }
+    let out = convert(&src, &dest, &["--batch-size", "64KiB"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_exactly_once(&dest, &objects);
+    let leases = walkdir_files(&dest.join("_state/lease"));
+    assert_eq!(leases.len(), 1, "{leases:?}");
+}
