@@ -890,10 +890,8 @@ fn missing_files(dest: &Destination, rec: &CommitRecord) -> Result<Vec<String>, 
 /// Whether some commit not yet known to be published lacks a file in the table.
 fn needs_repair(dest: &Destination, ledger: &Ledger) -> Result<bool, Error> {
     for rec in ledger.unverified() {
-        for f in &rec.files {
-            if !dest.exists(&f.path)? {
-                return Ok(true);
-            }
+        if !missing_files(dest, rec)?.is_empty() {
+            return Ok(true);
         }
     }
     Ok(false)
