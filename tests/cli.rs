@@ -771,6 +771,7 @@ fn the_report_is_written_on_every_exit_and_its_path_checked_first() {
     let mut holder = bin()
         .args(["convert", "-", "--output", dest.to_str().unwrap(), "--quiet"])
         .stdin(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut stdin = holder.stdin.take().unwrap();
