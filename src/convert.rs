@@ -101,8 +101,10 @@ impl ConvertOptions {
     /// The most decompressed bytes a parse group holds whole (a window has about four groups, and
     /// two windows are in flight); a compressed object whose content does not fit is streamed
     /// instead. Uncompressed objects always fit: a group holds at most a window of them.
+    /// An object whose content is over `--max-object-bytes` does not fit either: it is streamed,
+    /// where the cap cuts it.
     fn whole_cap(&self) -> usize {
-        usize::try_from(self.window_bytes.saturating_mul(4)).unwrap_or(usize::MAX)
+        usize::try_from(self.window_bytes.saturating_mul(4).min(self.max_object_bytes)).unwrap_or(usize::MAX)
     }
 }
 
@@ -430,25 +432,12 @@ fn stream_object(
     report.bytes_read += o.size;
     loop {
         let eof = fill(&mut reader, &mut buf, block, o)?;
+        // Cut off by the cap, the object goes on: the lines before its last newline are parsed,
+        // and the partial line with what follows is one reject.
         let rest = if eof { reader.rest(opts.max_line_bytes, o)? } else { Vec::new() };
-        if !rest.is_empty() {
-            // Cut off by the cap: the lines before are parsed, the partial line and what follows
-            // are one reject.
-            let cut = memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1);
-            let piece = &buf[..cut];
-            let outs = parse_piece(piece, line, o, pool, opts);
-            line += lines_in(piece);
-            report.bytes_decompressed += reader.read;
-            tally_chunks(report, &o.name, &outs);
-            encode(outs.into_iter(), pool, data, rejects)?;
-            let mut head = buf.split_off(cut);
-            head.extend_from_slice(&rest);
-            head.truncate(opts.max_line_bytes);
-            let reason = RejectReason::TooLarge { limit: opts.max_object_bytes };
-            reject(report, data, rejects, reject_only(&o.name, line, reason, &head))?;
-            break;
-        }
-        let cut = if eof {
+        let cut = if !rest.is_empty() {
+            memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1)
+        } else if eof {
             buf.len()
         } else if let Some(i) = memchr::memrchr(b'\n', &buf) {
             i + 1
@@ -502,6 +491,13 @@ fn stream_object(
         buf.drain(..cut);
         if eof {
             report.bytes_decompressed += reader.read;
+            if !rest.is_empty() {
+                let mut head = std::mem::take(&mut buf);
+                head.extend_from_slice(&rest);
+                head.truncate(opts.max_line_bytes);
+                let reason = RejectReason::TooLarge { limit: opts.max_object_bytes };
+                reject(report, data, rejects, reject_only(&o.name, line, reason, &head))?;
+            }
             break;
         }
     }

@@ -995,3 +995,40 @@ fn records_far_from_their_key_date_are_rejects_not_a_file_each() {
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["rows_written"].as_u64(), Some(1000), "{r}");
 }
+
+/// `--max-object-bytes` cuts an object with lines (read whole or from standard input alike): the
+/// lines before the cut are rows, the partial line and the rest one too_large reject, nothing else.
+#[test]
+fn the_object_size_cap_cuts_between_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = std::fs::read(testdata().join(OBJ_A)).unwrap();
+    let ends: Vec<usize> = text.iter().enumerate().filter(|&(_, &b)| b == b'\n').map(|(i, _)| i + 1).collect();
+    // A cap in the middle of the fourth line.
+    let cap = ends[2] + 10;
+    let src = tmp.path().join("logs");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join(OBJ_A), &text).unwrap();
+    let check = |r: &Value| {
+        assert_eq!(r["rows_written"].as_u64(), Some(3), "{r}");
+        assert_eq!(r["reject_reasons"], serde_json::json!({"too_large": 1}), "{r}");
+        assert_eq!(r["lines_read"].as_u64(), Some(4), "{r}");
+    };
+    let cap_arg = cap.to_string();
+    let args = ["--max-object-bytes", cap_arg.as_str(), "--max-reject-ratio", "1", "--report", "/dev/stdout"];
+    let out = convert(&src, &tmp.path().join("file"), &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    check(&serde_json::from_slice(&out.stdout).unwrap());
+
+    let mut child = bin()
+        .args(["convert", "-", "--output", tmp.path().join("stdin").to_str().unwrap()])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&text).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    check(&serde_json::from_slice(&out.stdout).unwrap());
+}
