@@ -2,7 +2,8 @@
 //! environment, the process aborts (as abruptly as `kill -9`: no cleanup, no lease release) the
 //! n-th time it reaches `<point>`. Unset, a crash point is one relaxed atomic load.
 //!
-//! Points, in protocol order: `staged` (a batch's files are in the staging area, no commit
+//! Points, in protocol order: `uploading` (one part of a multipart upload to an S3 staging area
+//! is stored, the upload not completed), `staged` (a batch's files are in the staging area, no commit
 //! record yet), `committed` (the record exists, nothing published), `publishing` (one file
 //! published, the others not), `published` (all published, staging not yet emptied).
 

@@ -9,20 +9,29 @@
 //! doing it again. Small state objects are created with "create only if absent" (a hard link
 //! locally, `If-None-Match: *` in S3), which is what orders concurrent runs.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::TryStreamExt;
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as StorePath;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, WriteMultipart};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions};
+use sha2::Digest;
 
 use crate::error::Error;
-use crate::object_source::{RetryPolicy, StoreOptions, s3_store, split_s3_url, store_error, with_retries};
+use crate::object_source::{RetryPolicy, StoreOptions, s3_stores, split_s3_url, store_error, with_retries};
 use crate::parquet_sink::WrittenFile;
 
 /// The folder (relative to DEST) holding staged batches.
 pub const STAGING: &str = "_staging";
+
+/// The folder, inside a staged batch, recording the multipart uploads of that batch that may not
+/// have finished: discarding the batch aborts them, so a killed run leaves no parts behind.
+pub const UPLOADS: &str = "_uploads";
+
+/// Parts of one file uploaded at the same time.
+const PARTS_IN_FLIGHT: usize = 4;
 
 /// The output root of a run.
 #[derive(Debug, Clone)]
@@ -36,6 +45,8 @@ pub enum Destination {
 pub struct Remote {
     url: String,
     store: Arc<dyn ObjectStore>,
+    /// The same bucket's multipart API, to record and abort uploads by id.
+    parts: Arc<object_store::aws::AmazonS3>,
     prefix: String,
     rt: tokio::runtime::Handle,
     retry: RetryPolicy,
@@ -66,10 +77,10 @@ impl Destination {
             let url = output.trim_end_matches('/').to_string();
             let (bucket, prefix) =
                 split_s3_url(&url).ok_or_else(|| Error::Usage(format!("--output {output}: not s3://bucket/prefix")))?;
-            let store = s3_store(bucket, opts).map_err(|cause| Error::Store { url: url.clone(), cause })?;
+            let (store, parts) = s3_stores(bucket, opts).map_err(|cause| Error::Store { url: url.clone(), cause })?;
             let prefix = prefix.to_string();
             let rt = rt.ok_or_else(|| Error::Usage("an s3:// output needs the async runtime".into()))?.handle().clone();
-            return Ok(Destination::Store(Remote { url, store, prefix, rt, retry: opts.retry }));
+            return Ok(Destination::Store(Remote { url, store, parts, prefix, rt, retry: opts.retry }));
         }
         let local = output.strip_prefix("file://").unwrap_or(output);
         if local.contains("://") {
@@ -266,10 +277,10 @@ impl Destination {
             Destination::Store(r) => {
                 for f in files {
                     let rel = format!("{STAGING}/{batch}/{}", f.path);
-                    let (file, key) = (local.join(&f.path), r.key(&rel));
+                    let file = local.join(&f.path);
                     // Uploading the same bytes to the same key again is harmless, so a write that
                     // failed (or only seemed to) is simply repeated.
-                    r.run(&rel, || upload(&r.store, &file, &key, part_size))?;
+                    r.run(&rel, || upload(r, batch, &file, &rel, part_size))?;
                 }
                 Ok(())
             }
@@ -336,9 +347,17 @@ impl Destination {
                 let _ = std::fs::remove_dir(root.join(STAGING));
                 Ok(())
             }
-            Destination::Store(_) => {
-                for p in self.list(&rel, None)? {
-                    self.delete(&p)?;
+            Destination::Store(r) => {
+                let listed = self.list(&rel, None)?;
+                // The uploads first, while their records (which alone find them) exist.
+                let uploads = format!("{rel}/{UPLOADS}/");
+                for record in listed.iter().filter(|p| p.starts_with(&uploads)) {
+                    if let Some(bytes) = self.read(record)? {
+                        abort_recorded(r, record, &bytes)?;
+                    }
+                }
+                for p in &listed {
+                    self.delete(p)?;
                 }
                 Ok(())
             }
@@ -392,35 +411,92 @@ pub fn sync_dir(dir: &Path) -> Result<(), Error> {
     std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::write(dir, e))
 }
 
-/// Uploads one local file: a single PUT up to `part_size`, a multipart upload beyond.
-async fn upload(
-    store: &Arc<dyn ObjectStore>,
-    file: &Path,
-    key: &StorePath,
-    part_size: usize,
-) -> object_store::Result<()> {
+/// A multipart upload that may not have finished, as recorded in its batch's staging area.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct UploadRecord {
+    /// The object being uploaded, relative to DEST.
+    key: String,
+    upload_id: String,
+}
+
+/// Aborts the upload recorded as `bytes` at `record` (relative to DEST). One S3 no longer knows
+/// (completed, or aborted already) is done.
+fn abort_recorded(r: &Remote, record: &str, bytes: &[u8]) -> Result<(), Error> {
+    let Ok(up) = serde_json::from_slice::<UploadRecord>(bytes) else {
+        tracing::warn!(record, "an unreadable multipart upload record; removed without aborting");
+        return Ok(());
+    };
+    let key = r.key(&up.key);
+    match r.rt.block_on(with_retries(r.retry, || r.parts.abort_multipart(&key, &up.upload_id))) {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+            tracing::info!(key = up.key, "aborted the multipart upload of an interrupted run");
+            Ok(())
+        }
+        Err(e) => Err(store_error(&r.url_of(&up.key), &e)),
+    }
+}
+
+/// Uploads one local file to `rel` (relative to DEST) for `batch`: a single PUT up to
+/// `part_size`, a multipart upload beyond, recorded in the batch's staging area from its creation
+/// to its completion, and aborted when it fails.
+async fn upload(r: &Remote, batch: &str, file: &Path, rel: &str, part_size: usize) -> object_store::Result<()> {
     let local = |e: std::io::Error| object_store::Error::Generic { store: "local staging", source: Box::new(e) };
     let len = std::fs::metadata(file).map_err(local)?.len();
+    let key = r.key(rel);
     if len as usize <= part_size {
         let bytes = std::fs::read(file).map_err(local)?;
-        store.put(key, bytes.into()).await?;
+        r.store.put(&key, bytes.into()).await?;
         return Ok(());
     }
-    let upload = store.put_multipart(key).await?;
-    let mut writer = WriteMultipart::new_with_chunk_size(upload, part_size);
-    let mut reader = std::fs::File::open(file).map_err(local)?;
-    let mut buf = vec![0u8; part_size];
-    loop {
-        let n = reader.read(&mut buf).map_err(local)?;
-        if n == 0 {
-            break;
+    let id = r.parts.create_multipart(&key).await?;
+    let name: String = sha2::Sha256::digest(id.as_bytes()).iter().take(10).map(|b| format!("{b:02x}")).collect();
+    let record = r.key(&format!("{STAGING}/{batch}/{UPLOADS}/{name}.json"));
+    let body = serde_json::to_vec(&UploadRecord { key: rel.to_string(), upload_id: id.clone() }).expect("serializable");
+    let uploaded = match r.store.put(&record, body.into()).await {
+        Ok(_) => put_parts(r, &key, &id, file, len, part_size).await,
+        Err(e) => Err(e),
+    };
+    let done = match uploaded {
+        Ok(parts) => r.parts.complete_multipart(&key, &id, parts).await.map(drop),
+        Err(e) => {
+            let _ = r.parts.abort_multipart(&key, &id).await;
+            Err(e)
         }
-        if let Err(e) = writer.wait_for_capacity(4).await {
-            let _ = writer.abort().await;
-            return Err(e);
-        }
-        writer.write(&buf[..n]);
+    };
+    if done.is_ok() {
+        // Best effort: a record left behind is removed, with a harmless abort, by the discard.
+        let _ = r.store.delete(&record).await;
     }
-    writer.finish().await?;
-    Ok(())
+    done
+}
+
+/// Uploads `file` (`len` bytes) as the parts of upload `id`, a few at a time.
+async fn put_parts(
+    r: &Remote,
+    key: &StorePath,
+    id: &str,
+    file: &Path,
+    len: u64,
+    part_size: usize,
+) -> object_store::Result<Vec<PartId>> {
+    use futures::StreamExt;
+    use std::os::unix::fs::FileExt;
+    let local = |e: std::io::Error| object_store::Error::Generic { store: "local staging", source: Box::new(e) };
+    let file = std::fs::File::open(file).map_err(local)?;
+    let count = len.div_ceil(part_size as u64);
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let offset = i * part_size as u64;
+            let mut buf = vec![0u8; (len - offset).min(part_size as u64) as usize];
+            let read = file.read_exact_at(&mut buf, offset).map_err(local);
+            async move {
+                read?;
+                let part = r.parts.put_part(key, &id.to_string(), i as usize, buf.into()).await?;
+                crate::crash_point::reached("uploading");
+                Ok(part)
+            }
+        })
+        .buffered(PARTS_IN_FLIGHT)
+        .try_collect()
+        .await
 }

@@ -376,6 +376,15 @@ pub fn split_s3_url(url: &str) -> Option<(&str, &str)> {
 /// An S3 client for `bucket`: credentials and settings from the AWS environment, endpoint and
 /// region from the options where given.
 pub fn s3_store(bucket: &str, opts: &StoreOptions) -> Result<Arc<dyn ObjectStore>, String> {
+    s3_stores(bucket, opts).map(|(store, _)| store)
+}
+
+/// [`s3_store`], and the same client's multipart API (which object_store offers only on the S3
+/// client itself, outside any layer): a DEST records and aborts its own uploads with it.
+pub fn s3_stores(
+    bucket: &str,
+    opts: &StoreOptions,
+) -> Result<(Arc<dyn ObjectStore>, Arc<object_store::aws::AmazonS3>), String> {
     let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
     match &opts.static_credentials {
         Some((id, secret)) => b = b.with_access_key_id(id).with_secret_access_key(secret),
@@ -393,11 +402,13 @@ pub fn s3_store(bucket: &str, opts: &StoreOptions) -> Result<Arc<dyn ObjectStore
     if let Some(r) = &opts.region {
         b = b.with_region(r);
     }
-    let store: Arc<dyn ObjectStore> = Arc::new(b.build().map_err(|e| e.to_string())?);
-    Ok(match &opts.layer {
+    let s3 = Arc::new(b.build().map_err(|e| e.to_string())?);
+    let store: Arc<dyn ObjectStore> = s3.clone();
+    let store = match &opts.layer {
         Some(layer) => (layer.0)(store),
         None => store,
-    })
+    };
+    Ok((store, s3))
 }
 
 /// The objects whose keys start with `prefix`, in key order, from after `after` when given.

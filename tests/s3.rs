@@ -51,6 +51,33 @@ impl Moto {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
 
+    /// Runs a boto3 `script` (with a client `s3` for this server) and returns its output lines.
+    fn python(&self, script: &str) -> Vec<String> {
+        let script = format!(
+            "import boto3\ns3 = boto3.client('s3', endpoint_url='{}', region_name='us-east-1', \
+             aws_access_key_id='test', aws_secret_access_key='test')\n{script}",
+            self.endpoint
+        );
+        let out = Command::new("python3").args(["-c", &script]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+    }
+
+    /// The keys of the multipart uploads in `bucket` that are neither completed nor aborted.
+    fn multipart_uploads(&self, bucket: &str) -> Vec<String> {
+        self.python(&format!(
+            "for u in s3.list_multipart_uploads(Bucket='{bucket}').get('Uploads', []):\n    print(u['Key'])\n"
+        ))
+    }
+
+    /// The keys under `s3://bucket/prefix`.
+    fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        self.python(&format!(
+            "for page in s3.get_paginator('list_objects_v2').paginate(Bucket='{bucket}', Prefix='{prefix}'):\n\
+             \x20   for o in page.get('Contents', []):\n        print(o['Key'])\n"
+        ))
+    }
+
     /// Deletes every object under `s3://bucket/prefix`.
     fn delete_prefix(&self, bucket: &str, prefix: &str) -> usize {
         let script = format!(
@@ -245,7 +272,8 @@ fn s3_sources_give_the_same_rows_as_local_files() {
     assert!(!missing.join("data").exists());
 }
 
-/// Output files larger than a part go up as multipart uploads and read back whole.
+/// Output files larger than a part go up as multipart uploads and read back whole; the uploads of
+/// a run killed in the middle of one are aborted by the next run.
 #[test]
 fn large_output_files_are_uploaded_in_parts() {
     let moto = Moto::start();
@@ -260,20 +288,29 @@ fn large_output_files_are_uploaded_in_parts() {
         std::fs::write(logs.join(name), bytes).unwrap();
         expected += exp.records;
     }
-    let out = s3logs(
-        &[
-            "convert",
-            logs.to_str().unwrap(),
-            "--output",
-            "s3://analytics/big",
-            "--upload-part-size",
-            "5MiB",
-            "--report",
-            tmp.path().join("r.json").to_str().unwrap(),
-        ],
-        &moto.endpoint,
-    );
+    let report_path = tmp.path().join("r.json");
+    let args = [
+        "convert",
+        logs.to_str().unwrap(),
+        "--output",
+        "s3://analytics/big",
+        "--upload-part-size",
+        "5MiB",
+        "--report",
+        report_path.to_str().unwrap(),
+    ];
+    // Killed once the first part of an upload is stored: the upload stays open in the bucket.
+    let killed = s3logs_command(&args, &moto.endpoint).env("S3LOGS_CRASH_AT", "uploading:1").output().unwrap();
+    assert_eq!(killed.status.code(), None, "{}", String::from_utf8_lossy(&killed.stderr));
+    let open = moto.multipart_uploads("analytics");
+    assert!(!open.is_empty() && open.iter().all(|k| k.starts_with("big/_staging/")), "{open:?}");
+
+    let out = s3logs(&args, &moto.endpoint);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(moto.multipart_uploads("analytics"), Vec::<String>::new(), "the killed run's uploads are aborted");
+    let mut staged = moto.keys("analytics", "big/_staging/");
+    staged.retain(|k| !k.ends_with('/'));
+    assert_eq!(staged, Vec::<String>::new());
     let report: Value = serde_json::from_slice(&std::fs::read(tmp.path().join("r.json")).unwrap()).unwrap();
     let files = report["files_written"].as_array().unwrap();
     assert!(files.iter().any(|f| f["bytes"].as_u64().unwrap() > 5 << 20), "a file larger than one part: {files:?}");
@@ -536,6 +573,164 @@ mod slow {
             self.inner.copy_opts(from, to, options).await
         }
     }
+}
+
+// ---- Stall: two hosts, one of whose requests stop answering while its commit is in flight. ----
+
+mod stall {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    use futures::stream::BoxStream;
+    use object_store::path::Path;
+    use object_store::{
+        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMode,
+        PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+    };
+
+    /// What the two runs have reached.
+    #[derive(Debug, Default)]
+    pub struct Steps {
+        /// The stalled run's commit request was sent.
+        pub stalled: AtomicBool,
+        /// The run that took over has discarded the staging and started reading logs.
+        pub took_over: AtomicBool,
+        /// The stalled commit request reached the server.
+        pub landed: AtomicBool,
+    }
+
+    /// Waits (without blocking the runtime) until `flag` is set, for at most a minute.
+    async fn until(flag: &AtomicBool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !flag.load(Ordering::SeqCst) {
+            assert!(Instant::now() < deadline, "the stalled-commit case did not progress");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// `stalling`: the run whose commit create stalls (it reaches the server only once the other
+    /// run has taken over and started reading), and every other write of which (its lease
+    /// renewals) waits until then too: the network of a host that stops answering. The other
+    /// run's store marks its first read of a log object.
+    #[derive(Debug)]
+    pub struct Stall {
+        pub inner: Arc<dyn ObjectStore>,
+        pub stalling: bool,
+        pub steps: Arc<Steps>,
+    }
+
+    impl std::fmt::Display for Stall {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "Stall({})", self.inner)
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for Stall {
+        async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
+            let steps = &self.steps;
+            if self.stalling {
+                let commit = location.as_ref().contains("/_state/commits/") && matches!(opts.mode, PutMode::Create);
+                if commit && !steps.stalled.swap(true, Ordering::SeqCst) {
+                    until(&steps.took_over).await;
+                    let done = self.inner.put_opts(location, payload, opts).await;
+                    steps.landed.store(true, Ordering::SeqCst);
+                    return done;
+                }
+                if steps.stalled.load(Ordering::SeqCst) {
+                    until(&steps.landed).await;
+                }
+            }
+            self.inner.put_opts(location, payload, opts).await
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: PutMultipartOptions,
+        ) -> Result<Box<dyn MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+        async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+            if !self.stalling && location.as_ref().starts_with("logs/") {
+                self.steps.took_over.store(true, Ordering::SeqCst);
+            }
+            self.inner.get_opts(location, options).await
+        }
+        fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
+            self.inner.delete_stream(locations)
+        }
+        fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+        fn list_with_offset(&self, prefix: Option<&Path>, offset: &Path) -> BoxStream<'static, Result<ObjectMeta>> {
+            self.inner.list_with_offset(prefix, offset)
+        }
+        async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+}
+
+/// The stalled commit, timed: run A's commit request stalls (with its lease renewals) longer than
+/// its lease; run B takes the expired lease, discards A's staged batch as uncommitted and starts
+/// converting; only then does A's commit reach the server. A must not say it converted (its files
+/// are gone), B must not commit a second copy, and the next run puts the batch's rows in the table
+/// exactly once: it converts A's batch again (its files are nowhere) and discards B's.
+#[test]
+fn a_commit_stalled_past_the_lease_loses_nothing() {
+    use s3logs::lease::LeaseOptions;
+    use std::sync::atomic::Ordering;
+    let moto = Moto::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let objects = generated(&tmp.path().join("gen"), 4, 128 << 10, 7);
+    upload_generated(&moto, &objects[..3]);
+    moto.upload("analytics", &[]);
+    let steps = Arc::new(stall::Steps::default());
+    let options = |stalling: bool| {
+        let steps = steps.clone();
+        let layer = s3logs::object_source::StoreLayer(Arc::new(move |inner| {
+            Arc::new(stall::Stall { inner, stalling, steps: steps.clone() }) as Arc<dyn object_store::ObjectStore>
+        }));
+        let base = moto_store(&moto, None);
+        s3logs::convert::ConvertOptions {
+            sources: vec!["s3://logs-bucket/logs/".into()],
+            output: "s3://analytics/stalled".into(),
+            max_reject_ratio: 1.0,
+            // A one-minute attempt: the stalled request is waited for, not abandoned and retried.
+            store: s3logs::object_source::StoreOptions {
+                retry: s3logs::object_source::RetryPolicy { timeout: Duration::from_secs(60), ..base.retry },
+                ..moto_store(&moto, Some(layer))
+            },
+            lease: LeaseOptions { ttl: Duration::from_secs(2), wait: Duration::from_secs(30) },
+            ..Default::default()
+        }
+    };
+    let (a_opts, b_opts) = (options(true), options(false));
+    let a = std::thread::spawn(move || s3logs::convert::run(&a_opts));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !steps.stalled.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline && !a.is_finished(), "run A never sent its commit");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // A new object arrives meanwhile: B's batch is another one than A's.
+    upload_generated(&moto, &objects[3..]);
+    let b = s3logs::convert::run(&b_opts);
+    let a = a.join().unwrap();
+    assert!(steps.landed.load(Ordering::SeqCst));
+    let a_err = a.expect_err("run A's staged files were discarded: it must not report success");
+    assert_eq!(a_err.exit_code(), 75, "committed but not published: {a_err}");
+    let b_err = b.expect_err("run B's commit number was taken by A's stalled commit");
+    assert_eq!(b_err.exit_code(), 73, "{b_err}");
+
+    // The next run (no stall) finds A's commit without its files and makes them again.
+    let c = s3logs::convert::run(&options(false)).unwrap();
+    assert_eq!((c.batches_recreated.len(), c.batches_discarded.len()), (1, 1), "{c:?}");
+    let commits = assert_s3_table_exactly_once(&moto, "stalled", &objects, tmp.path());
+    assert_eq!(commits, 2, "A's batch, then the new object: B's commit never landed");
 }
 
 /// `--since/--until` list only the key ranges of those days (one listing request per day, counted
