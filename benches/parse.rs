@@ -10,7 +10,12 @@ fn parse(c: &mut Criterion) {
     let spec = CorpusSpec { total_bytes: 64 << 20, objects: 16, malformed_ratio: 0.01, ..CorpusSpec::default() };
     let objects: Vec<Vec<u8>> = (0..spec.objects).map(|i| object(&spec, i).1).collect();
     let bytes: usize = objects.iter().map(Vec::len).sum();
-    let opts = ParseOptions { max_line_bytes: 1 << 20, partition_by_bucket: false, key_days: None };
+    let opts = ParseOptions {
+        max_line_bytes: 1 << 20,
+        partition_by_bucket: false,
+        key_days: None,
+        days_from_first_record: false,
+    };
     let mut g = c.benchmark_group("parse");
     g.throughput(Throughput::Bytes(bytes as u64));
     g.sample_size(10);

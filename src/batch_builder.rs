@@ -225,15 +225,43 @@ pub struct ParseOptions {
     pub max_line_bytes: usize,
     /// Route rows by source bucket as well as by day.
     pub partition_by_bucket: bool,
-    /// The days a record of this object may fall on, from its key date (first, last): a record
-    /// outside is a reject (`far_from_key_date`), so one object cannot open a file per day for
-    /// thousands of days. `None` when the object's name has no date.
+    /// The days a record of this object may fall on (first, last), from its key date, or from
+    /// its first record's day when its name has no date: a record outside is a reject
+    /// (`far_from_key_date`, `far_from_first_record`), so one object cannot open a file per day
+    /// for thousands of days. `None`: no bound.
     pub key_days: Option<(i32, i32)>,
+    /// The bound is from the object's first record, its name having no date.
+    pub days_from_first_record: bool,
 }
 
-fn far_from(day: i32, key_days: Option<(i32, i32)>) -> Option<RejectReason> {
-    let (first, last) = key_days?;
-    (day < first || day > last).then_some(RejectReason::FarFromKeyDate { day, first, last })
+fn far_from(day: i32, opts: &ParseOptions) -> Option<RejectReason> {
+    let (first, last) = opts.key_days?;
+    if (first..=last).contains(&day) {
+        return None;
+    }
+    Some(match opts.days_from_first_record {
+        true => RejectReason::FarFromFirstRecord { day, first, last },
+        false => RejectReason::FarFromKeyDate { day, first, last },
+    })
+}
+
+/// How far into an object [`first_record_day`] looks.
+const FIRST_RECORD_LINES: usize = 100;
+const FIRST_RECORD_BYTES: usize = 1 << 20;
+
+/// The day of the first record among the first lines of `head` (the start of an object's
+/// content): what bounds the days of an object whose name has no date. `None` when none of them
+/// is a record.
+pub fn first_record_day(head: &[u8]) -> Option<i32> {
+    let mut tokens = Tokens::default();
+    let head = &head[..head.len().min(FIRST_RECORD_BYTES)];
+    head.split(|&b| b == b'\n').take(FIRST_RECORD_LINES).find_map(|line| {
+        let text = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line));
+        match common_layout::scan(&text, &mut tokens) {
+            Some(common) => Some(common.time.day),
+            None => parse_line_careful(&text).ok().map(|p| p.time.day),
+        }
+    })
 }
 
 /// What one chunk produced.
@@ -309,7 +337,7 @@ impl Rows {
                     // The one-pass parser puts the cells of a common line straight into its
                     // day's builders; any other line goes to the careful parser.
                     if let Some(common) = common_layout::scan(&text, &mut tokens) {
-                        if let Some(reason) = far_from(common.time.day, opts.key_days) {
+                        if let Some(reason) = far_from(common.time.day, &opts) {
                             return reject(&mut out, number, reason, raw);
                         }
                         let bucket = if opts.partition_by_bucket { common.bucket(&text, &tokens) } else { None };
@@ -324,7 +352,7 @@ impl Rows {
                     }
                     match parse_line_careful(&text) {
                         Ok(parsed) => {
-                            if let Some(reason) = far_from(parsed.time.day, opts.key_days) {
+                            if let Some(reason) = far_from(parsed.time.day, &opts) {
                                 return reject(&mut out, number, reason, raw);
                             }
                             let bucket = match (&parsed.cells[col::BUCKET], opts.partition_by_bucket) {

@@ -96,7 +96,8 @@ struct ConvertArgs {
     max_reject_ratio: f64,
     /// A record dated more than DAYS from its log object's key date (the date in its name) is a
     /// reject (far_from_key_date): S3 delivers records within hours of their time, and one object
-    /// must not open a partition file for each of thousands of days. `off`: no bound.
+    /// must not open a partition file for each of thousands of days. An object whose name has no
+    /// date is bounded by its first record's day instead (far_from_first_record). `off`: no bound.
     #[arg(long, default_value = "31", value_parser = parse_slack, value_name = "DAYS")]
     key_date_slack: Slack,
     /// Read objects quarantined by earlier runs (they could not be read) again, even unchanged.

@@ -79,14 +79,20 @@ pub struct ConvertOptions {
 }
 
 impl ConvertOptions {
-    /// How the lines of `o` are parsed: its records' days are bounded by its key date, when its
-    /// name has one.
-    fn parse_options(&self, o: &SourceObject) -> ParseOptions {
+    /// How the lines of `o` are parsed: its records' days are bounded by its key date, or, when
+    /// its name has none, by the day of the first record in `head` (the start of its content).
+    fn parse_options(&self, o: &SourceObject, head: &[u8]) -> ParseOptions {
+        let key_day = crate::object_source::key_day(&o.name);
         let key_days = self.key_date_slack.and_then(|slack| {
-            let day = crate::object_source::key_day(&o.name)?;
+            let day = key_day.or_else(|| crate::batch_builder::first_record_day(head))?;
             Some((day.saturating_sub(slack as i32), day.saturating_add(slack as i32)))
         });
-        ParseOptions { max_line_bytes: self.max_line_bytes, partition_by_bucket: self.partition_by_bucket, key_days }
+        ParseOptions {
+            max_line_bytes: self.max_line_bytes,
+            partition_by_bucket: self.partition_by_bucket,
+            key_days,
+            days_from_first_record: key_day.is_none(),
+        }
     }
 
     /// The object of `window` when the window is one object larger than a window, or standard
@@ -180,7 +186,7 @@ fn process_object(o: &SourceObject, fetched: Fetched, opts: &ConvertOptions) -> 
     let (stored, Some(bytes)) = o.read(fetched, opts.whole_cap())? else {
         return Ok(ObjectOutput::deferred(o));
     };
-    let parse = opts.parse_options(o);
+    let parse = opts.parse_options(o, &bytes);
     let chunks = chunks(&bytes, opts.chunk_bytes)
         .into_par_iter()
         .map(|c| parse_chunk(&bytes[c.range], c.first_line, &o.name, parse))
@@ -267,7 +273,7 @@ fn process_group(objects: &[SourceObject], fetched: Vec<Fetched>, opts: &Convert
             continue;
         };
         budget -= bytes.len();
-        let counts = rows.parse(&bytes, 1, &o.name, opts.parse_options(o));
+        let counts = rows.parse(&bytes, 1, &o.name, opts.parse_options(o, &bytes));
         let decoded = bytes.len() as u64;
         let name = o.name.clone();
         outs.push(ObjectOutput { name, missing: None, deferred: None, stored, decoded, chunks: vec![counts] });
@@ -424,6 +430,7 @@ fn stream_object(
     let mut reader = Capped { inner: &mut *raw, left: opts.max_object_bytes, read: 0 };
     let mut buf: Vec<u8> = Vec::with_capacity(block);
     let mut line = 1u64;
+    let mut parse = opts.parse_options(o, &[]);
     let reject = |report: &mut Report, data: &mut PartitionedWriter, rejects: &mut PartitionedWriter, out| {
         tally_chunks(report, &o.name, std::slice::from_ref(&out));
         encode(std::iter::once(out), pool, data, rejects)
@@ -484,7 +491,11 @@ fn stream_object(
             continue;
         };
         let piece = &buf[..cut];
-        let outs = parse_piece(piece, line, o, pool, opts);
+        if parse.key_days.is_none() {
+            // An undated object's bound comes from its first record, in its first piece that has one.
+            parse = opts.parse_options(o, piece);
+        }
+        let outs = parse_piece(piece, line, &o.name, parse, pool, opts);
         line += lines_in(piece);
         tally_chunks(report, &o.name, &outs);
         encode(outs.into_iter(), pool, data, rejects)?;
@@ -512,15 +523,15 @@ fn stream_object(
 fn parse_piece(
     piece: &[u8],
     line: u64,
-    o: &SourceObject,
+    name: &str,
+    parse: ParseOptions,
     pool: &rayon::ThreadPool,
     opts: &ConvertOptions,
 ) -> Vec<ChunkOutput> {
-    let parse = opts.parse_options(o);
     pool.install(|| {
         chunks(piece, opts.chunk_bytes)
             .into_par_iter()
-            .map(|c| parse_chunk(&piece[c.range], line + c.first_line - 1, &o.name, parse))
+            .map(|c| parse_chunk(&piece[c.range], line + c.first_line - 1, name, parse))
             .collect()
     })
 }

@@ -379,7 +379,12 @@ mod tests {
     #[test]
     fn generated_objects_parse_exactly_as_expected() {
         let spec = CorpusSpec { total_bytes: 4 << 20, objects: 8, malformed_ratio: 0.02, ..CorpusSpec::default() };
-        let opts = ParseOptions { max_line_bytes: 1 << 20, partition_by_bucket: false, key_days: None };
+        let opts = ParseOptions {
+            max_line_bytes: 1 << 20,
+            partition_by_bucket: false,
+            key_days: None,
+            days_from_first_record: false,
+        };
         for i in 0..spec.objects {
             let (name, bytes, exp) = object(&spec, i);
             assert_eq!(object(&spec, i).1, bytes, "deterministic");

@@ -963,8 +963,8 @@ fn a_failing_credential_process_output_is_not_printed() {
 }
 
 /// One object whose records span 1,000 days opened a partition file for each (30,000 seen).
-/// Records more than --key-date-slack days from the object's key date are rejects with their
-/// reason; `off` takes them all.
+/// Records more than --key-date-slack days from the object's key date (or, without one, its first
+/// record's) are rejects with their reason; `off` takes them all.
 #[test]
 fn records_far_from_their_key_date_are_rejects_not_a_file_each() {
     let tmp = tempfile::tempdir().unwrap();
@@ -994,6 +994,37 @@ fn records_far_from_their_key_date_are_rejects_not_a_file_each() {
     let out = convert(&src, &dest, &["--key-date-slack", "off", "--report", "/dev/stdout"]);
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["rows_written"].as_u64(), Some(1000), "{r}");
+
+    // Without a date in its name (a file named otherwise, standard input), an object's days are
+    // bounded by its first record's (a line that is not a record comes first here).
+    let body = format!("not a record\n{}\n", lines.join("\n"));
+    let undated = tmp.path().join("undated");
+    std::fs::create_dir(&undated).unwrap();
+    std::fs::write(undated.join("access.log"), &body).unwrap();
+    let check = |out: &Output| {
+        assert!(out.status.success(), "{}", stderr(out));
+        let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let reasons = &r["reject_reasons"];
+        assert_eq!(
+            (r["rows_written"].as_u64(), reasons["far_from_first_record"].as_u64(), reasons["bad_time"].as_u64()),
+            (Some(32), Some(968), Some(1)),
+            "{r}"
+        );
+        let sample = r["reject_samples"].as_array().unwrap().iter().find(|s| s["source_line"] == 34).unwrap();
+        assert!(sample["reason"].as_str().unwrap().contains("first record"), "{r}");
+    };
+    let report = ["--max-reject-ratio", "1", "--report", "/dev/stdout"];
+    check(&convert(&undated, &tmp.path().join("undated-out"), &report));
+    let mut child = bin()
+        .args(["convert", "-", "--output", tmp.path().join("stdin").to_str().unwrap()])
+        .args(report)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    check(&child.wait_with_output().unwrap());
 }
 
 /// `--max-object-bytes` cuts an object with lines (read whole or from standard input alike): the

@@ -50,7 +50,12 @@ fn through_chunks(text: &[u8], max_line: usize) -> (Rows, Rows, u64) {
     for target in [1usize, 7, 64, 1000, usize::MAX / 2] {
         let (mut rows, mut rejects, mut lossy) = (Vec::new(), Vec::new(), 0);
         for c in s3logs::lines::chunks(text, target) {
-            let opts = ParseOptions { max_line_bytes: max_line, partition_by_bucket: false, key_days: None };
+            let opts = ParseOptions {
+                max_line_bytes: max_line,
+                partition_by_bucket: false,
+                key_days: None,
+                days_from_first_record: false,
+            };
             let out = parse_chunk(&text[c.range.clone()], c.first_line, "obj", opts);
             assert_eq!(out.lines, out.rows + out.rejected(), "every line is one row or one reject");
             for (_, b) in &out.partitions {
@@ -656,7 +661,12 @@ fn rows_of_the_chunked_path_are_the_parsed_cells_of_their_lines() {
     let mut texts: Vec<String> =
         (0..spec.objects).map(|i| String::from_utf8(s3logs::corpus::object(&spec, i).1).unwrap()).collect();
     texts.push(REAL_LINES.to_string());
-    let opts = ParseOptions { max_line_bytes: 1 << 20, partition_by_bucket: false, key_days: None };
+    let opts = ParseOptions {
+        max_line_bytes: 1 << 20,
+        partition_by_bucket: false,
+        key_days: None,
+        days_from_first_record: false,
+    };
     let mut compared = 0;
     for text in &texts {
         let lines: Vec<&str> = text.lines().collect();

@@ -94,6 +94,12 @@ pub enum RejectReason {
         first: i32,
         last: i32,
     },
+    /// A record of an object whose name has no date, dated far from the object's first record.
+    FarFromFirstRecord {
+        day: i32,
+        first: i32,
+        last: i32,
+    },
     /// A legacy bucket name too long for a `source_bucket=` partition folder.
     BucketTooLong {
         len: usize,
@@ -122,6 +128,7 @@ impl RejectReason {
             RejectReason::Spliced { .. } => "spliced",
             RejectReason::BadBucket { .. } | RejectReason::BucketTooLong { .. } => "bad_bucket",
             RejectReason::FarFromKeyDate { .. } => "far_from_key_date",
+            RejectReason::FarFromFirstRecord { .. } => "far_from_first_record",
             RejectReason::BadField { .. } => "bad_field",
         }
     }
@@ -168,6 +175,17 @@ impl fmt::Display for RejectReason {
                     f,
                     "field requestdatetime: {} is outside {}..{}, the days its log object's key date allows \
                      (--key-date-slack)",
+                    d(*day),
+                    d(*first),
+                    d(*last)
+                )
+            }
+            RejectReason::FarFromFirstRecord { day, first, last } => {
+                let d = super::time::format_day;
+                write!(
+                    f,
+                    "field requestdatetime: {} is outside {}..{}, the days its log object's first record allows \
+                     (its name has no date; --key-date-slack)",
                     d(*day),
                     d(*first),
                     d(*last)
