@@ -2,9 +2,9 @@
 //! days), without reading files or encoding Parquet. Reported as bytes per second, one thread.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use s3logs::batch_builder::{ParseOptions, parse_chunk};
 use s3logs::corpus::{CorpusSpec, object};
-use s3logs::lines::{Line, for_each_line};
+use s3logs::rows::builder::{ParseOptions, parse_chunk};
+use s3logs::rows::lines::{Line, for_each_line};
 
 fn parse(c: &mut Criterion) {
     let spec = CorpusSpec { total_bytes: 64 << 20, objects: 16, malformed_ratio: 0.01, ..CorpusSpec::default() };

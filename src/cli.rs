@@ -6,13 +6,15 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::access_log::time::parse_day;
-use crate::convert::{self, ConvertOptions};
+use crate::commit::lease::LeaseOptions;
 use crate::ddl::{self, DdlOptions, Dialect, TableKind};
 use crate::error::{EXIT_IO, EXIT_OK, Error};
-use crate::lease::LeaseOptions;
-use crate::object_source::{KeyDates, RetryPolicy, StoreOptions};
 use crate::parquet_sink::SinkOptions;
+use crate::pipeline::{self, ConvertOptions};
 use crate::report::Report;
+use crate::source::KeyDates;
+use crate::store::StoreOptions;
+use crate::store::retry::RetryPolicy;
 
 #[derive(Debug, Parser)]
 #[command(name = "s3logs", version, about = "Convert S3 server access logs into typed, date-partitioned Parquet")]
@@ -328,7 +330,7 @@ fn print_or_fail(result: Result<String, Error>) -> i32 {
             EXIT_OK
         }
         Err(e) => {
-            eprintln!("s3logs: error: {}", crate::redact::redact(&e.to_string()));
+            eprintln!("s3logs: error: {}", crate::store::redact::redact(&e.to_string()));
             e.exit_code()
         }
     }
@@ -354,7 +356,7 @@ fn convert(args: &ConvertArgs) -> i32 {
         return e.exit_code();
     }
     let (report, result) = match args.options() {
-        Ok(o) => convert::run_reporting(&o),
+        Ok(o) => pipeline::run_reporting(&o),
         Err(e) => (Report::default(), Err(e)),
     };
     if report.dry_run {
@@ -380,7 +382,7 @@ fn convert(args: &ConvertArgs) -> i32 {
     match result {
         Ok(()) => EXIT_OK,
         Err(e) => {
-            eprintln!("s3logs: error: {}", crate::redact::redact(&e.to_string()));
+            eprintln!("s3logs: error: {}", crate::store::redact::redact(&e.to_string()));
             e.exit_code()
         }
     }

@@ -374,7 +374,7 @@ pub fn object(spec: &CorpusSpec, index: usize) -> (String, Vec<u8>, Expected) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch_builder::{ParseOptions, parse_chunk};
+    use crate::rows::builder::{ParseOptions, parse_chunk};
 
     #[test]
     fn generated_objects_parse_exactly_as_expected() {

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::batch_builder::RejectSample;
 use crate::parquet_sink::WrittenFile;
+use crate::rows::builder::RejectSample;
 
 /// Listing and fetching figures (remote objects only for `fetch`).
 /// An object that could not be read, and why.

@@ -3,11 +3,11 @@
 
 use serde::Serialize;
 
-use crate::destination::Destination;
+use crate::commit::destination::Destination;
+use crate::commit::lease::{self, LeaseRecord};
+use crate::commit::ledger::{CommitSummary, Ledger};
 use crate::error::Error;
-use crate::lease::{self, LeaseRecord};
-use crate::ledger::{CommitSummary, Ledger};
-use crate::object_source::StoreOptions;
+use crate::store::StoreOptions;
 
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -73,10 +73,10 @@ pub fn status(dest: &Destination) -> Result<Status, Error> {
 
 /// The status of the DEST named `dest`, as text or JSON.
 pub fn render(dest: &str, opts: &StoreOptions, json: bool) -> Result<String, Error> {
-    let rt = dest.starts_with("s3://").then(crate::object_source::runtime).transpose()?;
+    let rt = dest.starts_with("s3://").then(crate::store::runtime).transpose()?;
     let mut opts = opts.clone();
     if let Some(rt) = &rt {
-        crate::object_source::resolve_region(&mut opts, rt);
+        crate::store::resolve_region(&mut opts, rt);
     }
     let d = Destination::parse(dest, &opts, rt.as_ref())?;
     if let Destination::Local(p) = &d

@@ -422,7 +422,7 @@ fn progress_bar_only_on_a_terminal() {
 /// streams past.
 #[test]
 fn large_objects_are_streamed_with_the_same_result() {
-    use s3logs::convert::{ConvertOptions, run};
+    use s3logs::pipeline::{ConvertOptions, run};
     let tmp = tempfile::tempdir().unwrap();
     let spec =
         s3logs::corpus::CorpusSpec { total_bytes: 3 << 20, objects: 1, malformed_ratio: 0.01, ..Default::default() };
@@ -583,14 +583,14 @@ fn small_objects_parsed_together_keep_each_line_with_its_own_object() {
     // the large object, now larger than a window, is streamed between them. Windows must still
     // reach the files in input order.
     let small = tmp.path().join("small-windows");
-    let opts = s3logs::convert::ConvertOptions {
+    let opts = s3logs::pipeline::ConvertOptions {
         sources: vec![src.to_str().unwrap().to_string()],
         output: small.clone(),
         window_bytes: 4 << 10,
         max_reject_ratio: 0.2,
         ..Default::default()
     };
-    let report = s3logs::convert::run(&opts).unwrap();
+    let report = s3logs::pipeline::run(&opts).unwrap();
     assert_eq!(report.rows_written as usize, expected.len());
     check(&small);
 }

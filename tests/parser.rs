@@ -8,7 +8,7 @@ use std::borrow::Cow;
 
 use proptest::prelude::*;
 use s3logs::access_log::{Cell, RejectReason, common_layout, parse_line, parse_line_careful};
-use s3logs::batch_builder::{ParseOptions, parse_chunk};
+use s3logs::rows::builder::{ParseOptions, parse_chunk};
 use s3logs::schema::{FIELDS, col};
 use serde_json::{Map, Value};
 
@@ -49,7 +49,7 @@ fn through_chunks(text: &[u8], max_line: usize) -> (Rows, Rows, u64) {
     let mut results = Vec::new();
     for target in [1usize, 7, 64, 1000, usize::MAX / 2] {
         let (mut rows, mut rejects, mut lossy) = (Vec::new(), Vec::new(), 0);
-        for c in s3logs::lines::chunks(text, target) {
+        for c in s3logs::rows::lines::chunks(text, target) {
             let opts = ParseOptions {
                 max_line_bytes: max_line,
                 partition_by_bucket: false,

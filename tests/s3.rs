@@ -132,8 +132,9 @@ fn sample_keys() -> Vec<(String, PathBuf)> {
 }
 
 /// Store options that reach `moto` with fake keys, quick retries, and an optional fault layer.
-fn moto_store(moto: &Moto, layer: Option<s3logs::object_source::StoreLayer>) -> s3logs::object_source::StoreOptions {
-    use s3logs::object_source::{RetryPolicy, StoreOptions};
+fn moto_store(moto: &Moto, layer: Option<s3logs::store::StoreLayer>) -> s3logs::store::StoreOptions {
+    use s3logs::store::StoreOptions;
+    use s3logs::store::retry::RetryPolicy;
     StoreOptions {
         endpoint_url: Some(moto.endpoint.clone()),
         region: Some("us-east-1".into()),
@@ -682,7 +683,7 @@ mod stall {
 /// exactly once: it converts A's batch again (its files are nowhere) and discards B's.
 #[test]
 fn a_commit_stalled_past_the_lease_loses_nothing() {
-    use s3logs::lease::LeaseOptions;
+    use s3logs::commit::lease::LeaseOptions;
     use std::sync::atomic::Ordering;
     let moto = Moto::start();
     let tmp = tempfile::tempdir().unwrap();
@@ -692,17 +693,17 @@ fn a_commit_stalled_past_the_lease_loses_nothing() {
     let steps = Arc::new(stall::Steps::default());
     let options = |stalling: bool| {
         let steps = steps.clone();
-        let layer = s3logs::object_source::StoreLayer(Arc::new(move |inner| {
+        let layer = s3logs::store::StoreLayer(Arc::new(move |inner| {
             Arc::new(stall::Stall { inner, stalling, steps: steps.clone() }) as Arc<dyn object_store::ObjectStore>
         }));
         let base = moto_store(&moto, None);
-        s3logs::convert::ConvertOptions {
+        s3logs::pipeline::ConvertOptions {
             sources: vec!["s3://logs-bucket/logs/".into()],
             output: "s3://analytics/stalled".into(),
             max_reject_ratio: 1.0,
             // A one-minute attempt: the stalled request is waited for, not abandoned and retried.
-            store: s3logs::object_source::StoreOptions {
-                retry: s3logs::object_source::RetryPolicy { timeout: Duration::from_secs(60), ..base.retry },
+            store: s3logs::store::StoreOptions {
+                retry: s3logs::store::retry::RetryPolicy { timeout: Duration::from_secs(60), ..base.retry },
                 ..moto_store(&moto, Some(layer))
             },
             lease: LeaseOptions { ttl: Duration::from_secs(2), wait: Duration::from_secs(30) },
@@ -710,7 +711,7 @@ fn a_commit_stalled_past_the_lease_loses_nothing() {
         }
     };
     let (a_opts, b_opts) = (options(true), options(false));
-    let a = std::thread::spawn(move || s3logs::convert::run(&a_opts));
+    let a = std::thread::spawn(move || s3logs::pipeline::run(&a_opts));
     let deadline = Instant::now() + Duration::from_secs(60);
     while !steps.stalled.load(Ordering::SeqCst) {
         assert!(Instant::now() < deadline && !a.is_finished(), "run A never sent its commit");
@@ -718,7 +719,7 @@ fn a_commit_stalled_past_the_lease_loses_nothing() {
     }
     // A new object arrives meanwhile: B's batch is another one than A's.
     upload_generated(&moto, &objects[3..]);
-    let b = s3logs::convert::run(&b_opts);
+    let b = s3logs::pipeline::run(&b_opts);
     let a = a.join().unwrap();
     assert!(steps.landed.load(Ordering::SeqCst));
     let a_err = a.expect_err("run A's staged files were discarded: it must not report success");
@@ -727,7 +728,7 @@ fn a_commit_stalled_past_the_lease_loses_nothing() {
     assert_eq!(b_err.exit_code(), 73, "{b_err}");
 
     // The next run (no stall) finds A's commit without its files and makes them again.
-    let c = s3logs::convert::run(&options(false)).unwrap();
+    let c = s3logs::pipeline::run(&options(false)).unwrap();
     assert_eq!((c.batches_recreated.len(), c.batches_discarded.len()), (1, 1), "{c:?}");
     let commits = assert_s3_table_exactly_once(&moto, "stalled", &objects, tmp.path());
     assert_eq!(commits, 2, "A's batch, then the new object: B's commit never landed");
@@ -748,20 +749,20 @@ fn listing_reads_only_the_needed_key_ranges_and_overlaps_fetching() {
         .collect();
     moto.upload("logs-bucket", &keys);
     moto.upload("analytics", &[]);
-    let run = |output: &str, dates: Option<s3logs::object_source::KeyDates>, delay: Duration| {
+    let run = |output: &str, dates: Option<s3logs::source::KeyDates>, delay: Duration| {
         let events = Arc::new(Mutex::new(slow::Events::default()));
         let e = events.clone();
-        let layer = s3logs::object_source::StoreLayer(Arc::new(move |inner| {
+        let layer = s3logs::store::StoreLayer(Arc::new(move |inner| {
             Arc::new(slow::SlowListing { inner, delay, events: e.clone() }) as Arc<dyn object_store::ObjectStore>
         }));
-        let opts = s3logs::convert::ConvertOptions {
+        let opts = s3logs::pipeline::ConvertOptions {
             sources: vec!["s3://logs-bucket/logs/".into()],
             output: output.into(),
             key_dates: dates,
             // Each object a window of its own: the first can be read while the rest are listed.
             window_bytes: 1024,
-            store: s3logs::object_source::StoreOptions {
-                retry: s3logs::object_source::RetryPolicy {
+            store: s3logs::store::StoreOptions {
+                retry: s3logs::store::retry::RetryPolicy {
                     timeout: Duration::from_secs(10),
                     ..moto_store(&moto, None).retry
                 },
@@ -769,7 +770,7 @@ fn listing_reads_only_the_needed_key_ranges_and_overlaps_fetching() {
             },
             ..Default::default()
         };
-        let report = s3logs::convert::run(&opts).unwrap();
+        let report = s3logs::pipeline::run(&opts).unwrap();
         let events = std::mem::take(&mut *events.lock().unwrap());
         (report, events)
     };
@@ -777,7 +778,7 @@ fn listing_reads_only_the_needed_key_ranges_and_overlaps_fetching() {
     // One day out of thirty: the source listing is that day's range only.
     let day = s3logs::access_log::time::parse_day("2024-03-17").unwrap();
     let (report, events) =
-        run("s3://analytics/oneday", Some(s3logs::object_source::KeyDates { first: day, last: day }), Duration::ZERO);
+        run("s3://analytics/oneday", Some(s3logs::source::KeyDates { first: day, last: day }), Duration::ZERO);
     assert_eq!(report.objects_read, 2);
     let source_lists: Vec<&String> = events.lists.iter().filter(|l| l.starts_with("logs ")).collect();
     // It starts just before the day (StartAfter `2024-03-16z`), not at the month.
@@ -785,7 +786,7 @@ fn listing_reads_only_the_needed_key_ranges_and_overlaps_fetching() {
     assert_eq!(events.delimiter_lists, 1, "one look for partitioned-key folders");
 
     // Slow listing of four objects: reading starts before the listing ends.
-    let four = s3logs::object_source::KeyDates { first: day, last: day + 1 };
+    let four = s3logs::source::KeyDates { first: day, last: day + 1 };
     let (report, events) = run("s3://analytics/overlap", Some(four), Duration::from_millis(400));
     assert_eq!(report.objects_read, 4);
     let (first_get, last_listed) = (events.first_get.unwrap(), events.last_key_listed.unwrap());
@@ -806,10 +807,10 @@ fn convert_with_options(
     moto: &Moto,
     output: &str,
     faulty: impl Fn(Arc<dyn object_store::ObjectStore>) -> faults::Faulty + Send + Sync + 'static,
-    edit: impl FnOnce(&mut s3logs::convert::ConvertOptions),
+    edit: impl FnOnce(&mut s3logs::pipeline::ConvertOptions),
 ) -> Result<s3logs::report::Report, s3logs::error::Error> {
-    use s3logs::object_source::StoreLayer;
-    let mut opts = s3logs::convert::ConvertOptions {
+    use s3logs::store::StoreLayer;
+    let mut opts = s3logs::pipeline::ConvertOptions {
         sources: vec!["s3://logs-bucket/logs/".into()],
         output: output.into(),
         // These cases are about losing nothing; the sample's one reject is a larger share of
@@ -822,7 +823,7 @@ fn convert_with_options(
         ..Default::default()
     };
     edit(&mut opts);
-    s3logs::convert::run(&opts)
+    s3logs::pipeline::run(&opts)
 }
 
 use std::sync::Arc;
@@ -1047,7 +1048,7 @@ fn large_s3_objects_are_streamed() {
     let files = sample_keys();
     moto.upload("logs-bucket", &files);
     let tmp = tempfile::tempdir().unwrap();
-    let opts = s3logs::convert::ConvertOptions {
+    let opts = s3logs::pipeline::ConvertOptions {
         sources: vec!["s3://logs-bucket/logs/".into()],
         output: tmp.path().join("streamed"),
         // Every sample object is larger than this, so every one is streamed in small blocks.
@@ -1057,7 +1058,7 @@ fn large_s3_objects_are_streamed() {
         store: moto_store(&moto, None),
         ..Default::default()
     };
-    let report = s3logs::convert::run(&opts).unwrap();
+    let report = s3logs::pipeline::run(&opts).unwrap();
     assert_eq!(report.objects_read, 3);
     assert_eq!(report.lines_read, 24);
     let local = tmp.path().join("local");
@@ -1234,8 +1235,9 @@ fn scheduled_s3_noop_dry_run_ambiguous_writes_and_lease() {
     // A held lease on an S3 DEST: the binary exits 73 and writes nothing; released, it converts.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dest =
-        s3logs::destination::Destination::parse("s3://analytics/busy", &moto_store(&moto, None), Some(&rt)).unwrap();
-    let held = s3logs::lease::acquire(&dest, s3logs::lease::LeaseOptions::default()).unwrap();
+        s3logs::commit::destination::Destination::parse("s3://analytics/busy", &moto_store(&moto, None), Some(&rt))
+            .unwrap();
+    let held = s3logs::commit::lease::acquire(&dest, s3logs::commit::lease::LeaseOptions::default()).unwrap();
     let run = || {
         s3logs(
             &["convert", "s3://logs-bucket/logs/", "--output", "s3://analytics/busy", "--max-reject-ratio", "0.5"],

@@ -122,9 +122,9 @@ fn a_second_run_waits_or_exits_with_its_own_code() {
     let src = tmp.path().join("logs");
     let dest = tmp.path().join("table");
     let objects = corpus(&src, 6, 256 << 10, 3);
-    let dest_handle = s3logs::destination::Destination::Local(dest.clone());
-    let opts = s3logs::lease::LeaseOptions { ttl: Duration::from_secs(60), wait: Duration::ZERO };
-    let held = s3logs::lease::acquire(&dest_handle, opts).unwrap();
+    let dest_handle = s3logs::commit::destination::Destination::Local(dest.clone());
+    let opts = s3logs::commit::lease::LeaseOptions { ttl: Duration::from_secs(60), wait: Duration::ZERO };
+    let held = s3logs::commit::lease::acquire(&dest_handle, opts).unwrap();
 
     let out = convert(&src, &dest, &[]).output().unwrap();
     assert_eq!(out.status.code(), Some(73), "{}", stderr(&out));

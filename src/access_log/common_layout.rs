@@ -17,11 +17,11 @@
 
 use std::ops::Range;
 
-use super::time::{TIME_FIELD_LEN, Timestamp, parse_time_field};
-use super::tokenizer::{
-    Cell, LOG_COLUMNS, ParsedLine, field_str, find_spliced_time, is_bucket_name, is_operation, is_sigv, number_value,
-    starts_quote, unquoted_value,
+use super::fields::{
+    field_str, find_spliced_time, is_bucket_name, is_operation, is_sigv, number_value, starts_quote, unquoted_value,
 };
+use super::line::{Cell, LOG_COLUMNS, ParsedLine};
+use super::time::{TIME_FIELD_LEN, Timestamp, parse_time_field};
 use crate::schema::col;
 
 /// Lines with more tokens than this (long User-Agents) go to the careful parser. A power of two,

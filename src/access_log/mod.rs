@@ -1,12 +1,24 @@
-//! The S3 server access log format: the time field, the careful line tokenizer and the one-pass
-//! parser for the common layout that runs before it.
+//! The S3 server access log format: what a line's fields are, and the two parsers that read them.
 //!
-//! Everything that knows how a log line is laid out lives here; the rest of the crate sees
-//! [`tokenizer::ParsedLine`] cells in table order, or a [`tokenizer::RejectReason`], or (for a
-//! common line) each column's value handed to a [`common_layout::Row`].
+//! [`line`] holds what a parsed line is ([`Cell`]s in table order, or a [`RejectReason`]);
+//! [`fields`] the shape of each field, shared by both parsers; [`common_layout`] the one-pass
+//! parser for the layout nearly every line has; [`careful`] the parser for every other line.
+//! [`parse_line`] tries them in that order. Neither parser imports the other.
 
+pub mod careful;
 pub mod common_layout;
+pub mod fields;
+pub mod line;
 pub mod time;
-pub mod tokenizer;
 
-pub use tokenizer::{Cell, ParsedLine, RejectReason, parse_line, parse_line_careful};
+pub use careful::parse_line_careful;
+pub use line::{Cell, ParsedLine, RejectReason};
+
+/// Parses one line (without its line ending) into cells: by the one-pass parser when the line has
+/// the common layout, else by the careful one.
+pub fn parse_line(s: &str) -> Result<ParsedLine<'_>, RejectReason> {
+    match common_layout::parse(s) {
+        Some(line) => Ok(line),
+        None => parse_line_careful(s),
+    }
+}

@@ -18,7 +18,10 @@ use arrow_array::{ArrayRef, RecordBatch};
 
 use crate::access_log::common_layout::{self, Row, Tokens};
 use crate::access_log::{Cell, ParsedLine, RejectReason, parse_line_careful};
-use crate::lines::{Line, for_each_line};
+use crate::rows::lines::{Line, for_each_line};
+use crate::rows::partition::MAX_BUCKET_FOLDER_NAME;
+use crate::rows::partition::PartitionKey;
+use crate::rows::partition::too_long_for_a_folder;
 use crate::schema::{FIELDS, Kind, arrow_schema, col, reject_schema};
 
 /// Rough bytes per log line, to size builders before filling them.
@@ -190,34 +193,6 @@ pub struct RejectSample {
     pub reason: String,
 }
 
-/// Where a row goes: its UTC day and, when partitioning by bucket, its source bucket.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct PartitionKey {
-    pub bucket: Option<String>,
-    pub day: i32,
-}
-
-impl PartitionKey {
-    /// The partition folder, relative to the table location: `dt=2024-01-15` or
-    /// `source_bucket=my-bucket/dt=2024-01-15`. The bucket is a checked bucket name (no `/`, no `..`).
-    pub fn folder(&self) -> String {
-        let dt = crate::access_log::time::format_day(self.day);
-        match &self.bucket {
-            Some(b) => format!("{}={b}/dt={dt}", crate::ddl::BUCKET_PARTITION_COLUMN),
-            None => format!("dt={dt}"),
-        }
-    }
-}
-
-/// The longest bucket name a `source_bucket=` folder can hold where a file name is at most 255
-/// bytes (Linux file systems). Legacy bucket names go up to 255 characters; a record of one is a
-/// reject (`bad_bucket`) when partitioning by bucket, where it made every run fail.
-pub const MAX_BUCKET_FOLDER_NAME: usize = 255 - crate::ddl::BUCKET_PARTITION_COLUMN.len() - 1;
-
-fn too_long_for_a_folder(bucket: &str) -> RejectReason {
-    RejectReason::BucketTooLong { len: bucket.len(), limit: MAX_BUCKET_FOLDER_NAME }
-}
-
 /// How lines are parsed and routed.
 #[derive(Debug, Clone, Copy)]
 pub struct ParseOptions {
@@ -247,6 +222,7 @@ fn far_from(day: i32, opts: &ParseOptions) -> Option<RejectReason> {
 
 /// How far into an object [`first_record_day`] looks.
 const FIRST_RECORD_LINES: usize = 100;
+
 const FIRST_RECORD_BYTES: usize = 1 << 20;
 
 /// The day of the first record among the first lines of `head` (the start of an object's

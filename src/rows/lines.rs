@@ -9,6 +9,11 @@ use std::ops::Range;
 
 use memchr::{memchr, memchr_iter};
 
+/// Lines in a piece of an object: its newlines, and a last line without one.
+pub(crate) fn lines_in(piece: &[u8]) -> u64 {
+    memchr::memchr_iter(b'\n', piece).count() as u64 + u64::from(piece.last().is_some_and(|&b| b != b'\n'))
+}
+
 /// A newline-aligned piece of an object's bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chunk {

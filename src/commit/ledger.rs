@@ -17,10 +17,10 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::destination::Destination;
+use crate::commit::destination::Destination;
 use crate::error::Error;
-use crate::object_source::SourceObject;
 use crate::parquet_sink::WrittenFile;
+use crate::source::SourceObject;
 
 pub const COMMITS: &str = "_state/commits";
 pub const CHECKPOINTS: &str = "_state/checkpoints";

@@ -5,7 +5,7 @@
 //! an unpartitioned dataset), opened lazily on the first batch so no empty file is ever written,
 //! and rolled when it reaches the target size. Files are written under a staging folder outside the
 //! table location, through [`direct`] (around the page cache, by a writer thread per file), and
-//! each is fsynced when closed; [`crate::destination`] publishes them. File
+//! each is fsynced when closed; [`crate::commit::destination`] publishes them. File
 //! names come from the run's identity and a per-folder sequence number, never from the clock, so
 //! the same input gives the same names.
 //!

@@ -48,13 +48,13 @@ impl CredentialProvider for SdkCredentials {
             .as_ref()
             .ok_or_else(|| unavailable("no AWS credential provider is configured".into()))?;
         let c = chain.provide_credentials().await.map_err(|e| {
-            unavailable(crate::redact::redact(&format!(
+            unavailable(crate::store::redact::redact(&format!(
                 "no AWS credentials found (environment, AWS_PROFILE, SSO, web identity, ECS, instance metadata): {e}"
             )))
         })?;
-        crate::redact::register(c.secret_access_key());
+        crate::store::redact::register(c.secret_access_key());
         if let Some(token) = c.session_token() {
-            crate::redact::register(token);
+            crate::store::redact::register(token);
         }
         let credential = Arc::new(AwsCredential {
             key_id: c.access_key_id().to_string(),

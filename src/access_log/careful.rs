@@ -1,209 +1,40 @@
-//! Splits one access log line into the typed cells of the table contract.
+//! The careful parser: any access log line into the typed cells of the table contract, or a reason.
 //!
 //! The format is space-separated, but not cleanly: the time holds a space, a requester ARN may
 //! hold spaces, quoted fields hold unescaped quotes, a Host Id once came as two tokens, and AWS
 //! appends new fields at the end. The parser walks the bytes once with a cursor; where a quote could
 //! close a field in more than one place it takes the first place after which the following fields
 //! have the shape they must have (status and four numbers after the Request-URI; a Version Id, a
-//! Host Id and a signature version after the User-Agent). Values borrow from the line; only the
-//! rare normalised ones (a requester or Host Id with spaces, extra fields) allocate.
-//!
-//! That careful parser is [`parse_line_careful`]. [`parse_line`] first tries the one-pass parser
-//! of [`super::common_layout`], which takes the lines on which every one of those choices is the
-//! first one, and gives every other line to the careful parser.
+//! Host Id and a signature version after the User-Agent), and the fields S3 writes after the
+//! User-Agent are anchored from the line's end. Values borrow from the line; only the rare
+//! normalised ones (a requester or Host Id with spaces, extra fields) allocate.
 
 use std::borrow::Cow;
-use std::fmt;
 use std::ops::Range;
 
 use memchr::{memchr, memchr_iter};
 
-use super::time::{TIME_FIELD_LEN, Timestamp, parse_time_field};
+use super::time::{TIME_FIELD_LEN, parse_time_field};
+use crate::access_log::fields::field_value;
+use crate::access_log::fields::find_spliced_time;
+use crate::access_log::fields::is_bucket_name;
+use crate::access_log::fields::is_dash;
+use crate::access_log::fields::is_num_or_dash;
+use crate::access_log::fields::is_operation;
+use crate::access_log::fields::is_sigv;
+use crate::access_log::fields::number;
+use crate::access_log::fields::server_text;
+use crate::access_log::fields::single_spaced;
+use crate::access_log::fields::starts_quote;
+use crate::access_log::fields::text;
+use crate::access_log::line::Cell;
+use crate::access_log::line::LOG_COLUMNS;
+use crate::access_log::line::ParsedLine;
+use crate::access_log::line::RejectReason;
+use crate::access_log::line::shown;
 use crate::schema::col;
 
-/// Cells filled by the parser: every column up to (not including) `source_object`.
-pub const LOG_COLUMNS: usize = col::SOURCE_OBJECT;
-
-/// The fewest fields a record may have (old records end after the User-Agent).
-pub const MIN_FIELDS: usize = 17;
-
-/// One typed value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Cell<'a> {
-    Null,
-    Str(Cow<'a, str>),
-    Int(i64),
-    /// Milliseconds since the epoch, UTC.
-    Ts(i64),
-}
-
-impl<'a> Cell<'a> {
-    /// A text value's cell; `None` is NULL.
-    pub fn text(v: Option<&'a str>) -> Self {
-        v.map_or(Cell::Null, |v| Cell::Str(Cow::Borrowed(v)))
-    }
-
-    /// A number's cell; `None` is NULL.
-    pub fn int(v: Option<i64>) -> Self {
-        v.map_or(Cell::Null, Cell::Int)
-    }
-}
-
-/// A line that parsed: its cells in column order and its time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParsedLine<'a> {
-    pub cells: [Cell<'a>; LOG_COLUMNS],
-    pub time: Timestamp,
-}
-
-/// Why a line is a reject. Each names the field and the offending value where there is one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RejectReason {
-    Empty,
-    TooLong {
-        len: usize,
-        limit: usize,
-    },
-    /// The rest of an object past `--max-object-bytes` (decompressed), not read.
-    TooLarge {
-        limit: u64,
-    },
-    Truncated {
-        fields: usize,
-    },
-    BadTime {
-        value: String,
-    },
-    UnterminatedQuote {
-        field: &'static str,
-    },
-    BadNumber {
-        field: &'static str,
-        value: String,
-    },
-    Spliced {
-        byte: usize,
-    },
-    BadBucket {
-        value: String,
-    },
-    /// A record dated far from its log object's key date (the day in its name): S3 delivers a
-    /// record within hours, or days at the most, of its time.
-    FarFromKeyDate {
-        day: i32,
-        first: i32,
-        last: i32,
-    },
-    /// A record of an object whose name has no date, dated far from the object's first record.
-    FarFromFirstRecord {
-        day: i32,
-        first: i32,
-        last: i32,
-    },
-    /// A legacy bucket name too long for a `source_bucket=` partition folder.
-    BucketTooLong {
-        len: usize,
-        limit: usize,
-    },
-    /// A field that does not have its shape: an operation that is not one, a bare Referer or
-    /// User-Agent other than `-`, a server-written field holding a quote, a signature version
-    /// field holding something else.
-    BadField {
-        field: &'static str,
-        value: String,
-    },
-}
-
-impl RejectReason {
-    /// A short stable code, for counting rejects by kind.
-    pub fn code(&self) -> &'static str {
-        match self {
-            RejectReason::Empty => "empty",
-            RejectReason::TooLong { .. } => "too_long",
-            RejectReason::TooLarge { .. } => "too_large",
-            RejectReason::Truncated { .. } => "truncated",
-            RejectReason::BadTime { .. } => "bad_time",
-            RejectReason::UnterminatedQuote { .. } => "unterminated_quote",
-            RejectReason::BadNumber { .. } => "bad_number",
-            RejectReason::Spliced { .. } => "spliced",
-            RejectReason::BadBucket { .. } | RejectReason::BucketTooLong { .. } => "bad_bucket",
-            RejectReason::FarFromKeyDate { .. } => "far_from_key_date",
-            RejectReason::FarFromFirstRecord { .. } => "far_from_first_record",
-            RejectReason::BadField { .. } => "bad_field",
-        }
-    }
-}
-
-/// Values quoted in reasons are cut so a garbage line cannot make a huge message.
-fn shown(v: &str) -> String {
-    const MAX: usize = 64;
-    if v.len() <= MAX {
-        return v.to_string();
-    }
-    let mut end = MAX;
-    while !v.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &v[..end])
-}
-
-impl fmt::Display for RejectReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RejectReason::Empty => write!(f, "empty line"),
-            RejectReason::TooLong { len, limit } => {
-                write!(f, "line is {len} bytes, over the limit of {limit} (raw bytes kept up to the limit)")
-            }
-            RejectReason::TooLarge { limit } => write!(
-                f,
-                "the object's content goes on past --max-object-bytes ({limit} bytes after decompression); \
-                 the rest was not read (its first bytes kept)"
-            ),
-            RejectReason::Truncated { fields } => {
-                write!(f, "truncated: {fields} fields, a record has at least {MIN_FIELDS}")
-            }
-            RejectReason::BadTime { value } => write!(f, "field requestdatetime: unparsable time {:?}", shown(value)),
-            RejectReason::UnterminatedQuote { field } => write!(f, "field {field}: quoted value has no closing quote"),
-            RejectReason::BadNumber { field, value } => write!(f, "field {field}: not a number: {:?}", shown(value)),
-            RejectReason::Spliced { byte } => {
-                write!(f, "spliced records: a second record's time starts at byte {byte}")
-            }
-            RejectReason::BadBucket { value } => write!(f, "field bucket: not a bucket name: {:?}", shown(value)),
-            RejectReason::FarFromKeyDate { day, first, last } => {
-                let d = super::time::format_day;
-                write!(
-                    f,
-                    "field requestdatetime: {} is outside {}..{}, the days its log object's key date allows \
-                     (--key-date-slack)",
-                    d(*day),
-                    d(*first),
-                    d(*last)
-                )
-            }
-            RejectReason::FarFromFirstRecord { day, first, last } => {
-                let d = super::time::format_day;
-                write!(
-                    f,
-                    "field requestdatetime: {} is outside {}..{}, the days its log object's first record allows \
-                     (its name has no date; --key-date-slack)",
-                    d(*day),
-                    d(*first),
-                    d(*last)
-                )
-            }
-            RejectReason::BucketTooLong { len, limit } => write!(
-                f,
-                "field bucket: a {len}-byte bucket name does not fit a partition folder (at most {limit} bytes); \
-                 partition by dt alone to keep such records"
-            ),
-            RejectReason::BadField { field, value } => {
-                write!(f, "field {field}: {:?} does not have the field's shape", shown(value))
-            }
-        }
-    }
-}
-
-type Span = Range<usize>;
+pub(crate) type Span = Range<usize>;
 
 /// The first space at or after `pos`, or the end of the line. Most tokens are short, and one
 /// eight-byte word finds their end for less than a `memchr` call costs; longer ones go on with
@@ -253,126 +84,6 @@ fn peek_tokens(b: &[u8], mut pos: usize, out: &mut [Span]) -> usize {
     n
 }
 
-fn is_num_or_dash(t: &[u8]) -> bool {
-    is_dash(t) || (!t.is_empty() && t.iter().all(u8::is_ascii_digit))
-}
-
-/// Byte classes for the token checks that run on every line.
-const OPERATION_BYTE: u8 = 1;
-const BUCKET_BYTE: u8 = 2;
-
-static BYTE_CLASS: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut c = 0;
-    while c < 256 {
-        let b = c as u8;
-        if b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_' || b == b'.' {
-            t[c] |= OPERATION_BYTE;
-        }
-        if b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-' {
-            t[c] |= BUCKET_BYTE;
-        }
-        c += 1;
-    }
-    t
-};
-
-/// `REST.GET.OBJECT`, `S3.COMPUTE.OBJECT.CHECKSUM`: upper-case words joined by dots.
-pub(super) fn is_operation(t: &[u8]) -> bool {
-    t.first().is_some_and(u8::is_ascii_uppercase)
-        && t.iter().all(|&c| BYTE_CLASS[usize::from(c)] & OPERATION_BYTE != 0)
-        && memchr(b'.', t).is_some()
-}
-
-/// S3 bucket names, legacy ones included: letters, digits, `.`, `_`, `-`, starting with a letter
-/// or digit, at most 255 bytes, no `..`. Checked because the name may become a partition folder.
-pub fn is_bucket_name(t: &str) -> bool {
-    let b = t.as_bytes();
-    let mut prev = 0u8;
-    !b.is_empty()
-        && b.len() <= 255
-        && b[0].is_ascii_alphanumeric()
-        && b.iter().all(|&c| {
-            let ok = BYTE_CLASS[usize::from(c)] & BUCKET_BYTE != 0 && !(c == b'.' && prev == b'.');
-            prev = c;
-            ok
-        })
-}
-
-pub(super) fn is_sigv(t: &[u8]) -> bool {
-    t == b"-" || t.starts_with(b"SigV")
-}
-
-pub(super) fn starts_quote(t: &[u8]) -> bool {
-    t.first() == Some(&b'"')
-}
-
-/// Joins the tokens of `v` with single spaces, borrowing when they already are.
-fn single_spaced(v: &str) -> Cow<'_, str> {
-    let v = v.trim_end_matches(' ');
-    if !v.contains("  ") {
-        return Cow::Borrowed(v);
-    }
-    Cow::Owned(v.split(' ').filter(|t| !t.is_empty()).collect::<Vec<_>>().join(" "))
-}
-
-/// A bare field's value: `-`, and `"-"` written without separate quotes, are NULL.
-pub(super) fn value(v: &str) -> Option<&str> {
-    (v != "-" && v != "\"-\"").then_some(v)
-}
-
-/// [`value`] for a token known to hold no quote (as every bare token of a line the one-pass
-/// parser takes does): only `-` is NULL.
-pub(super) fn unquoted_value(v: &str) -> Option<&str> {
-    debug_assert!(!v.contains('"'));
-    (v != "-").then_some(v)
-}
-
-/// A token that stands for "no value" in a bare field.
-pub(super) fn is_dash(t: &[u8]) -> bool {
-    t == b"-" || t == b"\"-\""
-}
-
-pub(super) fn text(v: &str) -> Cell<'_> {
-    Cell::text(value(v))
-}
-
-/// A field S3 writes, which never holds a quote (but for `"-"`, NULL): its cell, or a reject.
-fn server_text<'a>(v: &'a str, field: &'static str) -> Result<Cell<'a>, RejectReason> {
-    if v.contains('"') && value(v).is_some() {
-        return Err(RejectReason::BadField { field, value: v.to_string() });
-    }
-    Ok(text(v))
-}
-
-/// A number field's value: `-` is NULL; anything else must be 1 to `max_digits` digits.
-fn number(v: &str, field: usize, max_digits: usize) -> Result<Cell<'_>, RejectReason> {
-    number_cell(v.as_bytes(), max_digits)
-        .ok_or_else(|| RejectReason::BadNumber { field: crate::schema::FIELDS[field].name, value: v.to_string() })
-}
-
-/// [`number`] without the reason: `None` where that is a reject.
-pub(super) fn number_cell(b: &[u8], max_digits: usize) -> Option<Cell<'static>> {
-    number_value(b, max_digits).map(Cell::int)
-}
-
-/// [`number_cell`]'s value: `Some(None)` for NULL.
-pub(super) fn number_value(b: &[u8], max_digits: usize) -> Option<Option<i64>> {
-    if b.is_empty() || b.len() > max_digits {
-        return None;
-    }
-    // One pass: each byte is checked and added in; a dash is looked for only past a non-digit.
-    let mut n = 0i64;
-    for &c in b {
-        let d = c.wrapping_sub(b'0');
-        if d > 9 {
-            return is_dash(b).then_some(None);
-        }
-        n = n * 10 + i64::from(d);
-    }
-    Some(Some(n))
-}
-
 /// Splits a Request-URI value into method, path and protocol, so that joining the non-NULL parts
 /// with single spaces gives the value back.
 fn split_request_uri(v: &str) -> [Cell<'_>; 3] {
@@ -387,22 +98,6 @@ fn split_request_uri(v: &str) -> [Cell<'_>; 3] {
         }
         None if rest.starts_with("HTTP/") => [borrowed(method), Cell::Null, borrowed(rest)],
         _ => [borrowed(method), borrowed(rest), Cell::Null],
-    }
-}
-
-/// The value of a quoted or bare field: quotes stripped, `-` and `"-"` NULL, `""` empty.
-pub(super) fn field_value(s: &str, span: Span) -> Cell<'_> {
-    Cell::text(field_str(s, span))
-}
-
-/// [`field_value`] as a string.
-pub(super) fn field_str(s: &str, span: Span) -> Option<&str> {
-    let v = &s[span];
-    if v.len() >= 2 && v.starts_with('"') && v.ends_with('"') {
-        let inner = &v[1..v.len() - 1];
-        (inner != "-").then_some(inner)
-    } else {
-        value(v)
     }
 }
 
@@ -536,22 +231,6 @@ fn tail_text(b: &[u8], pos: usize) -> String {
     match n {
         0 => String::new(),
         _ => String::from_utf8_lossy(&b[t[0].start..t[n - 1].end]).into_owned(),
-    }
-}
-
-/// A second record's time inside the line means two records were spliced together.
-pub(super) fn find_spliced_time(b: &[u8], from: usize) -> Option<usize> {
-    memchr_iter(b'[', &b[from..]).map(|i| from + i).find(|&i| {
-        b[i - 1] == b' ' && i + TIME_FIELD_LEN <= b.len() && parse_time_field(&b[i..i + TIME_FIELD_LEN]).is_some()
-    })
-}
-
-/// Parses one line (without its line ending) into cells: by the one-pass parser when the line has
-/// the common layout, else by the careful one.
-pub fn parse_line(s: &str) -> Result<ParsedLine<'_>, RejectReason> {
-    match super::common_layout::parse(s) {
-        Some(line) => Ok(line),
-        None => parse_line_careful(s),
     }
 }
 

@@ -20,8 +20,9 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions};
 use sha2::Digest;
 
 use crate::error::Error;
-use crate::object_source::{RetryPolicy, StoreOptions, s3_stores, split_s3_url, store_error, with_retries};
 use crate::parquet_sink::WrittenFile;
+use crate::store::retry::{RetryPolicy, with_retries};
+use crate::store::{StoreOptions, s3_stores, split_s3_url, store_error};
 
 /// The folder (relative to DEST) holding staged batches.
 pub const STAGING: &str = "_staging";
@@ -314,7 +315,7 @@ impl Destination {
                     }
                 }
             }
-            crate::crash_point::reached("publishing");
+            crate::commit::crash_point::reached("publishing");
         }
         Ok(())
     }
@@ -492,7 +493,7 @@ async fn put_parts(
             async move {
                 read?;
                 let part = r.parts.put_part(key, &id.to_string(), i as usize, buf.into()).await?;
-                crate::crash_point::reached("uploading");
+                crate::commit::crash_point::reached("uploading");
                 Ok(part)
             }
         })

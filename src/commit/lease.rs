@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::destination::Destination;
+use crate::commit::destination::Destination;
 use crate::error::Error;
 
 pub const LEASES: &str = "_state/lease";
@@ -90,7 +90,7 @@ pub fn current(dest: &Destination) -> Result<Option<LeaseRecord>, Error> {
     for _ in 0..8 {
         let names = dest.list(LEASES, None)?;
         let mut listed = false;
-        for rel in names.iter().rev().filter(|p| crate::ledger::seq_of(p).is_some()) {
+        for rel in names.iter().rev().filter(|p| crate::commit::ledger::seq_of(p).is_some()) {
             listed = true;
             if let Some(bytes) = dest.read(rel)? {
                 let rec = serde_json::from_slice(&bytes)
@@ -111,7 +111,7 @@ pub fn current(dest: &Destination) -> Result<Option<LeaseRecord>, Error> {
 fn prune(dest: &Destination, generation: u64) {
     let Ok(names) = dest.list(LEASES, None) else { return };
     for rel in names {
-        if crate::ledger::seq_of(&rel).is_some_and(|g| g + 1 < generation) {
+        if crate::commit::ledger::seq_of(&rel).is_some_and(|g| g + 1 < generation) {
             let _ = dest.delete(&rel);
         }
     }
@@ -141,7 +141,7 @@ fn record(owner: &str, generation: u64, ttl: Duration, released: bool) -> LeaseR
         host: host(),
         pid,
         pid_start: process_start(pid),
-        written_at: crate::ledger::now_rfc3339(),
+        written_at: crate::commit::ledger::now_rfc3339(),
         expires_at_ms: now_ms() + ttl.as_millis() as u64,
         released,
     }

@@ -1,0 +1,390 @@
+//! One batch: its objects converted into a local folder, staged, committed and published, and
+//! the repair of a committed batch whose files were lost (converted again into the same files).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+
+use crate::commit::destination::Destination;
+use crate::commit::lease::Lease;
+use crate::commit::ledger::{CommitRecord, Ledger, ObjectEntry};
+use crate::commit::protocol::lost;
+use crate::commit::protocol::missing_files;
+use crate::error::Error;
+use crate::parquet_sink::WrittenFile;
+use crate::pipeline::feed::BatchWindows;
+use crate::pipeline::feed::Feed;
+use crate::pipeline::options::ConvertOptions;
+use crate::pipeline::stats::counts_without_objects;
+use crate::pipeline::windows::parse_and_write;
+use crate::pipeline::windows::prepare_output;
+use crate::report::Report;
+use crate::source::SourceObject;
+use crate::source::listing::Listing;
+
+/// A short, stable identity of a batch: its objects' names, ETags and sizes, in order. It names
+/// the batch's staging folder and files, so the same input gives the same names. Standard input
+/// and pipes have no identity: a batch holding one gets a name of its own (the time and process),
+/// so that it cannot take the name of an earlier batch's files.
+pub fn batch_id(objects: &[SourceObject]) -> String {
+    let mut h = Sha256::new();
+    if objects.iter().any(SourceObject::is_stdin) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        h.update(now.as_nanos().to_le_bytes());
+        h.update(std::process::id().to_le_bytes());
+    }
+    for o in objects {
+        h.update(o.name.as_bytes());
+        h.update([0]);
+        h.update(o.etag.as_deref().unwrap_or("").as_bytes());
+        h.update([0]);
+        h.update(o.size.to_le_bytes());
+    }
+    h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Gives the files written under a provisional name their batch's name (`part-<batch>-N`), and,
+/// for a local DEST, moves the folder to the batch's staging folder.
+fn rename_batch(
+    dest: &Destination,
+    local: &Path,
+    provisional: &str,
+    batch: &str,
+    files: Vec<WrittenFile>,
+) -> Result<(PathBuf, Vec<WrittenFile>), Error> {
+    let (from, to) = (format!("part-{provisional}-"), format!("part-{batch}-"));
+    let mut renamed = Vec::with_capacity(files.len());
+    for f in files {
+        let path = f.path.replacen(&from, &to, 1);
+        std::fs::rename(local.join(&f.path), local.join(&path)).map_err(|e| Error::write(local.join(&path), e))?;
+        renamed.push(WrittenFile { path, ..f });
+    }
+    let target = if dest.is_remote() { local.to_path_buf() } else { dest.local_staging(batch) };
+    if target != local {
+        if target.exists() {
+            std::fs::remove_dir_all(&target).map_err(|e| Error::write(&target, e))?;
+        }
+        std::fs::rename(local, &target).map_err(|e| Error::write(&target, e))?;
+    }
+    Ok((target, renamed))
+}
+
+/// Checks, under the lease and after [`recover`], that every commit not yet known to be published
+/// has all its files in the table, so a run never says it converted what the table does not hold.
+/// A commit whose files all are is marked published. One whose files reached neither the table nor
+/// the staging area (the staging was removed after the commit point, or discarded by a run that
+/// took over while the commit request was stalled) is converted again from its recorded objects,
+/// into the same files, which are published: nothing else can bring its rows back. One with only
+/// some files in the table stops the run with an error naming the others: converting its objects
+/// again would repeat the rows that did arrive.
+pub(crate) fn repair(
+    run: &Run,
+    ledger: &mut Ledger,
+    report: &mut Report,
+    progress: &indicatif::ProgressBar,
+) -> Result<(), Error> {
+    let unverified: Vec<CommitRecord> = ledger.unverified().cloned().collect();
+    for rec in unverified {
+        let missing = missing_files(run.dest, &rec)?;
+        if missing.len() == rec.files.len() && !missing.is_empty() {
+            recreate(run, &rec, &missing, report, progress)?;
+            tracing::warn!(seq = rec.seq, batch = rec.batch, "a committed batch's files were lost; converted again");
+            report.batches_recreated.push(rec.batch.clone());
+        } else if !missing.is_empty() {
+            let why = "the others are in the table, so converting its objects again would repeat their rows";
+            return Err(lost(run.dest, &rec, &missing, why.into()));
+        }
+        ledger.mark_published(run.dest, rec.seq)?;
+    }
+    Ok(())
+}
+
+/// Converts the objects of committed batch `rec` again, into its staging area under its own name,
+/// and publishes the files when they are the ones its record names (same paths, same rows).
+fn recreate(
+    run: &Run,
+    rec: &CommitRecord,
+    missing: &[String],
+    report: &mut Report,
+    progress: &indicatif::ProgressBar,
+) -> Result<(), Error> {
+    let dest = run.dest;
+    let fail = |why: String| lost(dest, rec, missing, why);
+    // Quarantined objects gave no lines to the batch's files.
+    let entries: Vec<&ObjectEntry> = rec.objects.iter().filter(|o| o.quarantined.is_none()).collect();
+    if entries.is_empty() {
+        return Err(fail("its input was standard input, which cannot be read again".into()));
+    }
+    let names: Vec<String> = entries.iter().map(|o| o.name.clone()).collect();
+    let found = crate::source::find_recorded(&names, &run.opts.store, run.rt)?;
+    let mut objects = Vec::with_capacity(found.len());
+    for (entry, now) in entries.into_iter().zip(found) {
+        match now {
+            None => {
+                return Err(fail(format!("its log object {} is gone, so it cannot be converted again", entry.name)));
+            }
+            Some(o) if o.size != entry.size || (entry.etag.is_some() && o.etag != entry.etag) => {
+                return Err(fail(format!("its log object {} changed since it was converted", entry.name)));
+            }
+            Some(o) => objects.push(o),
+        }
+    }
+    let mut listing = Listing::of(objects);
+    let mut feed = Feed::new(&mut listing);
+    let opts = ConvertOptions { batch_bytes: u64::MAX, ..run.opts.clone() };
+    let again = Run { opts: &opts, rt: run.rt, dest, lease: run.lease, owner: run.owner.clone() };
+    let staged = stage_batch(&again, &mut feed, &Ledger::default(), Some(&rec.batch), report, progress)?
+        .ok_or_else(|| fail("its log objects gave no lines when converted again".into()))?;
+    let shape = |files: &[WrittenFile]| {
+        let mut v: Vec<(String, u64)> = files.iter().map(|f| (f.path.clone(), f.rows)).collect();
+        v.sort();
+        v
+    };
+    if shape(&staged.files) != shape(&rec.files) {
+        dest.discard_staged(&rec.batch)?;
+        return Err(fail(
+            "converting its objects again gave other files (run with the options of the run that committed it: \
+             --partition-by, --target-file-size, --row-group-rows)"
+                .into(),
+        ));
+    }
+    let paths: Vec<String> = rec.files.iter().map(|f| f.path.clone()).collect();
+    dest.publish(&rec.batch, &paths)?;
+    dest.discard_staged(&rec.batch)
+}
+
+/// What a batch needs besides its objects.
+pub(crate) struct Run<'a> {
+    pub(crate) opts: &'a ConvertOptions,
+    pub(crate) rt: Option<&'a tokio::runtime::Runtime>,
+    pub(crate) dest: &'a Destination,
+    pub(crate) lease: &'a Lease,
+    pub(crate) owner: String,
+}
+
+/// A batch whose files are staged in DEST, not yet committed.
+struct StagedBatch {
+    pub(crate) batch: String,
+    pub(crate) objects: Vec<SourceObject>,
+    /// Objects of the batch that could not be read, and why: recorded, none of their lines written.
+    pub(crate) quarantined: Vec<(SourceObject, String)>,
+    pub(crate) files: Vec<WrittenFile>,
+    /// When staging began (the commit stage's time runs from there).
+    pub(crate) started: Instant,
+}
+
+/// Draws new objects (those `ledger` does not hold) from the listing, parses them and writes their
+/// files locally (under a provisional name, since the batch's name comes from its objects unless
+/// `name` gives it), stages them in DEST and checks the lease. A failure leaves nothing staged and
+/// the table as it was. `None` when there was nothing left to convert.
+fn stage_batch(
+    run: &Run,
+    feed: &mut Feed,
+    ledger: &Ledger,
+    name: Option<&str>,
+    report: &mut Report,
+    progress: &indicatif::ProgressBar,
+) -> Result<Option<StagedBatch>, Error> {
+    let (opts, dest) = (run.opts, run.dest);
+    let provisional = format!("new-{}-{}", std::process::id(), report.commits.len() + report.batches_recreated.len());
+    let mut local = dest.local_staging(&provisional);
+    let mut staged_as: Option<String> = None;
+    // Removes what this batch wrote: its local folder (for a local DEST, its staging folder) and
+    // what it uploaded to an S3 DEST's staging area.
+    let discard = |local: &Path, staged_as: &Option<String>| {
+        let _ = std::fs::remove_dir_all(local);
+        if let Some(batch) = staged_as {
+            let _ = dest.discard_staged(batch);
+        }
+        if let Some(root) = dest.local_root() {
+            let _ = std::fs::remove_dir(root.join(crate::commit::destination::STAGING));
+        }
+    };
+    let (lines_before, rejected_before) = (report.lines_read, report.lines_rejected);
+    // An object that cannot be read (corrupt, unreadable) is quarantined, and the batch is made
+    // again without it from the start: its other objects are drawn again, the report goes back
+    // to how it stood, so no line of the bad object reaches the batch's files.
+    let mut quarantined: Vec<(SourceObject, String)> = Vec::new();
+    let (objects, data, rejects) = loop {
+        let saved = counts_without_objects(report);
+        let mut windows = BatchWindows {
+            feed: &mut *feed,
+            ledger,
+            window_bytes: opts.window_bytes,
+            batch_bytes: opts.batch_bytes.max(1),
+            taken: Vec::new(),
+            taken_bytes: 0,
+        };
+        let written = prepare_output(dest, &local)
+            .and_then(|()| parse_and_write(&mut windows, run.rt, opts, &local, &provisional, report, progress));
+        let objects = std::mem::take(&mut windows.taken);
+        match written {
+            Ok((data, rejects)) => break (objects, data, rejects),
+            Err(e) => {
+                discard(&local, &staged_as);
+                let Some(bad) = unreadable_object(&e, &objects) else { return Err(e) };
+                tracing::warn!(object = objects[bad].name, error = %e, "quarantined: cannot be read");
+                let per_object = std::mem::take(&mut report.per_object);
+                *report = Report { per_object, ..saved };
+                let mut again: std::collections::VecDeque<SourceObject> = Default::default();
+                for (i, o) in objects.into_iter().enumerate() {
+                    report.per_object.remove(&o.name);
+                    if i == bad {
+                        quarantined.push((o, e.to_string()));
+                    } else {
+                        again.push_back(o);
+                    }
+                }
+                again.extend(feed.peeked.take());
+                again.extend(std::mem::take(&mut feed.replay));
+                feed.replay = again;
+            }
+        }
+    };
+    if objects.is_empty() && quarantined.is_empty() {
+        discard(&local, &staged_as);
+        return Ok(None);
+    }
+    let all: Vec<SourceObject> = objects.iter().chain(quarantined.iter().map(|(o, _)| o)).cloned().collect();
+    let batch = name.map_or_else(|| batch_id(&all), str::to_string);
+    let (lines, rejected) = (report.lines_read - lines_before, report.lines_rejected - rejected_before);
+    let ratio = if lines == 0 { 0.0 } else { rejected as f64 / lines as f64 };
+    if ratio > opts.max_reject_ratio {
+        discard(&local, &staged_as);
+        let first = report
+            .reject_samples
+            .first()
+            .map_or(String::new(), |s| format!("{}:{}: {}", s.source_object, s.source_line, s.reason));
+        return Err(Error::TooManyRejects {
+            rejected,
+            lines,
+            ratio,
+            max: opts.max_reject_ratio,
+            first,
+            report: Box::new(std::mem::take(report)),
+        });
+    }
+    let files: Vec<WrittenFile> =
+        with_prefix("data", data).into_iter().chain(with_prefix("rejects", rejects)).collect();
+    let started = Instant::now();
+    let staged = rename_batch(dest, &local, &provisional, &batch, files).and_then(|(moved, files)| {
+        local = moved;
+        staged_as = Some(batch.clone());
+        dest.stage(&batch, &local, &files, opts.upload_part_bytes)?;
+        run.lease.check()?;
+        Ok(files)
+    });
+    let files = match staged {
+        Ok(f) => f,
+        Err(e) => {
+            discard(&local, &staged_as);
+            return Err(e);
+        }
+    };
+    dest.remove_local_staging(&local);
+    crate::commit::crash_point::reached("staged");
+    Ok(Some(StagedBatch { batch, objects, quarantined, files, started }))
+}
+
+/// Which of `objects` an error is the fault of, when it is that object's own and will not go
+/// away by trying again: corrupt compressed data, or a local file that cannot be read. An S3
+/// store's refusal is not quarantined: it is more often the bucket's (a policy, a key) than one
+/// object's, and quarantining every object of a bucket would make later runs skip them all; it
+/// stops the run instead, as errors that retrying may cure do. Standard input and pipes cannot be
+/// quarantined: they are read once.
+fn unreadable_object(e: &Error, objects: &[SourceObject]) -> Option<usize> {
+    let name = match e {
+        Error::Decompress { path, .. } | Error::Read { path, .. } => path,
+        _ => return None,
+    };
+    objects.iter().position(|o| &o.name == name && !o.is_stdin())
+}
+
+/// Converts one batch and commits it: stage its files ([`stage_batch`]), create the commit record
+/// (the commit point), publish the files into the table, record that they are there, and empty the
+/// staging area. A failure before the commit record leaves the table as it was. Returns false when
+/// there was nothing left to convert.
+pub(crate) fn convert_batch(
+    run: &Run,
+    feed: &mut Feed,
+    ledger: &mut Ledger,
+    report: &mut Report,
+    progress: &indicatif::ProgressBar,
+) -> Result<bool, Error> {
+    let dest = run.dest;
+    let Some(StagedBatch { batch, objects, quarantined, files, started }) =
+        stage_batch(run, feed, ledger, None, report, progress)?
+    else {
+        return Ok(false);
+    };
+    let missing: std::collections::HashSet<&str> = report.objects_missing.iter().map(String::as_str).collect();
+    let entries = objects
+        .iter()
+        .filter(|o| !o.is_stdin() && !missing.contains(o.name.as_str()))
+        .map(|o| {
+            let c = report.per_object.get(&o.name).copied().unwrap_or_default();
+            ObjectEntry {
+                name: o.name.clone(),
+                etag: o.etag.clone(),
+                size: o.size,
+                lines: c.lines,
+                rows: c.rows,
+                rejects: c.rejects,
+                commit: ledger.last_seq + 1,
+                quarantined: None,
+            }
+        })
+        .chain(quarantined.iter().map(|(o, reason)| ObjectEntry {
+            name: o.name.clone(),
+            etag: o.etag.clone(),
+            size: o.size,
+            lines: 0,
+            rows: 0,
+            rejects: 0,
+            commit: ledger.last_seq + 1,
+            quarantined: Some(reason.clone()),
+        }))
+        .collect();
+    let rec = CommitRecord {
+        seq: ledger.last_seq + 1,
+        batch: batch.clone(),
+        committed_at: crate::commit::ledger::now_rfc3339(),
+        owner: run.owner.clone(),
+        objects: entries,
+        files: files.clone(),
+    };
+    let seq = rec.seq;
+    if !ledger.commit(dest, rec)? {
+        // Another run committed this number: it holds the lease now. Its staging is left alone;
+        // the lease holder finishes or discards it.
+        return Err(Error::LeaseLost { dest: dest.display() });
+    }
+    tracing::info!(seq, batch, files = files.len(), "committed");
+    report.commits.push(seq);
+    crate::commit::crash_point::reached("committed");
+    // Past the commit point the batch is committed whatever happens: a failure here leaves its
+    // files for the next run to publish, which a scheduler gets by retrying.
+    let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
+    let unpublished = |cause| Error::Unpublished { dest: dest.display(), seq, cause: Box::new(cause) };
+    dest.publish(&batch, &paths).map_err(unpublished)?;
+    crate::commit::crash_point::reached("published");
+    ledger.mark_published(dest, seq).map_err(unpublished)?;
+    dest.discard_staged(&batch).map_err(unpublished)?;
+    report.stage_seconds.commit += started.elapsed().as_secs_f64();
+    report
+        .objects_quarantined
+        .extend(quarantined.into_iter().map(|(o, reason)| crate::report::Quarantined { name: o.name, reason }));
+    for f in files {
+        if f.path.starts_with("data/") {
+            report.files_written.push(f);
+        } else {
+            report.reject_files_written.push(f);
+        }
+    }
+    Ok(true)
+}
+
+fn with_prefix(prefix: &str, files: Vec<WrittenFile>) -> Vec<WrittenFile> {
+    files.into_iter().map(|f| WrittenFile { path: format!("{prefix}/{}", f.path), ..f }).collect()
+}

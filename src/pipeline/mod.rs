@@ -1,0 +1,163 @@
+//! The `convert` run: list objects, convert the new ones in parallel, commit them in batches.
+//!
+//! The listing runs in the background and hands objects over as S3 pages arrive; each is checked
+//! against the ledger ([`feed`]), and the new ones are taken in windows of about 8 MiB. While a
+//! window is converted, the next is drawn from the listing and its remote objects download
+//! ([`prefetch`]: tokio, `--concurrency` at once, so at most two windows of bytes are in flight).
+//! Each window is parsed by rayon ([`parse`]: groups of consecutive small objects into shared
+//! builders, newline-aligned chunks of larger objects, streams in blocks) and then encoded
+//! ([`windows`]); a window is parsed while the one before it is encoded. Input order is kept
+//! everywhere, so the same input gives the same files and rows.
+//!
+//! Windows fill batches of about `--batch-size` ([`batch`]); each is staged, committed and
+//! published as `docs/commit-protocol.md` describes, under the DEST's lease. A run with nothing
+//! new writes nothing at all.
+
+mod batch;
+mod feed;
+mod options;
+mod parse;
+mod prefetch;
+mod stats;
+mod windows;
+
+pub use options::ConvertOptions;
+
+use std::time::Instant;
+
+use crate::commit::destination::Destination;
+use crate::commit::lease;
+use crate::commit::ledger::{Ledger, Verdict};
+use crate::commit::protocol::needs_repair;
+use crate::commit::protocol::recover;
+use crate::error::Error;
+use crate::pipeline::batch::Run;
+use crate::pipeline::batch::convert_batch;
+use crate::pipeline::batch::repair;
+use crate::pipeline::feed::Feed;
+use crate::pipeline::stats::progress_bar;
+use crate::report::{PlannedObject, Report, TransferFigures};
+use crate::source::listing::Listing;
+
+fn runtime_if_needed(opts: &ConvertOptions) -> Result<Option<tokio::runtime::Runtime>, Error> {
+    let remote =
+        opts.output.to_string_lossy().starts_with("s3://") || opts.sources.iter().any(|s| s.starts_with("s3://"));
+    remote.then(crate::store::runtime).transpose()
+}
+
+/// Runs one conversion of the objects not converted yet. On success every line of every new
+/// object is a row under `DEST/data/` or a reject under `DEST/rejects/`, recorded in the ledger;
+/// on error nothing under `DEST/data/` has changed beyond the batches already committed.
+pub fn run(opts: &ConvertOptions) -> Result<Report, Error> {
+    let (report, outcome) = run_reporting(opts);
+    outcome.map(|()| report)
+}
+
+/// [`run`], with the report of what was done whatever the outcome: on an error, the batches
+/// committed before it (`commits`), the lines read, and `committed: false`.
+pub fn run_reporting(opts: &ConvertOptions) -> (Report, Result<(), Error>) {
+    let started = Instant::now();
+    let mut report = Report::default();
+    let outcome = run_into(opts, &mut report);
+    report.duration_s = started.elapsed().as_secs_f64();
+    match outcome {
+        // The reject gate took the report as it stood; it gains the listing figures too.
+        Err(Error::TooManyRejects { rejected, lines, ratio, max, first, report: partial }) => {
+            let report =
+                Report { listing: report.listing, duration_s: report.duration_s, output: report.output, ..*partial };
+            let error = Error::TooManyRejects { rejected, lines, ratio, max, first, report: Box::new(report.clone()) };
+            (report, Err(error))
+        }
+        outcome => (report, outcome),
+    }
+}
+
+fn run_into(opts: &ConvertOptions, report: &mut Report) -> Result<(), Error> {
+    if !(0.0..=1.0).contains(&opts.max_reject_ratio) {
+        return Err(Error::Usage(format!("--max-reject-ratio {} is not between 0 and 1", opts.max_reject_ratio)));
+    }
+    if opts.max_line_bytes == 0 {
+        return Err(Error::Usage("--max-line-bytes must be at least 1".into()));
+    }
+    let rt = runtime_if_needed(opts)?;
+    let mut store = opts.store.clone();
+    if let Some(rt) = &rt {
+        crate::store::resolve_region(&mut store, rt);
+    }
+    let dest = Destination::parse(&opts.output.to_string_lossy(), &store, rt.as_ref())?;
+    report.output = dest.display();
+    let mut listing = Listing::start(&opts.sources, dest.local_root(), &store, rt.as_ref(), opts.key_dates);
+    let outcome = convert_listed(opts, rt.as_ref(), &dest, &mut listing, report);
+    report.listing = TransferFigures { objects: listing.objects, bytes: listing.bytes, seconds: listing.seconds };
+    tracing::info!(objects = listing.objects, bytes = listing.bytes, seconds = listing.seconds, "listed");
+    outcome
+}
+
+/// Converts the new objects as the listing hands them over.
+fn convert_listed(
+    opts: &ConvertOptions,
+    rt: Option<&tokio::runtime::Runtime>,
+    dest: &Destination,
+    listing: &mut Listing,
+    report: &mut Report,
+) -> Result<(), Error> {
+    // Look for new objects without the lease first: a run with nothing to do writes nothing at all.
+    let state_started = Instant::now();
+    let ledger = Ledger::load(dest)?;
+    report.stage_seconds.state = state_started.elapsed().as_secs_f64();
+    let mut feed = Feed::new(listing);
+    feed.retry_quarantined = opts.retry_quarantined;
+    let finish = |feed: &Feed, report: &mut Report| {
+        report.objects_skipped = feed.skipped;
+        report.objects_changed = feed.changed.clone();
+    };
+    if opts.dry_run {
+        report.dry_run = true;
+        while let Some(o) = feed.next_new(&ledger)? {
+            report.would_convert.push(PlannedObject { name: o.name.clone(), size: o.size });
+        }
+        finish(&feed, report);
+        return Ok(());
+    }
+    let first = feed.next_new(&ledger)?;
+    if first.is_none() && dest.staged_batches()?.is_empty() && !needs_repair(dest, &ledger)? {
+        finish(&feed, report);
+        report.nothing_new = true;
+        report.committed = true;
+        return Ok(());
+    }
+
+    let lease = lease::acquire(dest, opts.lease)?;
+    dest.prune_dead_local_staging();
+    // Under the lease the ledger is read again: a run that just finished may have converted some.
+    let state_started = Instant::now();
+    let mut ledger = Ledger::load(dest)?;
+    recover(dest, &mut ledger, report)?;
+    report.stage_seconds.state += state_started.elapsed().as_secs_f64();
+    let retries_before = crate::store::retry::RETRIES.load(std::sync::atomic::Ordering::Relaxed);
+    let run = Run { opts, rt, dest, lease: &lease, owner: lease.owner().to_string() };
+    let progress = progress_bar(opts.progress);
+    repair(&run, &mut ledger, report, &progress)?;
+    match first {
+        Some(o) if ledger.classify(&o, opts.retry_quarantined) == Verdict::New => feed.peeked = Some(o),
+        Some(_) => feed.skipped += 1,
+        None => {}
+    }
+    let mut outcome = Ok(true);
+    while let Ok(true) = outcome {
+        outcome = convert_batch(&run, &mut feed, &mut ledger, report, &progress);
+    }
+    progress.finish_and_clear();
+    finish(&feed, report);
+    report.retries = crate::store::retry::RETRIES.load(std::sync::atomic::Ordering::Relaxed) - retries_before;
+    outcome?;
+    if dest.staged_batches()?.is_empty() {
+        ledger.maybe_checkpoint(dest)?;
+    }
+    lease.release();
+    report.committed = true;
+    match report.objects_quarantined.first() {
+        Some(q) => Err(Error::Quarantined { count: report.objects_quarantined.len(), first: q.name.clone() }),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,222 @@
+//! The window loop of a batch: draw a window, fetch it, parse it while the previous one is
+//! encoded, and write the encoded row groups to the batch's partitioned files.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use arrow_array::RecordBatch;
+use rayon::prelude::*;
+
+use crate::commit::destination::Destination;
+use crate::error::Error;
+use crate::parquet_sink::{PartitionedWriter, WrittenFile};
+use crate::pipeline::feed::BatchWindows;
+use crate::pipeline::options::ConvertOptions;
+use crate::pipeline::parse::GroupOutput;
+use crate::pipeline::parse::group_bytes;
+use crate::pipeline::parse::groups;
+use crate::pipeline::parse::process_group;
+use crate::pipeline::parse::stream_object;
+use crate::pipeline::prefetch::fetched;
+use crate::pipeline::prefetch::spawn_prefetch;
+use crate::pipeline::stats::tally;
+use crate::report::Report;
+use crate::rows::builder::ChunkOutput;
+use crate::rows::partition::PartitionKey;
+use crate::schema::{arrow_schema, reject_schema};
+use crate::source::{Fetched, SourceObject};
+
+/// Encodes parsed chunks, gathered per partition first and handed to the writer together: small
+/// objects give many small batches, and one parallel encoding round each would cost more in
+/// coordination than in work. (They are not joined into one batch: that copied every value once
+/// more, on one thread.)
+pub(crate) fn encode(
+    chunks: impl Iterator<Item = ChunkOutput>,
+    pool: &rayon::ThreadPool,
+    data: &mut PartitionedWriter,
+    rejects: &mut PartitionedWriter,
+) -> Result<(), Error> {
+    let mut by_partition: BTreeMap<PartitionKey, Vec<RecordBatch>> = BTreeMap::new();
+    let mut reject_batches = Vec::new();
+    for c in chunks {
+        for (key, batch) in c.partitions {
+            by_partition.entry(key).or_default().push(batch);
+        }
+        reject_batches.extend(c.rejects);
+    }
+    pool.install(|| -> Result<(), Error> {
+        for (key, batches) in by_partition {
+            data.write(&key.folder(), &batches)?;
+        }
+        rejects.write("", &reject_batches)?;
+        Ok(())
+    })
+}
+
+/// Empties the local folder a batch's files are written in.
+pub(crate) fn prepare_output(dest: &Destination, local: &Path) -> Result<(), Error> {
+    dest.prepare()?;
+    if local.exists() {
+        std::fs::remove_dir_all(local).map_err(|e| Error::write(local, e))?;
+    }
+    std::fs::create_dir_all(local).map_err(|e| Error::write(local, e))
+}
+
+type Written = (Vec<WrittenFile>, Vec<WrittenFile>);
+
+/// Parses the objects of a batch's windows and writes its files in `staging`; returns the data
+/// and rejects files written. While a window is converted, the next one is drawn from the listing
+/// and its remote objects download.
+pub(crate) fn parse_and_write(
+    windows: &mut BatchWindows,
+    rt: Option<&tokio::runtime::Runtime>,
+    opts: &ConvertOptions,
+    staging: &Path,
+    run: &str,
+    report: &mut Report,
+    progress: &indicatif::ProgressBar,
+) -> Result<Written, Error> {
+    let mut pool = rayon::ThreadPoolBuilder::new();
+    if let Some(n) = opts.threads {
+        pool = pool.num_threads(n.max(1));
+    }
+    let pool = pool.build().map_err(|e| Error::Usage(format!("cannot start parser threads: {e}")))?;
+    let mut data = PartitionedWriter::new(staging.join("data"), run.to_string(), arrow_schema(), opts.sink.clone())?;
+    let mut rejects =
+        PartitionedWriter::new(staging.join("rejects"), run.to_string(), reject_schema(), opts.sink.clone())?;
+
+    // A window is parsed while the one before it is encoded, both on every core: rayon's workers
+    // take tasks from either, so neither phase's last straggling task leaves a core idle.
+    // Windows are encoded in order, so rows keep their input order. The loop itself runs on one of
+    // the pool's workers: run from another thread, each window's join was handed to a sleeping
+    // worker and back, both cores idle meanwhile.
+    pool.install(|| -> Result<(), Error> {
+        let mut parsed: Option<Parsed> = None;
+        let mut next = windows.next_window()?;
+        let mut pending = next.as_deref().and_then(|w| spawn_prefetch(w, rt, opts));
+        while let Some(window) = next.take() {
+            let this = pending.take();
+            next = windows.next_window()?;
+            pending = next.as_deref().and_then(|w| spawn_prefetch(w, rt, opts));
+            progress.set_length(windows.feed.listing.bytes);
+            if let Some(big) = opts.streamed(&window) {
+                if let Some(p) = parsed.take() {
+                    write_parsed(p, &pool, &mut data, &mut rejects, report, progress)?;
+                }
+                let started = Instant::now();
+                stream_object(big, rt, &pool, opts, &mut data, &mut rejects, report)?;
+                report.stage_seconds.read_parse += started.elapsed().as_secs_f64();
+                progress.inc(big.size);
+                continue;
+            }
+            let started = Instant::now();
+            let fetched = fetched(&window, rt, this)?;
+            if window.iter().any(SourceObject::is_remote) {
+                // Time spent waiting for downloads, beyond what overlapped with the previous window.
+                report.fetch.seconds += started.elapsed().as_secs_f64();
+                for f in &fetched {
+                    if let Fetched::Bytes(b) = f {
+                        report.fetch.objects += 1;
+                        report.fetch.bytes += b.len() as u64;
+                    }
+                }
+            }
+            let mut fetched = fetched.into_iter();
+            let sizes: Vec<u64> = window.iter().map(|o| o.size).collect();
+            let work: Vec<_> = groups(&sizes, group_bytes(opts))
+                .into_iter()
+                .map(|g| (&window[g.clone()], fetched.by_ref().take(g.len()).collect::<Vec<_>>()))
+                .collect();
+            let parse = || {
+                let outs: Result<Vec<GroupOutput>, Error> =
+                    work.into_par_iter().map(|(objects, f)| process_group(objects, f, opts)).collect();
+                (outs, started.elapsed().as_secs_f64())
+            };
+            let previous = parsed.take();
+            let ((outs, parse_seconds), written) =
+                rayon::join(parse, || previous.map(|p| encode_parsed(p, &pool, &mut data, &mut rejects)));
+            report.stage_seconds.read_parse += parse_seconds;
+            if let Some(w) = written {
+                finish_window(w?, report, progress);
+            }
+            let outs = outs?;
+            for o in outs.iter().flat_map(|g| &g.objects) {
+                tally(report, o);
+            }
+            let deferred: Vec<SourceObject> =
+                outs.iter().flat_map(|g| &g.objects).filter_map(|o| o.deferred.clone()).collect();
+            parsed = Some(Parsed { objects: window.len(), bytes: sizes.iter().sum(), outs });
+            if !deferred.is_empty() {
+                // Their content was too large to hold whole: streamed after the rest of the
+                // window is written.
+                if let Some(p) = parsed.take() {
+                    write_parsed(p, &pool, &mut data, &mut rejects, report, progress)?;
+                }
+                for o in &deferred {
+                    let started = Instant::now();
+                    stream_object(o, rt, &pool, opts, &mut data, &mut rejects, report)?;
+                    report.stage_seconds.read_parse += started.elapsed().as_secs_f64();
+                }
+            }
+        }
+        if let Some(p) = parsed.take() {
+            write_parsed(p, &pool, &mut data, &mut rejects, report, progress)?;
+        }
+        Ok(())
+    })?;
+    let started = Instant::now();
+    let written = pool.install(|| match rayon::join(|| data.finish(), || rejects.finish()) {
+        (Ok(data), Ok(rejects)) => Ok((data, rejects)),
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    });
+    report.stage_seconds.encode += started.elapsed().as_secs_f64();
+    written
+}
+
+/// A window parsed and counted, waiting to be encoded.
+struct Parsed {
+    pub(crate) objects: usize,
+    pub(crate) bytes: u64,
+    pub(crate) outs: Vec<GroupOutput>,
+}
+
+/// A window encoded: what the report and progress bar learn of it.
+struct Encoded {
+    pub(crate) objects: usize,
+    pub(crate) bytes: u64,
+    pub(crate) seconds: f64,
+}
+
+fn encode_parsed(
+    p: Parsed,
+    pool: &rayon::ThreadPool,
+    data: &mut PartitionedWriter,
+    rejects: &mut PartitionedWriter,
+) -> Result<Encoded, Error> {
+    let started = Instant::now();
+    let chunks = p.outs.into_iter().flat_map(|g| g.objects.into_iter().flat_map(|o| o.chunks).chain([g.batches]));
+    encode(chunks, pool, data, rejects)?;
+    Ok(Encoded { objects: p.objects, bytes: p.bytes, seconds: started.elapsed().as_secs_f64() })
+}
+
+fn finish_window(w: Encoded, report: &mut Report, progress: &indicatif::ProgressBar) {
+    report.stage_seconds.encode += w.seconds;
+    progress.inc(w.bytes);
+    progress.set_message(format!("{} objects", report.objects_read));
+    tracing::debug!(objects = w.objects, rows = report.rows_written, "window written");
+}
+
+/// Encodes a parsed window on its own (the last one, or one before a streamed object).
+fn write_parsed(
+    p: Parsed,
+    pool: &rayon::ThreadPool,
+    data: &mut PartitionedWriter,
+    rejects: &mut PartitionedWriter,
+    report: &mut Report,
+    progress: &indicatif::ProgressBar,
+) -> Result<(), Error> {
+    let w = encode_parsed(p, pool, data, rejects)?;
+    finish_window(w, report, progress);
+    Ok(())
+}

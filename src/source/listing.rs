@@ -1,0 +1,375 @@
+//! Finding log objects: files and folders (walked recursively in sorted order), standard input,
+//! and `s3://bucket/prefix`, listed in the background and handed over as S3 pages arrive.
+//!
+//! An S3 prefix is a plain key prefix, as S3 defines it (`logs/2024-01-0` selects
+//! `logs/2024-01-05-...`): the listing starts at the prefix within its parent folder and stops
+//! matching past it. `--since/--until` list only the key ranges of those days.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectMeta, ObjectStore};
+
+use crate::error::Error;
+use crate::source::KeyDates;
+use crate::source::Location;
+use crate::source::SourceObject;
+use crate::source::absolute;
+use crate::source::file_object;
+use crate::source::read::stream_s3;
+use crate::source::resolved;
+use crate::store::StoreOptions;
+
+/// The objects whose keys start with `prefix`, in key order, from after `after` when given.
+/// S3 prefixes are plain string prefixes, while object_store lists by folder: so list the prefix's
+/// folder from just before the prefix (S3's StartAfter), keep the keys that start with it, and stop
+/// at the first key past it: selecting one day of a folder holding years of logs reads that day's
+/// pages, not the rest of the folder.
+pub(crate) fn list_prefix(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &str,
+    after: Option<&str>,
+) -> futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>> {
+    use futures::StreamExt;
+    let folder = match prefix.rfind('/') {
+        Some(i) if i > 0 => Some(StorePath::from(&prefix[..i])),
+        _ => None,
+    };
+    let start = (!prefix.is_empty() && !prefix.ends_with('/')).then(|| just_before(prefix));
+    let listing = match after.map(str::to_string).or(start).as_deref() {
+        Some(s) => store.list_with_offset(folder.as_ref(), &StorePath::from(s)),
+        None => store.list(folder.as_ref()),
+    };
+    let (p, q) = (prefix.to_string(), prefix.to_string());
+    listing
+        .try_take_while(move |m| {
+            let k = m.location.as_ref();
+            futures::future::ready(Ok(k.starts_with(p.as_str()) || k < p.as_str()))
+        })
+        .try_filter(move |m| futures::future::ready(m.location.as_ref().starts_with(q.as_str())))
+        .boxed()
+}
+
+/// A key that sorts before every key starting with `prefix` and after the log keys before them:
+/// the last character one lower, then `z` (the highest character object_store does not
+/// percent-encode). S3 lists keys after its StartAfter, so listing one day of a folder holding
+/// years of logs starts at that day, not at its month or decade. Whatever the characters, the
+/// result sorts below the prefix (the lowered character decides), so no key is ever missed.
+fn just_before(prefix: &str) -> String {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    match chars.pop().and_then(|c| (c as u32).checked_sub(1).and_then(char::from_u32)) {
+        Some(lower) => {
+            chars.push(lower);
+            chars.push('z');
+            chars.into_iter().collect()
+        }
+        // A last character with nothing below it: start at the prefix without it.
+        None => chars.into_iter().collect(),
+    }
+}
+
+/// Partitioned keys: `<prefix><account>/<region>/<bucket>/YYYY/MM/DD/...`, account 12 digits.
+fn is_account(segment: &str) -> bool {
+    segment.len() == 12 && segment.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The key prefixes that hold the objects of `dates` under `prefix`, in listing order: one per
+/// day for simple keys (`<prefix>YYYY-MM-DD`), and for partitioned keys one per day and source
+/// bucket (`.../<bucket>/YYYY/MM/DD/`), found by walking the account, region and bucket folders.
+pub(crate) async fn key_ranges(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &str,
+    dates: KeyDates,
+) -> object_store::Result<Vec<String>> {
+    use crate::access_log::time::{civil_from_days, format_day};
+    let mut out: Vec<String> = (dates.first..=dates.last).map(|d| format!("{prefix}{}", format_day(d))).collect();
+    if prefix.is_empty() || prefix.ends_with('/') {
+        let root = (!prefix.is_empty()).then(|| StorePath::from(prefix.trim_end_matches('/')));
+        let children = |p: Option<StorePath>| async move { store.list_with_delimiter(p.as_ref()).await };
+        for account in children(root).await?.common_prefixes {
+            if !account.filename().is_some_and(is_account) {
+                continue;
+            }
+            for region in children(Some(account)).await?.common_prefixes {
+                for bucket in children(Some(region)).await?.common_prefixes {
+                    for day in dates.first..=dates.last {
+                        let (y, m, d) = civil_from_days(day);
+                        out.push(format!("{bucket}/{y:04}/{m:02}/{d:02}/"));
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What the listing thread hands over, in order.
+enum Listed {
+    Objects(Vec<SourceObject>),
+    Done,
+    Failed(Error),
+}
+
+/// The objects named by the sources, in order, handed over while the listing goes on in a
+/// background thread: S3 pages as they arrive, local folders in steps of 1,000 files. So fetching
+/// and parsing the first objects overlap with listing the rest.
+pub struct Listing {
+    rx: std::sync::mpsc::Receiver<Listed>,
+    buf: std::collections::VecDeque<SourceObject>,
+    done: bool,
+    started: std::time::Instant,
+    /// Objects and stored bytes handed over so far.
+    pub objects: u64,
+    pub bytes: u64,
+    /// How long the whole listing took, once it is done.
+    pub seconds: f64,
+}
+
+impl Listing {
+    /// Starts listing `sources`: each directory walked recursively in sorted order, each `s3://`
+    /// prefix listed in key order, page by page. Files under `exclude` (the output folder)
+    /// are skipped. With `dates`, only objects whose file name starts with a date in range are kept
+    /// (standard input is always read). `rt` runs the listing of `s3://` sources.
+    pub fn start(
+        sources: &[String],
+        exclude: Option<&Path>,
+        store: &StoreOptions,
+        rt: Option<&tokio::runtime::Runtime>,
+        dates: Option<KeyDates>,
+    ) -> Listing {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (sources, store, rt) = (sources.to_vec(), store.clone(), rt.map(|r| r.handle().clone()));
+        let exclude = exclude.map(resolved);
+        std::thread::spawn(move || {
+            let mut send = |objects: Vec<SourceObject>| tx.send(Listed::Objects(objects)).is_ok();
+            let end = match produce(&sources, exclude.as_deref(), &store, rt.as_ref(), dates, &mut send) {
+                Ok(()) => Listed::Done,
+                Err(e) => Listed::Failed(e),
+            };
+            let _ = tx.send(end);
+        });
+        Listing {
+            rx,
+            buf: Default::default(),
+            done: false,
+            started: std::time::Instant::now(),
+            objects: 0,
+            bytes: 0,
+            seconds: 0.0,
+        }
+    }
+
+    /// A listing of exactly these objects, in this order.
+    pub fn of(objects: Vec<SourceObject>) -> Listing {
+        let (_, rx) = std::sync::mpsc::channel();
+        Listing {
+            rx,
+            objects: objects.len() as u64,
+            bytes: objects.iter().map(|o| o.size).sum(),
+            buf: objects.into(),
+            done: true,
+            started: std::time::Instant::now(),
+            seconds: 0.0,
+        }
+    }
+
+    /// The next object, waiting for the listing if need be; `None` once everything was handed over.
+    pub fn next_object(&mut self) -> Result<Option<SourceObject>, Error> {
+        loop {
+            if let Some(o) = self.buf.pop_front() {
+                return Ok(Some(o));
+            }
+            if self.done {
+                return Ok(None);
+            }
+            match self.rx.recv() {
+                Ok(Listed::Objects(v)) => {
+                    self.objects += v.len() as u64;
+                    self.bytes += v.iter().map(|o| o.size).sum::<u64>();
+                    self.buf.extend(v);
+                }
+                Ok(Listed::Done) => {
+                    self.done = true;
+                    self.seconds = self.started.elapsed().as_secs_f64();
+                }
+                Ok(Listed::Failed(e)) => {
+                    self.done = true;
+                    return Err(e);
+                }
+                Err(_) => return Err(Error::Usage("the listing thread stopped unexpectedly".into())),
+            }
+        }
+    }
+
+    /// Everything left, waiting for the listing to end.
+    pub fn collect_rest(&mut self) -> Result<Vec<SourceObject>, Error> {
+        let mut out = Vec::new();
+        while let Some(o) = self.next_object()? {
+            out.push(o);
+        }
+        Ok(out)
+    }
+}
+
+/// Lists `sources` in order, handing objects to `send` (false: stop, nobody listens).
+fn produce(
+    sources: &[String],
+    exclude: Option<&Path>,
+    store: &StoreOptions,
+    rt: Option<&tokio::runtime::Handle>,
+    dates: Option<KeyDates>,
+    send: &mut dyn FnMut(Vec<SourceObject>) -> bool,
+) -> Result<(), Error> {
+    let mut stdin_used = false;
+    for s in sources {
+        if s == "-" {
+            if stdin_used {
+                return Err(Error::Usage("standard input (-) can be named only once".into()));
+            }
+            stdin_used = true;
+            let stdin = SourceObject { name: "stdin".into(), size: 0, etag: None, location: Location::Stdin };
+            if !send(vec![stdin]) {
+                return Ok(());
+            }
+            continue;
+        }
+        if s.starts_with("s3://") {
+            let rt = rt.ok_or_else(|| Error::Usage("s3:// sources need the async runtime".into()))?;
+            rt.block_on(stream_s3(s, store, dates, send))?;
+            continue;
+        }
+        let local = s.strip_prefix("file://").unwrap_or(s);
+        if local.contains("://") {
+            return Err(Error::Usage(format!("{s}: use a local path, file:// or s3:// URL")));
+        }
+        let meta = std::fs::metadata(local).map_err(|e| Error::read(local, e))?;
+        if !meta.is_dir() && !meta.is_file() {
+            // A pipe (`<(zcat logs.gz)`, whose /dev/fd path has no canonical form) or a device.
+            let pipe =
+                SourceObject { name: local.to_string(), size: 0, etag: None, location: Location::Pipe(local.into()) };
+            if !send(vec![pipe]) {
+                return Ok(());
+            }
+            continue;
+        }
+        let path = absolute(Path::new(local))?;
+        let in_range = |p: &Path| dates.is_none_or(|d| d.contains_key(&p.to_string_lossy()));
+        if !meta.is_dir() {
+            if in_range(&path) && !send(vec![file_object(path, meta.len())]) {
+                return Ok(());
+            }
+            continue;
+        }
+        let mut step = Vec::new();
+        // Files reached through a symbolic link are named by their real path, and a file reached
+        // twice (a linked folder, a hard link) is read once.
+        let (mut linked_depths, mut seen_files) = (Vec::<usize>::new(), std::collections::HashSet::new());
+        for entry in walkdir::WalkDir::new(&path).follow_links(true).sort_by_file_name() {
+            let entry = match entry {
+                Ok(entry) => entry,
+                // A link to nothing names no log: skipped with a warning, not the end of the run.
+                Err(e) if e.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) => {
+                    tracing::warn!(path = %e.path().unwrap_or(&path).display(), "a dangling link; skipped");
+                    continue;
+                }
+                Err(e) => {
+                    let p = e.path().unwrap_or(&path).to_path_buf();
+                    let cause = e.into_io_error().unwrap_or_else(|| std::io::Error::other("file system loop"));
+                    return Err(Error::read(p, cause));
+                }
+            };
+            while linked_depths.last().is_some_and(|&d| entry.depth() <= d) {
+                linked_depths.pop();
+            }
+            if entry.path_is_symlink() && entry.file_type().is_dir() {
+                linked_depths.push(entry.depth());
+            }
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let meta = entry.metadata().map_err(|e| Error::read(entry.path(), e.into()))?;
+            if !seen_files
+                .insert((std::os::unix::fs::MetadataExt::dev(&meta), std::os::unix::fs::MetadataExt::ino(&meta)))
+            {
+                continue;
+            }
+            let linked = entry.path_is_symlink() || !linked_depths.is_empty();
+            let file = if linked { absolute(entry.path())? } else { entry.into_path() };
+            if exclude.as_ref().is_some_and(|x| file.starts_with(x)) || !in_range(&file) {
+                continue;
+            }
+            step.push(file_object(file, meta.len()));
+            if step.len() == 1000 && !send(std::mem::take(&mut step)) {
+                return Ok(());
+            }
+        }
+        if !step.is_empty() && !send(step) {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::ObjectStoreExt;
+
+    /// S3 prefixes are string prefixes, not folders (in-memory store: fast, no server).
+    #[test]
+    fn listing_matches_plain_key_prefixes_and_key_dates() {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let keys = [
+            "logs/2024-01-05-00-00-00-A",
+            "logs/2024-01-09-00-00-00-B",
+            "logs/2024-01-10-00-00-00-C",
+            "logs/2024-01-1",
+            "logs2024-01-05-00-00-00-D",
+            "logs/111122223333/us-east-1/app/2024/01/09/2024-01-09-00-00-00-E",
+            "other/2024-01-05-00-00-00-F",
+        ];
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async {
+            for k in keys {
+                store.put(&StorePath::from(k), b"x".to_vec().into()).await.unwrap();
+            }
+        });
+        let list = |prefix: &str| -> Vec<String> {
+            let listed: Vec<ObjectMeta> = rt.block_on(list_prefix(&store, prefix, None).try_collect()).unwrap();
+            let mut v: Vec<String> = listed.into_iter().map(|m| m.location.to_string()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(list("logs/2024-01-0"), [keys[0], keys[1]]);
+        assert_eq!(list("logs/2024-01-1"), [keys[3], keys[2]]);
+        assert_eq!(list("logs2"), [keys[4]]);
+        assert_eq!(list("logs/").len(), 5);
+        assert_eq!(list("").len(), 7);
+        let day = crate::access_log::time::parse_day;
+        let dates = KeyDates { first: day("2024-01-09").unwrap(), last: day("2024-01-09").unwrap() };
+        let ranges = rt.block_on(key_ranges(&store, "logs/", dates)).unwrap();
+        assert_eq!(ranges, ["logs/2024-01-09", "logs/111122223333/us-east-1/app/2024/01/09/"]);
+        let mut dated: Vec<String> = ranges.iter().flat_map(|r| list(r)).collect();
+        dated.sort();
+        assert_eq!(dated, [keys[5], keys[1]]);
+        // Handed over in pages, resumed after a key: the listing goes on from there.
+        let resumed: Vec<ObjectMeta> =
+            rt.block_on(list_prefix(&store, "logs/", Some("logs/2024-01-09-00-00-00-B")).try_collect()).unwrap();
+        assert_eq!(resumed.iter().map(|m| m.location.to_string()).collect::<Vec<_>>(), [keys[3], keys[2]]);
+    }
+
+    /// The listing's starting point sorts below every key with the prefix, and above the keys of
+    /// the day before.
+    #[test]
+    fn listing_starts_just_before_the_prefix() {
+        for (prefix, start) in [("logs/2024-03-17", "logs/2024-03-16z"), ("a/2024-03-20", "a/2024-03-2/z"), ("x", "wz")]
+        {
+            assert_eq!(just_before(prefix), start);
+            assert!(start < prefix);
+        }
+        assert!("logs/2024-03-16-23-59-59-FFFFFFFFFFFFFFFF" < just_before("logs/2024-03-17").as_str());
+        assert_eq!(just_before("\u{0}"), "");
+    }
+}

@@ -1,0 +1,277 @@
+//! Reading log objects: whole (local files, fetched S3 bodies) or as a stream of blocks (large
+//! objects, standard input, pipes), with gzip and zstd detected by their magic bytes and every
+//! decompression capped, so memory stays bounded whatever the compression ratio.
+
+use std::io::Read;
+use std::path::Path;
+
+use crate::error::Error;
+
+use crate::source::Location;
+use crate::source::listing::key_ranges;
+use crate::source::listing::list_prefix;
+use crate::source::{KeyDates, SourceObject};
+use crate::store::StoreOptions;
+use crate::store::first_line;
+use crate::store::retry::back_off;
+use crate::store::retry::is_permanent;
+use crate::store::retry::with_retries;
+use crate::store::s3_store;
+use crate::store::split_s3_url;
+use crate::store::store_error;
+
+/// Lists `s3://bucket/prefix` page by page and hands each page's objects to `send` as it arrives,
+/// so fetching starts while the listing goes on. With `dates`, only those days' key ranges are
+/// listed. A page that fails is tried again from after the last key handed over, so nothing is
+/// handed over twice. `send` returns false when nobody listens any more.
+pub(crate) async fn stream_s3(
+    url: &str,
+    opts: &StoreOptions,
+    dates: Option<KeyDates>,
+    send: &mut dyn FnMut(Vec<SourceObject>) -> bool,
+) -> Result<(), Error> {
+    use futures::StreamExt;
+    let fail = |cause: String| Error::Store { url: url.to_string(), cause: first_line(&cause) };
+    let (bucket, prefix) = split_s3_url(url).ok_or_else(|| fail("not an s3://bucket/prefix URL".into()))?;
+    let store = s3_store(bucket, opts).map_err(fail)?;
+    let policy = opts.retry;
+    let ranges = match dates {
+        // A bounded range is listed day by day; an open one (ten years or more) is one listing.
+        Some(d) if d.last - d.first < 3660 => {
+            with_retries(policy, || key_ranges(&store, prefix, d)).await.map_err(|e| store_error(url, &e))?
+        }
+        _ => vec![prefix.to_string()],
+    };
+    for range in ranges {
+        let (mut after, mut attempt) = (None::<String>, 0u32);
+        loop {
+            // What has arrived is handed over at once (an S3 page at a time), not 1,000 keys at a time.
+            let mut pages = list_prefix(&store, &range, after.as_deref()).ready_chunks(1000);
+            let failed = loop {
+                let page = match tokio::time::timeout(policy.timeout, pages.next()).await {
+                    Err(_) => break format!("listing timed out after {:?}", policy.timeout),
+                    Ok(None) => break String::new(),
+                    Ok(Some(page)) => page,
+                };
+                let mut metas = Vec::with_capacity(page.len());
+                let mut error = None;
+                for m in page {
+                    match m {
+                        Ok(m) => metas.push(m),
+                        Err(e) if is_permanent(&e) => return Err(store_error(url, &e)),
+                        Err(e) => {
+                            error = Some(first_line(&e.to_string()));
+                            break;
+                        }
+                    }
+                }
+                if let Some(last) = metas.last() {
+                    after = Some(last.location.to_string());
+                }
+                let objects = metas
+                    .into_iter()
+                    .filter(|m| dates.is_none_or(|d| d.contains_key(m.location.as_ref())))
+                    .map(|m| SourceObject {
+                        name: format!("s3://{bucket}/{}", m.location),
+                        size: m.size,
+                        etag: m.e_tag,
+                        location: Location::Store(store.clone(), m.location),
+                    })
+                    .collect();
+                if !send(objects) {
+                    return Ok(());
+                }
+                if let Some(e) = error {
+                    break e;
+                }
+            };
+            if failed.is_empty() {
+                break;
+            }
+            attempt += 1;
+            if attempt >= policy.attempts.max(1) {
+                return Err(Error::Temporary { url: url.to_string(), cause: failed });
+            }
+            back_off(policy, attempt, &failed).await;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
+
+pub(crate) const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
+
+/// A local file's bytes, read into a buffer of the size the listing saw. `std::fs::read` (and
+/// `File::read_to_end`) ask the file system for the size again first, one more system call per
+/// object, which shows with 50,000 small objects. A file that changed size since the listing is
+/// still read to its end.
+pub(crate) fn read_file(p: &Path, listed: u64) -> std::io::Result<Vec<u8>> {
+    let mut f = std::fs::File::open(p)?;
+    let mut buf = vec![0u8; usize::try_from(listed).unwrap_or(0).saturating_add(1)];
+    let mut len = 0;
+    loop {
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                len += n;
+                if len == buf.len() {
+                    buf.resize(2 * len, 0);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
+    Ok(buf)
+}
+
+/// Decompresses gzip (all members) or zstd content; anything else is returned as it is. `None`
+/// when the content is more than `cap` bytes: decompression stops there, whatever the ratio.
+pub fn decode(name: &str, raw: Vec<u8>, cap: usize) -> Result<Option<Vec<u8>>, Error> {
+    let fail = |format, cause| Error::Decompress { path: name.to_string(), format, cause };
+    let capped = |reader: &mut dyn Read, format| -> Result<Option<Vec<u8>>, Error> {
+        let mut out = Vec::with_capacity((raw.len() * 8).min(cap));
+        reader.take(cap as u64 + 1).read_to_end(&mut out).map_err(|e| fail(format, e))?;
+        Ok((out.len() <= cap).then_some(out))
+    };
+    if raw.starts_with(GZIP_MAGIC) {
+        capped(&mut flate2::read::MultiGzDecoder::new(raw.as_slice()), "gzip")
+    } else if raw.starts_with(ZSTD_MAGIC) {
+        let mut decoder = zstd::stream::read::Decoder::new(raw.as_slice()).map_err(|e| fail("zstd", e))?;
+        capped(&mut decoder, "zstd")
+    } else {
+        Ok((raw.len() <= cap).then_some(raw))
+    }
+}
+
+/// Opens a named pipe or device for reading without waiting for a writer: a FIFO that nobody
+/// writes to reads as empty instead of blocking the run (with DEST's lease held) for ever.
+pub(crate) fn open_pipe(p: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(p)?;
+    // Reads block again once it is open: a FIFO without a writer then reads as its end.
+    // SAFETY: F_GETFL and F_SETFL on a descriptor this function owns; no memory is passed.
+    let flags = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETFL) };
+    if flags < 0 || unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(f)
+}
+
+/// Reads from `reader` until `buf` holds `target` bytes or the stream ends (then `true`). The
+/// room is made once: pipes and S3 response bodies hand over 16-64 KiB a read, and making it
+/// again for each read zeroed the rest of the block every time.
+pub(crate) fn fill(reader: &mut dyn Read, buf: &mut Vec<u8>, target: usize, o: &SourceObject) -> Result<bool, Error> {
+    let mut len = buf.len();
+    if len >= target {
+        return Ok(false);
+    }
+    buf.resize(target, 0);
+    while len < target {
+        match reader.read(&mut buf[len..]) {
+            Ok(0) => {
+                buf.truncate(len);
+                return Ok(true);
+            }
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                buf.truncate(len);
+                return Err(o.stream_error(e));
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// An object's decompressed stream, ending after `left` bytes; [`Capped::rest`] then says whether
+/// the object goes on.
+pub(crate) struct Capped<'a> {
+    pub(crate) inner: &'a mut dyn Read,
+    pub(crate) left: u64,
+    pub(crate) read: u64,
+}
+
+impl Read for Capped<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let want = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.inner.read(&mut buf[..want])?;
+        self.left -= n as u64;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+impl Capped<'_> {
+    /// The first bytes past the cap (up to `max`), when the cap was reached and the object goes on.
+    pub(crate) fn rest(&mut self, max: usize, o: &SourceObject) -> Result<Vec<u8>, Error> {
+        let mut rest = Vec::new();
+        if self.left == 0 {
+            (&mut *self.inner).take(max as u64).read_to_end(&mut rest).map_err(|e| o.stream_error(e))?;
+        }
+        Ok(rest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    /// The listed size is only where reading starts: a file that grew or shrank since the
+    /// listing is read whole, and so is an empty one.
+    #[test]
+    fn local_files_are_read_whole_whatever_size_was_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        for len in [0usize, 1, 5, 4096, 100_000] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            let p = dir.path().join(format!("f{len}"));
+            std::fs::write(&p, &data).unwrap();
+            for listed in [0, len as u64 / 2, len as u64, len as u64 + 10, 3 * len as u64] {
+                assert_eq!(read_file(&p, listed).unwrap(), data, "{len} bytes, {listed} listed");
+            }
+        }
+        assert_eq!(read_file(&dir.path().join("gone"), 1).unwrap_err().kind(), std::io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn gzip_and_zstd_are_detected_by_magic() {
+        let text = b"line one\nline two\n".to_vec();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&text).unwrap();
+        let gz = gz.finish().unwrap();
+        assert_eq!(decode("a", gz, 1 << 20).unwrap(), Some(text.clone()));
+        let zs = zstd::stream::encode_all(text.as_slice(), 1).unwrap();
+        assert_eq!(decode("b", zs, 1 << 20).unwrap(), Some(text.clone()));
+        assert_eq!(decode("c", text.clone(), 1 << 20).unwrap(), Some(text));
+    }
+
+    /// A small object whose content is larger than the cap is not decompressed past the cap
+    /// (`None`: it is streamed instead), whatever the ratio: 64 MiB of zeros in a few KiB.
+    #[test]
+    fn decompression_stops_at_the_cap() {
+        let zeros = vec![0u8; 64 << 20];
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&zeros).unwrap();
+        let gz = gz.finish().unwrap();
+        let zs = zstd::stream::encode_all(zeros.as_slice(), 19).unwrap();
+        assert!(gz.len() < 100 << 10 && zs.len() < 100 << 10, "{} {}", gz.len(), zs.len());
+        for raw in [gz, zs] {
+            assert_eq!(decode("bomb", raw.clone(), 1 << 20).unwrap(), None);
+            assert_eq!(decode("bomb", raw, 64 << 20).unwrap().map(|v| v.len()), Some(64 << 20), "exactly the cap");
+        }
+        assert_eq!(decode("plain", vec![b'x'; 11], 10).unwrap(), None);
+    }
+
+    #[test]
+    fn corrupt_gzip_is_an_error_naming_the_object() {
+        let err = decode("s3://b/k.gz", vec![0x1f, 0x8b, 8, 0, 1, 2, 3], 1 << 20).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("s3://b/k.gz") && msg.contains("gzip"), "{msg}");
+    }
+}

@@ -1,0 +1,129 @@
+//! Reaching object stores: the S3 client (credentials, region, endpoint), the retry policy every
+//! request goes through, and turning a store's error into one that names the object. Used by the
+//! source and the destination alike.
+
+pub mod credentials;
+pub mod redact;
+pub mod retry;
+
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use object_store::aws::AmazonS3Builder;
+
+use crate::error::Error;
+use crate::store::retry::RetryPolicy;
+use crate::store::retry::is_permanent;
+
+/// A wrapper put around every object store a run opens: for fault injection and request
+/// counting in tests, or instrumentation.
+#[derive(Clone)]
+pub struct StoreLayer(pub Arc<WrapStore>);
+
+/// Takes the store s3logs opened and returns the one it will use.
+pub type WrapStore = dyn Fn(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> + Send + Sync;
+
+impl std::fmt::Debug for StoreLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreLayer")
+    }
+}
+
+/// How to reach object stores.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// S3-compatible endpoint (otherwise `AWS_ENDPOINT_URL`, otherwise AWS).
+    pub endpoint_url: Option<String>,
+    /// AWS region (otherwise `AWS_REGION` / `AWS_DEFAULT_REGION`).
+    pub region: Option<String>,
+    /// Access key id and secret, instead of the environment's credential chain.
+    pub static_credentials: Option<(String, String)>,
+    /// Our retries, on top of object_store's own: they also cover failures a layer injects.
+    pub retry: RetryPolicy,
+    pub layer: Option<StoreLayer>,
+}
+
+/// The first line of an error message: S3 error bodies (XML) follow on later lines.
+pub(crate) fn first_line(message: &str) -> String {
+    crate::store::redact::redact(message.lines().next().unwrap_or(""))
+}
+
+/// An async runtime for S3 requests (two worker threads: requests wait, they do not compute).
+pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::read("the async runtime", e))
+}
+
+/// A store error as this crate's error: `Temporary` (exit 75) when retrying did not help but a
+/// later run may, `Store` (exit 74) when the request cannot succeed as it is.
+pub fn store_error(url: &str, e: &object_store::Error) -> Error {
+    let cause = first_line(&e.to_string());
+    if is_permanent(e) {
+        Error::Store { url: url.to_string(), cause }
+    } else {
+        Error::Temporary { url: url.to_string(), cause }
+    }
+}
+
+/// Fills in the region from the AWS profile (`AWS_PROFILE`, else `default`, in the shared config
+/// file) when neither `--region` nor `AWS_REGION` / `AWS_DEFAULT_REGION` gives one, as the AWS CLI
+/// does. Without any, object_store uses us-east-1.
+pub fn resolve_region(opts: &mut StoreOptions, rt: &tokio::runtime::Runtime) {
+    if opts.region.is_some() || ["AWS_REGION", "AWS_DEFAULT_REGION"].iter().any(|v| std::env::var_os(v).is_some()) {
+        return;
+    }
+    use aws_config::meta::region::ProvideRegion;
+    let provider = aws_config::profile::ProfileFileRegionProvider::new();
+    if let Some(region) = rt.block_on(provider.region()) {
+        tracing::info!(region = %region, "region from the AWS profile");
+        opts.region = Some(region.to_string());
+    }
+}
+
+/// Splits `s3://bucket/key/prefix` into bucket and key prefix.
+pub fn split_s3_url(url: &str) -> Option<(&str, &str)> {
+    let rest = url.strip_prefix("s3://")?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    (!bucket.is_empty()).then_some((bucket, prefix))
+}
+
+/// An S3 client for `bucket`: credentials and settings from the AWS environment, endpoint and
+/// region from the options where given.
+pub fn s3_store(bucket: &str, opts: &StoreOptions) -> Result<Arc<dyn ObjectStore>, String> {
+    s3_stores(bucket, opts).map(|(store, _)| store)
+}
+
+/// [`s3_store`], and the same client's multipart API (which object_store offers only on the S3
+/// client itself, outside any layer): a DEST records and aborts its own uploads with it.
+pub fn s3_stores(
+    bucket: &str,
+    opts: &StoreOptions,
+) -> Result<(Arc<dyn ObjectStore>, Arc<object_store::aws::AmazonS3>), String> {
+    let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    match &opts.static_credentials {
+        Some((id, secret)) => b = b.with_access_key_id(id).with_secret_access_key(secret),
+        // Keys in the environment are read by object_store itself; otherwise the AWS SDK's chain
+        // (profiles, SSO, web identity, ECS, instance metadata) supplies them.
+        None if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() => {
+            b = b.with_credentials(Arc::new(crate::store::credentials::SdkCredentials::default()));
+        }
+        None => {}
+    }
+    let endpoint = opts.endpoint_url.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+    if let Some(e) = endpoint {
+        b = b.with_allow_http(e.starts_with("http://")).with_endpoint(e);
+    }
+    if let Some(r) = &opts.region {
+        b = b.with_region(r);
+    }
+    let s3 = Arc::new(b.build().map_err(|e| e.to_string())?);
+    let store: Arc<dyn ObjectStore> = s3.clone();
+    let store = match &opts.layer {
+        Some(layer) => (layer.0)(store),
+        None => store,
+    };
+    Ok((store, s3))
+}

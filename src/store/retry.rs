@@ -1,0 +1,87 @@
+//! How a failed request is tried again: exponential backoff from a base delay, a time limit per
+//! attempt, and which errors another attempt cannot fix.
+
+use crate::store::first_line;
+
+/// How often a failed request is tried again, with exponential backoff from `base_delay`, and
+/// how long one attempt may take before it counts as failed.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts in all (1 means no retry).
+    pub attempts: u32,
+    pub base_delay: std::time::Duration,
+    pub timeout: std::time::Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 5,
+            base_delay: std::time::Duration::from_millis(200),
+            timeout: std::time::Duration::from_secs(60),
+        }
+    }
+}
+
+/// Errors that another attempt will not fix: the typed ones, and a client error (4xx other than
+/// 408 and 429) that object_store reports only inside a generic error's text.
+pub(crate) fn is_permanent(e: &object_store::Error) -> bool {
+    use object_store::Error as E;
+    if let E::Generic { .. } = e {
+        let text = e.to_string();
+        if let Some(i) = text.find("status code: ") {
+            let code = &text[i + 13..text.len().min(i + 16)];
+            return code.starts_with('4') && code != "408" && code != "429";
+        }
+        return false;
+    }
+    matches!(
+        e,
+        E::NotFound { .. }
+            | E::PermissionDenied { .. }
+            | E::Unauthenticated { .. }
+            | E::InvalidPath { .. }
+            | E::NotSupported { .. }
+            | E::NotImplemented { .. }
+            | E::Precondition { .. }
+            | E::AlreadyExists { .. }
+    )
+}
+
+/// Requests tried again, for the report.
+pub static RETRIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Runs `f` until it succeeds, fails for good, or the attempts run out (backoff doubling each time).
+pub async fn with_retries<T, F, Fut>(policy: RetryPolicy, mut f: F) -> object_store::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = object_store::Result<T>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        let result = match tokio::time::timeout(policy.timeout, f()).await {
+            Ok(r) => r,
+            Err(_) => Err(object_store::Error::Generic {
+                store: "s3logs",
+                source: format!("request timed out after {:?}", policy.timeout).into(),
+            }),
+        };
+        match result {
+            Ok(v) => return Ok(v),
+            Err(e) if is_permanent(&e) || attempt + 1 >= policy.attempts.max(1) => return Err(e),
+            Err(e) => {
+                attempt += 1;
+                back_off(policy, attempt, &first_line(&e.to_string())).await;
+            }
+        }
+    }
+}
+
+/// Counts and logs the `retry`-th retry (from 1), then waits: `base_delay`, doubling each time,
+/// at most 10 s.
+pub(crate) async fn back_off(policy: RetryPolicy, retry: u32, error: &str) {
+    RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::warn!(attempt = retry, error, "retrying");
+    let delay = policy.base_delay.saturating_mul(1 << (retry - 1).min(6));
+    tokio::time::sleep(delay.min(std::time::Duration::from_secs(10))).await;
+}
