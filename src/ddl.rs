@@ -9,11 +9,7 @@ use std::path::Path;
 
 use crate::access_log::time::{format_day, parse_day};
 use crate::error::Error;
-use crate::schema::{FIELDS, FieldDef, Kind, PARTITION_COLUMN, REJECT_FIELDS};
-
-/// The partition column of the source-bucket level (`convert --partition-by bucket,dt`). It is not
-/// named `bucket` because Hive forbids a partition column with the name of a data column.
-pub const BUCKET_PARTITION_COLUMN: &str = "source_bucket";
+use crate::schema::{BUCKET_PARTITION_COLUMN, FIELDS, FieldDef, Kind, PARTITION_COLUMN, REJECT_FIELDS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Dialect {

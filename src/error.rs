@@ -6,8 +6,6 @@
 use std::io;
 use std::path::Path;
 
-use crate::report::Report;
-
 /// Exit code for success.
 pub const EXIT_OK: i32 = 0;
 /// Exit code for a usage error (bad flag or value); clap uses the same code.
@@ -18,6 +16,9 @@ pub const EXIT_TOO_MANY_REJECTS: i32 = 65;
 /// everything else was committed; retrying does not help until they are fixed (sysexits
 /// EX_UNAVAILABLE).
 pub const EXIT_QUARANTINED: i32 = 69;
+/// Exit code for a broken invariant: a bug in s3logs, not a problem with the input or the
+/// environment (sysexits EX_SOFTWARE).
+pub const EXIT_SOFTWARE: i32 = 70;
 /// Exit code when another run holds DEST's lease (or took it over): nothing was committed by
 /// this run; the other run is converting the same objects (sysexits EX_CANTCREAT).
 pub const EXIT_BUSY: i32 = 73;
@@ -32,17 +33,37 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
     #[error("cannot read {path}: {cause}")]
-    Read { path: String, cause: io::Error },
+    Read {
+        path: String,
+        #[source]
+        cause: io::Error,
+    },
     #[error("cannot read {url}: {cause}")]
     Store { url: String, cause: String },
     #[error("{url}: {cause} (retries exhausted; a later run may succeed)")]
     Temporary { url: String, cause: String },
     #[error("cannot decompress {path} ({format}): {cause}")]
-    Decompress { path: String, format: &'static str, cause: io::Error },
+    Decompress {
+        path: String,
+        format: &'static str,
+        #[source]
+        cause: io::Error,
+    },
     #[error("cannot write {path}: {cause}")]
-    Write { path: String, cause: io::Error },
+    Write {
+        path: String,
+        #[source]
+        cause: io::Error,
+    },
     #[error("cannot write Parquet file {path}: {cause}")]
-    Parquet { path: String, cause: parquet::errors::ParquetError },
+    Parquet {
+        path: String,
+        #[source]
+        cause: parquet::errors::ParquetError,
+    },
+    /// A broken invariant: a bug, whatever the input.
+    #[error("internal error: {0} (a bug in s3logs; please report it)")]
+    Internal(String),
     #[error(
         "{dest} is being converted by another run ({holder}; its lease expires in {expires_in_s}s if not \
          renewed); nothing was done. Try again later, or wait with --lease-wait"
@@ -76,7 +97,7 @@ pub enum Error {
         "{rejected} of {lines} lines were rejected ({ratio:.4}), over --max-reject-ratio {max}; \
          nothing was committed (first reject: {first})"
     )]
-    TooManyRejects { rejected: u64, lines: u64, ratio: f64, max: f64, first: String, report: Box<Report> },
+    TooManyRejects { rejected: u64, lines: u64, ratio: f64, max: f64, first: String },
 }
 
 /// A committed batch whose files are not all in the table, and why its rows cannot be put back.
@@ -122,6 +143,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) => EXIT_USAGE,
+            Error::Internal(_) => EXIT_SOFTWARE,
             Error::Read { .. }
             | Error::Store { .. }
             | Error::Decompress { .. }
@@ -135,12 +157,31 @@ impl Error {
             Error::Temporary { .. } | Error::Unpublished { .. } => EXIT_TEMPFAIL,
         }
     }
+}
 
-    /// The run's report, when the run got far enough to have one.
-    pub fn report(&self) -> Option<&Report> {
-        match self {
-            Error::TooManyRejects { report, .. } => Some(report),
-            _ => None,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each kind of failure has its own code, and a bug is not a usage error.
+    #[test]
+    fn exit_codes_tell_kinds_of_failure_apart() {
+        let io = || io::Error::other("x");
+        let codes = [
+            (Error::Usage("x".into()), EXIT_USAGE),
+            (Error::Internal("x".into()), EXIT_SOFTWARE),
+            (Error::read("f", io()), EXIT_IO),
+            (Error::TooManyRejects { rejected: 2, lines: 3, ratio: 0.6, max: 0.5, first: String::new() }, 65),
+            (Error::Quarantined { count: 1, first: "f".into() }, EXIT_QUARANTINED),
+            (Error::LeaseLost { dest: "d".into() }, EXIT_BUSY),
+            (Error::Temporary { url: "u".into(), cause: "c".into() }, EXIT_TEMPFAIL),
+        ];
+        for (e, code) in codes {
+            assert_eq!(e.exit_code(), code, "{e}");
         }
+        assert_eq!(EXIT_SOFTWARE, 70);
+        // The cause stays reachable, not only in the message.
+        let e = Error::write("f", io());
+        assert!(std::error::Error::source(&e).is_some());
     }
 }

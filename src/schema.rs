@@ -119,6 +119,10 @@ pub const REJECT_FIELDS: &[FieldDef] = &[
 /// The Hive-style partition column, which lives only in folder names (`dt=YYYY-MM-DD`).
 pub const PARTITION_COLUMN: &str = "dt";
 
+/// The partition column of the source-bucket level (`convert --partition-by bucket,dt`). It is not
+/// named `bucket` because Hive forbids a partition column with the name of a data column.
+pub const BUCKET_PARTITION_COLUMN: &str = "source_bucket";
+
 fn schema_of(fields: &[FieldDef], required: &[&str]) -> SchemaRef {
     let fields: Vec<Field> =
         fields.iter().map(|f| Field::new(f.name, f.kind.arrow_type(), !required.contains(&f.name))).collect();

@@ -10,11 +10,11 @@
 //! normalised ones (a requester or Host Id with spaces, extra fields) allocate.
 
 use std::borrow::Cow;
-use std::ops::Range;
 
 use memchr::{memchr, memchr_iter};
 
 use super::time::{TIME_FIELD_LEN, parse_time_field};
+use crate::access_log::fields::Span;
 use crate::access_log::fields::field_value;
 use crate::access_log::fields::find_spliced_time;
 use crate::access_log::fields::is_bucket_name;
@@ -33,8 +33,6 @@ use crate::access_log::line::ParsedLine;
 use crate::access_log::line::RejectReason;
 use crate::access_log::line::shown;
 use crate::schema::col;
-
-pub(crate) type Span = Range<usize>;
 
 /// The first space at or after `pos`, or the end of the line. Most tokens are short, and one
 /// eight-byte word finds their end for less than a `memchr` call costs; longer ones go on with

@@ -8,7 +8,6 @@ use std::borrow::Cow;
 use memchr::{memchr, memchr_iter};
 
 use super::time::{TIME_FIELD_LEN, parse_time_field};
-use crate::access_log::careful::Span;
 use crate::access_log::line::Cell;
 use crate::access_log::line::RejectReason;
 
@@ -155,3 +154,5 @@ pub(crate) fn find_spliced_time(b: &[u8], from: usize) -> Option<usize> {
         b[i - 1] == b' ' && i + TIME_FIELD_LEN <= b.len() && parse_time_field(&b[i..i + TIME_FIELD_LEN]).is_some()
     })
 }
+
+pub(crate) type Span = std::ops::Range<usize>;

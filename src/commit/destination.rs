@@ -80,7 +80,8 @@ impl Destination {
                 split_s3_url(&url).ok_or_else(|| Error::Usage(format!("--output {output}: not s3://bucket/prefix")))?;
             let (store, parts) = s3_stores(bucket, opts).map_err(|cause| Error::Store { url: url.clone(), cause })?;
             let prefix = prefix.to_string();
-            let rt = rt.ok_or_else(|| Error::Usage("an s3:// output needs the async runtime".into()))?.handle().clone();
+            let rt =
+                rt.ok_or_else(|| Error::Internal("an s3:// output needs the async runtime".into()))?.handle().clone();
             return Ok(Destination::Store(Remote { url, store, parts, prefix, rt, retry: opts.retry }));
         }
         let local = output.strip_prefix("file://").unwrap_or(output);

@@ -256,14 +256,7 @@ fn stage_batch(
             .reject_samples
             .first()
             .map_or(String::new(), |s| format!("{}:{}: {}", s.source_object, s.source_line, s.reason));
-        return Err(Error::TooManyRejects {
-            rejected,
-            lines,
-            ratio,
-            max: opts.max_reject_ratio,
-            first,
-            report: Box::new(std::mem::take(report)),
-        });
+        return Err(Error::TooManyRejects { rejected, lines, ratio, max: opts.max_reject_ratio, first });
     }
     let files: Vec<WrittenFile> =
         with_prefix("data", data).into_iter().chain(with_prefix("rejects", rejects)).collect();

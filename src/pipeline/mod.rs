@@ -60,16 +60,7 @@ pub fn run_reporting(opts: &ConvertOptions) -> (Report, Result<(), Error>) {
     let mut report = Report::default();
     let outcome = run_into(opts, &mut report);
     report.duration_s = started.elapsed().as_secs_f64();
-    match outcome {
-        // The reject gate took the report as it stood; it gains the listing figures too.
-        Err(Error::TooManyRejects { rejected, lines, ratio, max, first, report: partial }) => {
-            let report =
-                Report { listing: report.listing, duration_s: report.duration_s, output: report.output, ..*partial };
-            let error = Error::TooManyRejects { rejected, lines, ratio, max, first, report: Box::new(report.clone()) };
-            (report, Err(error))
-        }
-        outcome => (report, outcome),
-    }
+    (report, outcome)
 }
 
 fn run_into(opts: &ConvertOptions, report: &mut Report) -> Result<(), Error> {

@@ -16,7 +16,7 @@ impl PartitionKey {
     pub fn folder(&self) -> String {
         let dt = crate::access_log::time::format_day(self.day);
         match &self.bucket {
-            Some(b) => format!("{}={b}/dt={dt}", crate::ddl::BUCKET_PARTITION_COLUMN),
+            Some(b) => format!("{}={b}/dt={dt}", crate::schema::BUCKET_PARTITION_COLUMN),
             None => format!("dt={dt}"),
         }
     }
@@ -25,7 +25,7 @@ impl PartitionKey {
 /// The longest bucket name a `source_bucket=` folder can hold where a file name is at most 255
 /// bytes (Linux file systems). Legacy bucket names go up to 255 characters; a record of one is a
 /// reject (`bad_bucket`) when partitioning by bucket, where it made every run fail.
-pub const MAX_BUCKET_FOLDER_NAME: usize = 255 - crate::ddl::BUCKET_PARTITION_COLUMN.len() - 1;
+pub const MAX_BUCKET_FOLDER_NAME: usize = 255 - crate::schema::BUCKET_PARTITION_COLUMN.len() - 1;
 
 pub(crate) fn too_long_for_a_folder(bucket: &str) -> RejectReason {
     RejectReason::BucketTooLong { len: bucket.len(), limit: MAX_BUCKET_FOLDER_NAME }

@@ -18,9 +18,15 @@ use crate::source::Location;
 use crate::source::SourceObject;
 use crate::source::absolute;
 use crate::source::file_object;
-use crate::source::read::stream_s3;
 use crate::source::resolved;
 use crate::store::StoreOptions;
+use crate::store::first_line;
+use crate::store::retry::back_off;
+use crate::store::retry::is_permanent;
+use crate::store::retry::with_retries;
+use crate::store::s3_store;
+use crate::store::split_s3_url;
+use crate::store::store_error;
 
 /// The objects whose keys start with `prefix`, in key order, from after `after` when given.
 /// S3 prefixes are plain string prefixes, while object_store lists by folder: so list the prefix's
@@ -198,7 +204,7 @@ impl Listing {
                     self.done = true;
                     return Err(e);
                 }
-                Err(_) => return Err(Error::Usage("the listing thread stopped unexpectedly".into())),
+                Err(_) => return Err(Error::Internal("the listing thread stopped unexpectedly".into())),
             }
         }
     }
@@ -236,7 +242,7 @@ fn produce(
             continue;
         }
         if s.starts_with("s3://") {
-            let rt = rt.ok_or_else(|| Error::Usage("s3:// sources need the async runtime".into()))?;
+            let rt = rt.ok_or_else(|| Error::Internal("s3:// sources need the async runtime".into()))?;
             rt.block_on(stream_s3(s, store, dates, send))?;
             continue;
         }
@@ -307,6 +313,84 @@ fn produce(
         }
         if !step.is_empty() && !send(step) {
             return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Lists `s3://bucket/prefix` page by page and hands each page's objects to `send` as it arrives,
+/// so fetching starts while the listing goes on. With `dates`, only those days' key ranges are
+/// listed. A page that fails is tried again from after the last key handed over, so nothing is
+/// handed over twice. `send` returns false when nobody listens any more.
+pub(crate) async fn stream_s3(
+    url: &str,
+    opts: &StoreOptions,
+    dates: Option<KeyDates>,
+    send: &mut dyn FnMut(Vec<SourceObject>) -> bool,
+) -> Result<(), Error> {
+    use futures::StreamExt;
+    let fail = |cause: String| Error::Store { url: url.to_string(), cause: first_line(&cause) };
+    let (bucket, prefix) = split_s3_url(url).ok_or_else(|| fail("not an s3://bucket/prefix URL".into()))?;
+    let store = s3_store(bucket, opts).map_err(fail)?;
+    let policy = opts.retry;
+    let ranges = match dates {
+        // A bounded range is listed day by day; an open one (ten years or more) is one listing.
+        Some(d) if d.last - d.first < 3660 => {
+            with_retries(policy, || key_ranges(&store, prefix, d)).await.map_err(|e| store_error(url, &e))?
+        }
+        _ => vec![prefix.to_string()],
+    };
+    for range in ranges {
+        let (mut after, mut attempt) = (None::<String>, 0u32);
+        loop {
+            // What has arrived is handed over at once (an S3 page at a time), not 1,000 keys at a time.
+            let mut pages = list_prefix(&store, &range, after.as_deref()).ready_chunks(1000);
+            let failed = loop {
+                let page = match tokio::time::timeout(policy.timeout, pages.next()).await {
+                    Err(_) => break format!("listing timed out after {:?}", policy.timeout),
+                    Ok(None) => break String::new(),
+                    Ok(Some(page)) => page,
+                };
+                let mut metas = Vec::with_capacity(page.len());
+                let mut error = None;
+                for m in page {
+                    match m {
+                        Ok(m) => metas.push(m),
+                        Err(e) if is_permanent(&e) => return Err(store_error(url, &e)),
+                        Err(e) => {
+                            error = Some(first_line(&e.to_string()));
+                            break;
+                        }
+                    }
+                }
+                if let Some(last) = metas.last() {
+                    after = Some(last.location.to_string());
+                }
+                let objects = metas
+                    .into_iter()
+                    .filter(|m| dates.is_none_or(|d| d.contains_key(m.location.as_ref())))
+                    .map(|m| SourceObject {
+                        name: format!("s3://{bucket}/{}", m.location),
+                        size: m.size,
+                        etag: m.e_tag,
+                        location: Location::Store(store.clone(), m.location),
+                    })
+                    .collect();
+                if !send(objects) {
+                    return Ok(());
+                }
+                if let Some(e) = error {
+                    break e;
+                }
+            };
+            if failed.is_empty() {
+                break;
+            }
+            attempt += 1;
+            if attempt >= policy.attempts.max(1) {
+                return Err(Error::Temporary { url: url.to_string(), cause: failed });
+            }
+            back_off(policy, attempt, &failed).await;
         }
     }
     Ok(())

@@ -128,7 +128,7 @@ impl SourceObject {
             Location::Stdin => Box::new(std::io::stdin()),
             Location::Pipe(p) => Box::new(open_pipe(p).map_err(|e| Error::read(p, e))?),
             Location::Store(store, path) => {
-                let rt = rt.ok_or_else(|| Error::Usage(format!("{} needs the async runtime", self.name)))?;
+                let rt = rt.ok_or_else(|| Error::Internal(format!("{} needs the async runtime", self.name)))?;
                 let got =
                     rt.block_on(with_retries(retry, || store.get(path))).map_err(|e| store_error(&self.name, &e))?;
                 let stream = got.into_stream().map_err(std::io::Error::other);
@@ -173,7 +173,7 @@ impl SourceObject {
             (_, Fetched::Missing) => Vec::new(),
             (Location::File(p), Fetched::Local) => read_file(p, self.size).map_err(|e| Error::read(p, e))?,
             (Location::Stdin | Location::Pipe(_) | Location::Store(..), Fetched::Local) => {
-                return Err(Error::Usage(format!("{} is streamed, not read whole", self.name)));
+                return Err(Error::Internal(format!("{} is streamed, not read whole", self.name)));
             }
         };
         let stored = raw.len() as u64;
@@ -201,7 +201,7 @@ pub fn find_recorded(
                     s
                 }
             };
-            let rt = rt.ok_or_else(|| Error::Usage(format!("{name} needs the async runtime")))?;
+            let rt = rt.ok_or_else(|| Error::Internal(format!("{name} needs the async runtime")))?;
             let path = StorePath::from(key);
             match rt.block_on(with_retries(opts.retry, || store.head(&path))) {
                 Ok(m) => found.push(Some(SourceObject {
