@@ -139,7 +139,12 @@ fn moto_store(moto: &Moto, layer: Option<s3logs::store::StoreLayer>) -> s3logs::
         endpoint_url: Some(moto.endpoint.clone()),
         region: Some("us-east-1".into()),
         static_credentials: Some(("test".into(), "test".into())),
-        retry: RetryPolicy { attempts: 4, base_delay: Duration::from_millis(1), timeout: Duration::from_millis(500) },
+        retry: RetryPolicy {
+            attempts: 4,
+            base_delay: Duration::from_millis(1),
+            timeout: Duration::from_millis(500),
+            ..Default::default()
+        },
         layer,
     }
 }

@@ -67,7 +67,7 @@ impl Remote {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = object_store::Result<T>>,
     {
-        self.rt.block_on(with_retries(self.retry, f)).map_err(|e| store_error(&self.url_of(rel), &e))
+        self.rt.block_on(with_retries(&self.retry, f)).map_err(|e| store_error(&self.url_of(rel), &e))
     }
 }
 
@@ -82,7 +82,7 @@ impl Destination {
             let prefix = prefix.to_string();
             let rt =
                 rt.ok_or_else(|| Error::Internal("an s3:// output needs the async runtime".into()))?.handle().clone();
-            return Ok(Destination::Store(Remote { url, store, parts, prefix, rt, retry: opts.retry }));
+            return Ok(Destination::Store(Remote { url, store, parts, prefix, rt, retry: opts.retry.clone() }));
         }
         let local = output.strip_prefix("file://").unwrap_or(output);
         if local.contains("://") {
@@ -158,7 +158,7 @@ impl Destination {
             },
             Destination::Store(r) => {
                 let key = r.key(rel);
-                let got = r.rt.block_on(with_retries(r.retry, || async { r.store.get(&key).await?.bytes().await }));
+                let got = r.rt.block_on(with_retries(&r.retry, || async { r.store.get(&key).await?.bytes().await }));
                 match got {
                     Ok(b) => Ok(Some(b.to_vec())),
                     Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -178,7 +178,7 @@ impl Destination {
             },
             Destination::Store(r) => {
                 let key = r.key(rel);
-                match r.rt.block_on(with_retries(r.retry, || r.store.head(&key))) {
+                match r.rt.block_on(with_retries(&r.retry, || r.store.head(&key))) {
                     Ok(_) => Ok(true),
                     Err(object_store::Error::NotFound { .. }) => Ok(false),
                     Err(e) => Err(store_error(&r.url_of(rel), &e)),
@@ -197,7 +197,7 @@ impl Destination {
                 let key = r.key(rel);
                 let opts = || PutOptions { mode: PutMode::Create, ..PutOptions::default() };
                 let put =
-                    r.rt.block_on(with_retries(r.retry, || r.store.put_opts(&key, bytes.to_vec().into(), opts())));
+                    r.rt.block_on(with_retries(&r.retry, || r.store.put_opts(&key, bytes.to_vec().into(), opts())));
                 match put {
                     Ok(_) => true,
                     Err(object_store::Error::AlreadyExists { .. }) => false,
@@ -256,7 +256,7 @@ impl Destination {
             },
             Destination::Store(r) => {
                 let key = r.key(rel);
-                match r.rt.block_on(with_retries(r.retry, || r.store.delete(&key))) {
+                match r.rt.block_on(with_retries(&r.retry, || r.store.delete(&key))) {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
                     Err(e) => Err(store_error(&r.url_of(rel), &e)),
                 }
@@ -308,10 +308,10 @@ impl Destination {
                 }
                 Destination::Store(r) => {
                     let (from, to) = (r.key(&staged), r.key(path));
-                    match r.rt.block_on(with_retries(r.retry, || r.store.copy(&from, &to))) {
+                    match r.rt.block_on(with_retries(&r.retry, || r.store.copy(&from, &to))) {
                         Ok(()) => {}
                         Err(object_store::Error::NotFound { .. })
-                            if r.rt.block_on(with_retries(r.retry, || r.store.head(&to))).is_ok() => {}
+                            if r.rt.block_on(with_retries(&r.retry, || r.store.head(&to))).is_ok() => {}
                         Err(e) => return Err(store_error(&r.url_of(path), &e)),
                     }
                 }
@@ -429,7 +429,7 @@ fn abort_recorded(r: &Remote, record: &str, bytes: &[u8]) -> Result<(), Error> {
         return Ok(());
     };
     let key = r.key(&up.key);
-    match r.rt.block_on(with_retries(r.retry, || r.parts.abort_multipart(&key, &up.upload_id))) {
+    match r.rt.block_on(with_retries(&r.retry, || r.parts.abort_multipart(&key, &up.upload_id))) {
         Ok(()) | Err(object_store::Error::NotFound { .. }) => {
             tracing::info!(key = up.key, "aborted the multipart upload of an interrupted run");
             Ok(())

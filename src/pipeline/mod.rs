@@ -71,10 +71,13 @@ fn run_into(opts: &ConvertOptions, report: &mut Report) -> Result<(), Error> {
         return Err(Error::Usage("--max-line-bytes must be at least 1".into()));
     }
     let rt = runtime_if_needed(opts)?;
+    // The run's own store options: the region resolved once, and its own request counts.
     let mut store = opts.store.clone();
+    store.retry.metrics = Default::default();
     if let Some(rt) = &rt {
         crate::store::resolve_region(&mut store, rt);
     }
+    let opts = &ConvertOptions { store: store.clone(), ..opts.clone() };
     let dest = Destination::parse(&opts.output.to_string_lossy(), &store, rt.as_ref())?;
     report.output = dest.display();
     let mut listing = Listing::start(&opts.sources, dest.local_root(), &store, rt.as_ref(), opts.key_dates);
@@ -125,7 +128,6 @@ fn convert_listed(
     let mut ledger = Ledger::load(dest)?;
     recover(dest, &mut ledger, report)?;
     report.stage_seconds.state += state_started.elapsed().as_secs_f64();
-    let retries_before = crate::store::retry::RETRIES.load(std::sync::atomic::Ordering::Relaxed);
     let run = Run { opts, rt, dest, lease: &lease, owner: lease.owner().to_string() };
     let progress = progress_bar(opts.progress);
     repair(&run, &mut ledger, report, &progress)?;
@@ -140,7 +142,7 @@ fn convert_listed(
     }
     progress.finish_and_clear();
     finish(&feed, report);
-    report.retries = crate::store::retry::RETRIES.load(std::sync::atomic::Ordering::Relaxed) - retries_before;
+    report.retries = opts.store.retry.metrics.retries();
     outcome?;
     if dest.staged_batches()?.is_empty() {
         ledger.maybe_checkpoint(dest)?;

@@ -22,9 +22,12 @@ pub(crate) fn spawn_prefetch(
         return None;
     }
     let objects = window.to_vec();
-    let (retry, concurrency) = (opts.store.retry, opts.concurrency.max(1));
+    let (retry, concurrency) = (opts.store.retry.clone(), opts.concurrency.max(1));
     Some(rt.spawn(async move {
-        let fetches = objects.into_iter().map(move |o| async move { o.fetch(retry).await });
+        let fetches = objects.into_iter().map(|o| {
+            let retry = &retry;
+            async move { o.fetch(retry).await }
+        });
         futures::stream::iter(fetches).buffered(concurrency).try_collect().await
     }))
 }

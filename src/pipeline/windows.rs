@@ -244,7 +244,7 @@ pub(crate) fn stream_object(
     report: &mut Report,
 ) -> Result<(), Error> {
     let block = (opts.window_bytes as usize).max(2 * opts.max_line_bytes + 1);
-    let mut raw = o.open_stream(rt, opts.store.retry)?;
+    let mut raw = o.open_stream(rt, &opts.store.retry)?;
     let mut reader = Capped { inner: &mut *raw, left: opts.max_object_bytes, read: 0 };
     let mut buf: Vec<u8> = Vec::with_capacity(block);
     let mut line = 1u64;

@@ -332,7 +332,7 @@ pub(crate) async fn stream_s3(
     let fail = |cause: String| Error::Store { url: url.to_string(), cause: first_line(&cause) };
     let (bucket, prefix) = split_s3_url(url).ok_or_else(|| fail("not an s3://bucket/prefix URL".into()))?;
     let store = s3_store(bucket, opts).map_err(fail)?;
-    let policy = opts.retry;
+    let policy = &opts.retry;
     let ranges = match dates {
         // A bounded range is listed day by day; an open one (ten years or more) is one listing.
         Some(d) if d.last - d.first < 3660 => {

@@ -100,7 +100,7 @@ impl SourceObject {
     }
 
     /// Fetches a remote object's bytes as stored, trying again on transient failures.
-    pub async fn fetch(&self, retry: RetryPolicy) -> Result<Fetched, Error> {
+    pub async fn fetch(&self, retry: &RetryPolicy) -> Result<Fetched, Error> {
         if !self.is_remote() {
             return Ok(Fetched::Local);
         }
@@ -120,7 +120,7 @@ impl SourceObject {
     pub fn open_stream(
         &self,
         rt: Option<&tokio::runtime::Runtime>,
-        retry: RetryPolicy,
+        retry: &RetryPolicy,
     ) -> Result<Box<dyn Read + Send>, Error> {
         use std::io::BufRead;
         let raw: Box<dyn Read + Send> = match &self.location {
@@ -203,7 +203,7 @@ pub fn find_recorded(
             };
             let rt = rt.ok_or_else(|| Error::Internal(format!("{name} needs the async runtime")))?;
             let path = StorePath::from(key);
-            match rt.block_on(with_retries(opts.retry, || store.head(&path))) {
+            match rt.block_on(with_retries(&opts.retry, || store.head(&path))) {
                 Ok(m) => found.push(Some(SourceObject {
                     name: name.clone(),
                     size: m.size,

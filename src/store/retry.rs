@@ -1,16 +1,21 @@
 //! How a failed request is tried again: exponential backoff from a base delay, a time limit per
-//! attempt, and which errors another attempt cannot fix.
+//! attempt, and which errors another attempt cannot fix; and the run's count of retries.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::store::first_line;
 
 /// How often a failed request is tried again, with exponential backoff from `base_delay`, and
 /// how long one attempt may take before it counts as failed.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RetryPolicy {
     /// Attempts in all (1 means no retry).
     pub attempts: u32,
     pub base_delay: std::time::Duration,
     pub timeout: std::time::Duration,
+    /// Where the retries are counted: each run starts its own.
+    pub metrics: RequestMetrics,
 }
 
 impl Default for RetryPolicy {
@@ -19,7 +24,21 @@ impl Default for RetryPolicy {
             attempts: 5,
             base_delay: std::time::Duration::from_millis(200),
             timeout: std::time::Duration::from_secs(60),
+            metrics: RequestMetrics::default(),
         }
+    }
+}
+
+/// Requests counted by the store handles of one run (shared by its clones).
+#[derive(Debug, Clone, Default)]
+pub struct RequestMetrics {
+    retries: Arc<AtomicU64>,
+}
+
+impl RequestMetrics {
+    /// Requests tried again so far.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
     }
 }
 
@@ -48,11 +67,8 @@ pub(crate) fn is_permanent(e: &object_store::Error) -> bool {
     )
 }
 
-/// Requests tried again, for the report.
-pub static RETRIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
 /// Runs `f` until it succeeds, fails for good, or the attempts run out (backoff doubling each time).
-pub async fn with_retries<T, F, Fut>(policy: RetryPolicy, mut f: F) -> object_store::Result<T>
+pub async fn with_retries<T, F, Fut>(policy: &RetryPolicy, mut f: F) -> object_store::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = object_store::Result<T>>,
@@ -79,8 +95,8 @@ where
 
 /// Counts and logs the `retry`-th retry (from 1), then waits: `base_delay`, doubling each time,
 /// at most 10 s.
-pub(crate) async fn back_off(policy: RetryPolicy, retry: u32, error: &str) {
-    RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+pub(crate) async fn back_off(policy: &RetryPolicy, retry: u32, error: &str) {
+    policy.metrics.retries.fetch_add(1, Ordering::Relaxed);
     tracing::warn!(attempt = retry, error, "retrying");
     let delay = policy.base_delay.saturating_mul(1 << (retry - 1).min(6));
     tokio::time::sleep(delay.min(std::time::Duration::from_secs(10))).await;
