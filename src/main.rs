@@ -5,7 +5,7 @@
 /// pages across threads); mimalloc does not. Its v2 line held about 50 MiB less than v3 at the
 /// same speed. It is built without its request for transparent huge pages (`no_thp`): where the
 /// kernel's memory was fragmented (as after a DuckDB run), faulting in and zeroing 2 MiB pages
-/// cost a run 0.2-0.3 s of system time (docs/performance.md).
+/// cost a run system time (docs/performance.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -15,8 +15,8 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// How long mimalloc keeps freed memory before giving it back to the OS: 10 ms by default, less
 /// than a window takes, so each window's builders and pages were faulted in anew. On a virtual
-/// machine whose host reclaims freed memory (as after a DuckDB run), every such page costs; with
-/// 100 ms a run faults in 35% fewer pages and took 1.52 -> 1.48 s (docs/performance.md).
+/// machine whose host reclaims freed memory (as after a DuckDB run), every such page costs, and
+/// 100 ms faults in far fewer (docs/performance.md).
 /// `MIMALLOC_PURGE_DELAY` still decides where it is set.
 const PURGE_DELAY_MS: std::ffi::c_long = 100;
 

@@ -1,17 +1,17 @@
 //! Writing a Parquet file around the page cache (`O_DIRECT`), where the file system allows it.
 //!
 //! Every file s3logs writes is fsynced before it counts, so the page cache holds nothing a reader
-//! will ask for soon; filling it costs a copy of every byte plus fresh pages for it, which on the
-//! project's virtual machine is 0.3-0.4 s of CPU per 200 MB of Parquet (the host backs each page
-//! the guest touches anew). [`FileOut`] writes through aligned buffers instead: whole aligned
+//! will ask for soon; filling it costs a copy of every byte plus fresh pages for it, which is
+//! dear on a virtual machine whose host backs each page the guest touches anew (figures in
+//! docs/performance.md, "Figures behind the code"). [`FileOut`] writes through aligned buffers instead: whole aligned
 //! blocks while the file grows, the tail padded to a block and cut back with `set_len` at
 //! [`FileOut::finish`]. Where `O_DIRECT` cannot be had (not Linux, a file system without it, or a
 //! block size the buffer's alignment does not meet) it is an ordinary buffered file, with the
 //! same bytes in it.
 //!
-//! A direct write returns once the device has the bytes (about 0.5 ms a MiB here), and a row
-//! group's chunks are appended in one burst of about 12 MiB: written on the encoding thread, the
-//! other core slept through most of each. Each file has a writer thread, which takes up to
+//! A direct write returns only once the device has the bytes, and a row group's chunks are
+//! appended in one burst of about 12 MiB: written on the encoding thread, the other core slept
+//! through most of each. Each file has a writer thread, which takes up to
 //! [`IN_FLIGHT`] full buffers at a time; written buffers are kept for the next ones to fill.
 
 use std::fs::{File, OpenOptions};

@@ -220,8 +220,8 @@ impl ColumnSlot {
 }
 
 /// A file's write-back, started on a background thread after each row group, so that the fsync
-/// at close finds little left to write. Fsyncing each day's whole file at the end took about 100 ms
-/// of a 2 s run (1 GiB) with both cores idle; now it overlaps the encoding of the next row groups.
+/// at close finds little left to write. Fsyncing each day's whole file at the end left both cores
+/// idle meanwhile (docs/performance.md); now it overlaps the encoding of the next row groups.
 /// An error of any of these fsyncs fails the file's close, so none is lost.
 struct WriteBack {
     file: Arc<File>,

@@ -35,10 +35,10 @@ pub enum Codec {
     Level(i32),
     /// ZSTD's fast level -3 with its literals still Huffman-coded, for random text (Host Ids,
     /// request and version ids): such values repeat nothing, so all ZSTD can do is code their
-    /// bytes, and level 1 spends most of its time looking for repeats. On a day's `hostid` pages
-    /// this compressed 16% faster than level 1, to 1% fewer bytes (`requestid` 20% faster,
-    /// 5% fewer). The fast levels leave literals uncoded by default; that took `hostid` from
-    /// 72% to 95% of its size, so the switch is set (one of zstd's experimental parameters).
+    /// bytes, and level 1 spends most of its time looking for repeats: the fast level is faster
+    /// there, and no bigger (docs/performance.md). The fast levels leave literals uncoded by
+    /// default, which leaves such values nearly their raw size, so the switch is set (one of
+    /// zstd's experimental parameters).
     RandomText,
 }
 

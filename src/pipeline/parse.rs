@@ -66,7 +66,7 @@ pub(crate) struct GroupOutput {
 
 /// Stored bytes of consecutive small objects parsed together on one thread. A window holds 4 of
 /// them: enough to keep 2 cores busy, and few enough that each makes batches of a few thousand
-/// rows (16 groups of 512 KiB cost 0.15-0.3 s more CPU per GiB, see docs/performance.md).
+/// rows (smaller groups cost measurably more CPU: docs/performance.md).
 pub(crate) fn group_bytes(opts: &ConvertOptions) -> u64 {
     (opts.window_bytes / 4).clamp(1, opts.chunk_bytes as u64)
 }
