@@ -61,7 +61,25 @@ pub struct CommitRecord {
     pub owner: String,
     pub objects: Vec<ObjectEntry>,
     /// Files published into the table, paths relative to DEST.
-    pub files: Vec<WrittenFile>,
+    pub files: Vec<FileEntry>,
+}
+
+/// One file of a committed batch, as the ledger records it: its own type, so the writer's can
+/// change without changing what is on disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Path relative to DEST, such as `data/dt=2024-01-15/part-0123abcd-00000.parquet`.
+    pub path: String,
+    /// Its `dt` partition value, empty for the rejects.
+    pub dt: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+impl From<&WrittenFile> for FileEntry {
+    fn from(f: &WrittenFile) -> Self {
+        FileEntry { path: f.path.clone(), dt: f.dt.clone(), rows: f.rows, bytes: f.bytes }
+    }
 }
 
 /// A commit without its object list, for `status` and checkpoints.
@@ -314,5 +332,49 @@ mod tests {
         assert_eq!(after.last_commit, before.last_commit);
         let text = std::fs::read_to_string(tmp.path().join(seq_name(CHECKPOINTS, 16))).unwrap();
         assert_eq!(text.lines().count(), CHECKPOINT_EVERY + 2, "one object per line:\n{text}");
+    }
+
+    /// The state a DEST holds today stays readable: `tests/fixtures/dest-2026-12-07` was written
+    /// by s3logs as of 2026-12-07 (20 objects of 395 lines, one commit each, a checkpoint at 20),
+    /// read here through its checkpoint, and through its commit records alone.
+    #[test]
+    fn a_dest_written_by_the_2026_12_07_version_is_read() {
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dest-2026-12-07/_state");
+        let tmp = tempfile::tempdir().unwrap();
+        let copy = |from: &std::path::Path, to: &std::path::Path| {
+            for entry in walkdir::WalkDir::new(from) {
+                let entry = entry.unwrap();
+                let target = to.join(entry.path().strip_prefix(from).unwrap());
+                if entry.file_type().is_dir() {
+                    std::fs::create_dir_all(&target).unwrap();
+                } else {
+                    std::fs::copy(entry.path(), &target).unwrap();
+                }
+            }
+        };
+        copy(&fixture, &tmp.path().join("_state"));
+        let dest = Destination::Local(tmp.path().to_path_buf());
+        let totals = |objects: &mut dyn Iterator<Item = &ObjectEntry>| {
+            objects.fold((0, 0, 0), |(n, r, j), o| (n + 1, r + o.rows, j + o.rejects))
+        };
+
+        let ledger = Ledger::load(&dest).unwrap();
+        assert_eq!((ledger.last_seq, ledger.checkpoint_seq), (20, 20));
+        let (objects, rows, rejects) = totals(&mut ledger.objects.values());
+        assert_eq!((objects, rows + rejects), (20, 395));
+        assert_eq!(ledger.last_commit.as_ref().map(|c| c.seq), Some(20));
+
+        // Without the checkpoint: the 20 commit records, each with its files.
+        std::fs::remove_dir_all(tmp.path().join(CHECKPOINTS)).unwrap();
+        let ledger = Ledger::load(&dest).unwrap();
+        assert_eq!((ledger.last_seq, ledger.recent.len()), (20, 20));
+        let (objects, rows, rejects) = totals(&mut ledger.recent.iter().flat_map(|c| &c.objects));
+        assert_eq!((objects, rows + rejects), (20, 395));
+        for rec in &ledger.recent {
+            let in_files: u64 = rec.files.iter().map(|f| f.rows).sum();
+            let in_objects: u64 = rec.objects.iter().map(|o| o.rows + o.rejects).sum();
+            assert_eq!(in_files, in_objects, "commit {}", rec.seq);
+            assert!(rec.files.iter().all(|f| f.path.starts_with("data/dt=") || f.path.starts_with("rejects/")));
+        }
     }
 }

@@ -40,6 +40,7 @@ use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 use rayon::prelude::*;
 
 use crate::error::Error;
+use crate::schema::{FIELDS, REJECT_FIELDS};
 use dictionary::{DictionaryColumn, Written};
 use direct::FileOut;
 use plain::PlainColumn;
@@ -77,10 +78,6 @@ impl Default for SinkOptions {
     }
 }
 
-/// Columns whose values are nearly all distinct: a dictionary costs time and saves nothing.
-const NO_DICTIONARY: &[&str] =
-    &["requestdatetime", "requestid", "hostid", "source_line", "requesturi_key", "bytessent", "objectsize"];
-
 /// A column chunk's dictionary is given up for plain values once it holds this many bytes (the
 /// parquet crate's default is 1 MiB). Whether `key`, `remoteip` or `useragent` repeat depends on
 /// the bucket; a column whose values keep being new gives its dictionary up after a few thousand
@@ -99,14 +96,16 @@ fn writer_properties(opts: &SinkOptions) -> Result<WriterProperties, Error> {
         .set_offset_index_disabled(true)
         .set_dictionary_page_size_limit(DICTIONARY_BYTES)
         .set_created_by(format!("s3logs {}", env!("CARGO_PKG_VERSION")));
-    for name in NO_DICTIONARY {
-        b = b.set_column_dictionary_enabled(ColumnPath::from(*name), false);
+    // The field table says which columns' values are nearly all distinct (the rejects' share
+    // their names: `source_line`).
+    for f in FIELDS.iter().chain(REJECT_FIELDS).filter(|f| !f.dictionary()) {
+        b = b.set_column_dictionary_enabled(ColumnPath::from(f.name), false);
     }
     Ok(b.build())
 }
 
 /// A file that was written.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct WrittenFile {
     /// Path relative to the dataset root, such as `dt=2024-01-15/part-0123abcd-00000.parquet`.
     pub path: String,

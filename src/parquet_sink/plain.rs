@@ -59,14 +59,13 @@ impl MinMax {
     }
 }
 
-/// Columns of random text: at level 1 (the default) their pages are compressed as
-/// [`Codec::RandomText`], which is faster and no bigger there. At any other `--zstd-level` they
-/// are compressed at that level like every other column.
-const RANDOM_TEXT: &[&str] = &["hostid", "requestid", "versionid"];
-
+/// How a column's plain pages are compressed: at level 1 (the default), the columns the field
+/// table marks as random text as [`Codec::RandomText`], which is faster and no bigger there; at
+/// any other `--zstd-level`, every column at that level.
 fn codec_of(column: &str, level: ZstdLevel) -> Codec {
+    let random = crate::schema::field(column).is_some_and(|f| f.random_text());
     match level.compression_level() {
-        1 if RANDOM_TEXT.contains(&column) => Codec::RandomText,
+        1 if random => Codec::RandomText,
         level => Codec::Level(level),
     }
 }

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::commit::destination::Destination;
 use crate::commit::lease::Lease;
-use crate::commit::ledger::{CommitRecord, Ledger, ObjectEntry};
+use crate::commit::ledger::{CommitRecord, FileEntry, Ledger, ObjectEntry};
 use crate::commit::protocol::lost;
 use crate::commit::protocol::missing_files;
 use crate::error::Error;
@@ -136,12 +136,12 @@ fn recreate(
     let again = Run { opts: &opts, rt: run.rt, dest, lease: run.lease, owner: run.owner.clone() };
     let staged = stage_batch(&again, &mut feed, &Ledger::default(), Some(&rec.batch), report, progress)?
         .ok_or_else(|| fail("its log objects gave no lines when converted again".into()))?;
-    let shape = |files: &[WrittenFile]| {
-        let mut v: Vec<(String, u64)> = files.iter().map(|f| (f.path.clone(), f.rows)).collect();
+    let shape = |mut v: Vec<(String, u64)>| {
         v.sort();
         v
     };
-    if shape(&staged.files) != shape(&rec.files) {
+    let made = shape(staged.files.iter().map(|f| (f.path.clone(), f.rows)).collect());
+    if made != shape(rec.files.iter().map(|f| (f.path.clone(), f.rows)).collect()) {
         dest.discard_staged(&rec.batch)?;
         return Err(fail(
             "converting its objects again gave other files (run with the options of the run that committed it: \
@@ -345,7 +345,7 @@ pub(crate) fn convert_batch(
         committed_at: crate::commit::ledger::now_rfc3339(),
         owner: run.owner.clone(),
         objects: entries,
-        files: files.clone(),
+        files: files.iter().map(FileEntry::from).collect(),
     };
     let seq = rec.seq;
     if !ledger.commit(dest, rec)? {

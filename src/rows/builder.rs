@@ -22,20 +22,10 @@ use crate::rows::lines::{Line, for_each_line};
 use crate::rows::partition::MAX_BUCKET_FOLDER_NAME;
 use crate::rows::partition::PartitionKey;
 use crate::rows::partition::too_long_for_a_folder;
-use crate::schema::{FIELDS, Kind, arrow_schema, col, reject_schema};
+use crate::schema::{FIELDS, FieldDef, Kind, arrow_schema, col, reject_schema};
 
 /// Rough bytes per log line, to size builders before filling them.
 const BYTES_PER_LINE: usize = 300;
-
-/// Typical bytes per value of a string column in real logs, to size builders so they rarely grow.
-fn typical_width(name: &str) -> usize {
-    match name {
-        "bucketowner" | "hostid" | "useragent" | "requesturi_key" | "source_object" => 72,
-        "requester" | "key" | "endpoint" => 40,
-        "bucket" | "remoteip" | "requestid" | "operation" | "ciphersuite" => 20,
-        _ => 6,
-    }
-}
 
 enum ColumnBuilder {
     Str(StringBuilder),
@@ -45,9 +35,9 @@ enum ColumnBuilder {
 }
 
 impl ColumnBuilder {
-    fn new(kind: Kind, name: &str, rows: usize) -> Self {
-        match kind {
-            Kind::Utf8 => ColumnBuilder::Str(StringBuilder::with_capacity(rows, rows * typical_width(name))),
+    fn new(f: &FieldDef, rows: usize) -> Self {
+        match f.kind {
+            Kind::Utf8 => ColumnBuilder::Str(StringBuilder::with_capacity(rows, rows * f.width)),
             Kind::Int32 => ColumnBuilder::I32(Int32Builder::with_capacity(rows)),
             Kind::Int64 => ColumnBuilder::I64(Int64Builder::with_capacity(rows)),
             Kind::TimestampMs => {
@@ -83,7 +73,7 @@ struct DayBuilder {
 
 impl DayBuilder {
     fn new(rows: usize) -> Self {
-        DayBuilder { columns: FIELDS.iter().map(|f| ColumnBuilder::new(f.kind, f.name, rows)).collect() }
+        DayBuilder { columns: FIELDS.iter().map(|f| ColumnBuilder::new(f, rows)).collect() }
     }
 
     /// Appends the careful parser's cells, through the same typed appends as the one-pass parser.
