@@ -1063,3 +1063,73 @@ fn the_object_size_cap_cuts_between_lines() {
     assert!(out.status.success(), "{}", stderr(&out));
     check(&serde_json::from_slice(&out.stdout).unwrap());
 }
+
+/// What a user sees, snapshotted (stdout, stderr, exit code): the help, a conversion's summary,
+/// `status`, and errors. Each command runs in a temporary folder holding a copy of the sample logs
+/// (`logs/`), with relative paths; the folder's path, times and run owners are filtered.
+/// `cargo insta review` (or `INSTA_UPDATE=always`) updates them after a reviewed change.
+mod as_users_see_it {
+    use std::path::Path;
+    use std::process::Command;
+
+    use insta_cmd::assert_cmd_snapshot;
+
+    /// A temporary folder with the sample logs in `logs/`.
+    fn folder() -> tempfile::TempDir {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("logs")).unwrap();
+        for e in std::fs::read_dir(super::testdata()).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, tmp.path().join("logs").join(p.file_name().unwrap())).unwrap();
+        }
+        tmp
+    }
+
+    fn s3logs(tmp: &Path, args: &[&str]) -> Command {
+        let mut c = super::bin();
+        c.current_dir(tmp).args(args);
+        c
+    }
+
+    macro_rules! snapshot {
+        ($name:literal, $tmp:expr, $args:expr) => {{
+            let tmp = std::fs::canonicalize($tmp).unwrap().display().to_string();
+            let filters = vec![
+                (tmp.as_str(), "[TMP]"),
+                (r"\d+\.\d+s\b", "[SECONDS]"),
+                (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z", "[TIME]"),
+                (r"by [^ ]+:\d+:[0-9a-f]{16}", "by [OWNER]"),
+            ];
+            insta::with_settings!({ filters => filters, prepend_module_to_snapshot => false }, {
+                assert_cmd_snapshot!($name, s3logs($tmp, $args));
+            });
+        }};
+    }
+
+    #[test]
+    fn help() {
+        let tmp = folder();
+        snapshot!("help", tmp.path(), &["--help"]);
+        snapshot!("help_convert", tmp.path(), &["convert", "--help"]);
+        snapshot!("help_status", tmp.path(), &["status", "--help"]);
+        snapshot!("help_ddl", tmp.path(), &["ddl", "--help"]);
+    }
+
+    /// The README's first command, `status` on what it wrote, and a second run.
+    #[test]
+    fn convert_summary_and_status() {
+        let tmp = folder();
+        snapshot!("convert_summary", tmp.path(), &["convert", "logs", "--output", "out"]);
+        snapshot!("status", tmp.path(), &["status", "out"]);
+        snapshot!("convert_nothing_new", tmp.path(), &["convert", "logs", "--output", "out"]);
+    }
+
+    #[test]
+    fn errors() {
+        let tmp = folder();
+        snapshot!("error_missing_source", tmp.path(), &["convert", "missing", "--output", "out"]);
+        snapshot!("error_bad_output_url", tmp.path(), &["convert", "logs", "--output", "ftp://host/x"]);
+        snapshot!("error_bad_ratio", tmp.path(), &["convert", "logs", "--output", "out", "--max-reject-ratio", "2"]);
+        snapshot!("error_unknown_flag", tmp.path(), &["convert", "--no-such-flag"]);
+    }
+}
