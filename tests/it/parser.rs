@@ -2,7 +2,7 @@
 //! also run through the chunked path, a property test that formatted records parse back, and the
 //! one-pass parser held to the careful one on all of these lines, generated ones and mutated ones.
 
-mod common;
+use crate::common;
 
 use std::borrow::Cow;
 
@@ -12,8 +12,8 @@ use s3logs::rows::builder::{ParseOptions, parse_chunk};
 use s3logs::schema::{FIELDS, col};
 use serde_json::{Map, Value};
 
-const REAL_LINES: &str = include_str!("fixtures/real-world-lines.log");
-const REAL_EXPECTED: &str = include_str!("fixtures/real-world-expected.json");
+const REAL_LINES: &str = include_str!("../fixtures/real-world-lines.log");
+const REAL_EXPECTED: &str = include_str!("../fixtures/real-world-expected.json");
 
 fn cell_json(c: &Cell<'_>) -> Value {
     match c {

@@ -1,5 +1,4 @@
-//! Helpers shared by the test binaries: Arrow rows as JSON maps, so tests compare whole rows.
-#![allow(dead_code)]
+//! Helpers shared by the test modules: Arrow rows as JSON maps, so tests compare whole rows.
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type, TimestampMillisecondType};

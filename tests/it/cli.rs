@@ -2,7 +2,7 @@
 //! Parquet back with the parquet crate, check the report, the rejects, the exit codes, and that the
 //! same input gives the same files.
 
-mod common;
+use crate::common;
 
 use std::fs::File;
 use std::io::Write;

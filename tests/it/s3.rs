@@ -2,7 +2,7 @@
 //! harness and stopped when the test ends. Credentials are fake and always set, so nothing falls
 //! back to an instance metadata endpoint.
 
-mod common;
+use crate::common;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! by line: `(source_object, source_line)` in data plus rejects, each exactly once.
 //! (The same promises against moto's S3 server are in tests/s3.rs.)
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
