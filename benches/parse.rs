@@ -2,9 +2,9 @@
 //! days), without reading files or encoding Parquet. Reported as bytes per second, one thread.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use s3logs::corpus::{CorpusSpec, object};
-use s3logs::rows::builder::{ParseOptions, parse_chunk};
-use s3logs::rows::lines::{Line, for_each_line};
+use s3logs::parser::{Line, for_each_line};
+use s3logs::parser::{ParseOptions, parse_chunk};
+use s3logs_testkit::corpus::{CorpusSpec, object};
 
 fn parse(c: &mut Criterion) {
     let spec = CorpusSpec { total_bytes: 64 << 20, objects: 16, malformed_ratio: 0.01, ..CorpusSpec::default() };
@@ -34,7 +34,7 @@ fn parse(c: &mut Criterion) {
             for o in &objects {
                 for_each_line(o, 1, 1 << 20, |line| {
                     if let Line::Text { text, .. } = line {
-                        rows += s3logs::access_log::parse_line(&text).is_ok() as u64;
+                        rows += s3logs::parser::parse_line(&text).is_ok() as u64;
                     }
                 });
             }

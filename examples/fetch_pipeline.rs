@@ -11,8 +11,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use s3logs::pipeline::{ConvertOptions, run};
-use s3logs::store::{StoreLayer, StoreOptions};
+use s3logs::{ConvertOptions, run};
+use s3logs::{StoreLayer, StoreOptions};
 
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").expect("Linux /proc");

@@ -11,7 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 S3LOGS = ROOT / "target/release/s3logs"
-GEN = ROOT / "target/release/examples/gen_corpus"
+GEN = ROOT / "target/release/gen_corpus"
 
 STR_COLS = ["bucketowner", "bucket", None, "remoteip", "requester", "requestid", "operation", "key", "requesturi",
             None, "errorcode", None, None, None, None, "referrer", "useragent", "versionid", "hostid", "sigv",

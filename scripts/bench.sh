@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore duckdb
-cargo build --release --locked --quiet --bin s3logs --example gen_corpus
+cargo build --release --locked --quiet --workspace --bin s3logs --bin gen_corpus
 exec python3 scripts/bench.py "$@"

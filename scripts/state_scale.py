@@ -5,7 +5,7 @@ Generates OBJECTS tiny log objects, then runs `s3logs convert` STEPS times; befo
 further OBJECTS/STEPS objects "arrive" (are moved into the source folder), so each run converts only
 those and skips everything converted before. Prints, per run: objects already in the ledger, wall
 time, time spent reading the ledger and planning, and the size of DEST/_state. Then times a run
-with nothing new. Build first: cargo build --release --example gen_corpus.
+with nothing new. Build first: cargo build --release --bin gen_corpus.
 
     scripts/state_scale.py [--objects 100000] [--steps 100] [--work DIR]
 """
@@ -20,7 +20,7 @@ a = ap.parse_args()
 root = os.path.abspath(a.work)
 pool, src, dest = (os.path.join(root, d) for d in ("pool", "src", "dest"))
 shutil.rmtree(root, ignore_errors=True)
-subprocess.run(["target/release/examples/gen_corpus", "--out", pool, "--objects", str(a.objects),
+subprocess.run(["target/release/gen_corpus", "--out", pool, "--objects", str(a.objects),
                 "--bytes", str(a.objects * 400), "--days", "30"], check=True, stdout=subprocess.DEVNULL)
 pool = os.path.join(pool, "logs")
 names = sorted(os.listdir(pool))

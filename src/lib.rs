@@ -1,24 +1,47 @@
 //! s3logs: S3 server access logs into typed, date-partitioned Parquet.
 //!
-//! Data flows one way, one room per step: [`source`] lists and reads log objects (through
-//! [`store`], the S3 client and its retries), [`rows`] cuts them into lines, parses each with
-//! [`access_log`] and routes the rows to their partition, [`parquet_sink`] encodes and writes the
-//! files, and [`commit`] stages, commits and publishes them exactly once. [`pipeline`] runs those
-//! steps in parallel; [`cli`] is the command line over it, [`status`] reads a DEST's state back,
-//! [`ddl`] renders the table definitions, and [`report`] says what a run did. [`schema`] is the one
-//! field table everything else derives its columns from.
+//! Data flows one way, one room per step: `source` lists and reads log objects (through `store`,
+//! the S3 client and its retries), `rows` cuts them into lines, parses each with `access_log` and
+//! routes the rows to their partition, `parquet_sink` encodes and writes the files, and `commit`
+//! stages, commits and publishes them exactly once. `pipeline` runs those steps in parallel;
+//! [`cli`] is the command line over it, [`status`] reads a DEST's state back, [`ddl`] renders the
+//! table definitions, and [`report`] says what a run did. [`schema`] is the one field table
+//! everything else derives its columns from.
+//!
+//! The public API is this page: a conversion's options and [`run`], its [`Report`] and [`Error`],
+//! [`ddl`], [`status`], the field table, and the [`parser`] (for benchmarks and tests). Everything
+//! else is the crate's own.
 
-pub mod access_log;
+mod access_log;
 pub mod cli;
-pub mod commit;
-pub mod corpus;
+mod commit;
 pub mod ddl;
 pub mod error;
-pub mod parquet_sink;
-pub mod pipeline;
+mod parquet_sink;
+mod pipeline;
 pub mod report;
-pub mod rows;
+mod rows;
 pub mod schema;
-pub mod source;
+mod source;
 pub mod status;
-pub mod store;
+mod store;
+
+pub use commit::lease::LeaseOptions;
+pub use error::Error;
+pub use parquet_sink::SinkOptions;
+pub use pipeline::{ConvertOptions, run, run_reporting};
+pub use report::Report;
+pub use source::KeyDates;
+pub use store::retry::{RequestMetrics, RetryPolicy};
+pub use store::{StoreLayer, StoreOptions, WrapStore};
+
+/// The parsers and the line framing, as the conversion uses them: for benchmarks, and for tests
+/// that hold the two parsers to each other.
+pub mod parser {
+    pub use crate::access_log::common_layout::parse as parse_common_layout;
+    pub use crate::access_log::time::parse_day;
+    pub use crate::access_log::{Cell, ParsedLine, RejectReason, parse_line, parse_line_careful};
+    pub use crate::rows::builder::{ChunkOutput, ParseOptions, RejectSample, parse_chunk};
+    pub use crate::rows::lines::{Chunk, Line, chunks, for_each_line};
+    pub use crate::rows::partition::PartitionKey;
+}

@@ -208,15 +208,6 @@ impl Listing {
             }
         }
     }
-
-    /// Everything left, waiting for the listing to end.
-    pub fn collect_rest(&mut self) -> Result<Vec<SourceObject>, Error> {
-        let mut out = Vec::new();
-        while let Some(o) = self.next_object()? {
-            out.push(o);
-        }
-        Ok(out)
-    }
 }
 
 /// Lists `sources` in order, handing objects to `send` (false: stop, nobody listens).

@@ -2,7 +2,7 @@
 //! Parquet back with the parquet crate, check the report, the rejects, the exit codes, and that the
 //! same input gives the same files.
 
-use crate::common;
+use s3logs_testkit::helpers as common;
 
 use std::fs::File;
 use std::io::Write;
@@ -422,11 +422,15 @@ fn progress_bar_only_on_a_terminal() {
 /// streams past.
 #[test]
 fn large_objects_are_streamed_with_the_same_result() {
-    use s3logs::pipeline::{ConvertOptions, run};
+    use s3logs::{ConvertOptions, run};
     let tmp = tempfile::tempdir().unwrap();
-    let spec =
-        s3logs::corpus::CorpusSpec { total_bytes: 3 << 20, objects: 1, malformed_ratio: 0.01, ..Default::default() };
-    let (_, mut bytes, exp) = s3logs::corpus::object(&spec, 0);
+    let spec = s3logs_testkit::corpus::CorpusSpec {
+        total_bytes: 3 << 20,
+        objects: 1,
+        malformed_ratio: 0.01,
+        ..Default::default()
+    };
+    let (_, mut bytes, exp) = s3logs_testkit::corpus::object(&spec, 0);
     let at = bytes.len() / 2 + memchr_newline(&bytes[bytes.len() / 2..]);
     bytes.splice(at..at, std::iter::repeat_n(b'x', 300_000).chain([b'\n']));
     bytes.pop(); // no newline after the last line
@@ -583,14 +587,14 @@ fn small_objects_parsed_together_keep_each_line_with_its_own_object() {
     // the large object, now larger than a window, is streamed between them. Windows must still
     // reach the files in input order.
     let small = tmp.path().join("small-windows");
-    let opts = s3logs::pipeline::ConvertOptions {
+    let opts = s3logs::ConvertOptions {
         sources: vec![src.to_str().unwrap().to_string()],
         output: small.clone(),
         window_bytes: 4 << 10,
         max_reject_ratio: 0.2,
         ..Default::default()
     };
-    let report = s3logs::pipeline::run(&opts).unwrap();
+    let report = s3logs::run(&opts).unwrap();
     assert_eq!(report.rows_written as usize, expected.len());
     check(&small);
 }

@@ -3,7 +3,6 @@
 //! (moto on loopback), and scheduled runs (kills, leases, recovery).
 
 mod cli;
-mod common;
 mod ddl;
 mod parser;
 mod s3;

@@ -2,13 +2,13 @@
 //! also run through the chunked path, a property test that formatted records parse back, and the
 //! one-pass parser held to the careful one on all of these lines, generated ones and mutated ones.
 
-use crate::common;
+use s3logs_testkit::helpers as common;
 
 use std::borrow::Cow;
 
 use proptest::prelude::*;
-use s3logs::access_log::{Cell, RejectReason, common_layout, parse_line, parse_line_careful};
-use s3logs::rows::builder::{ParseOptions, parse_chunk};
+use s3logs::parser::{Cell, RejectReason, parse_common_layout, parse_line, parse_line_careful};
+use s3logs::parser::{ParseOptions, parse_chunk};
 use s3logs::schema::{FIELDS, col};
 use serde_json::{Map, Value};
 
@@ -26,7 +26,7 @@ fn cell_json(c: &Cell<'_>) -> Value {
 
 /// Whether the one-pass parser took `line`; when it does, its cells must be the careful parser's.
 fn one_pass_agrees(line: &str) -> bool {
-    match common_layout::parse(line) {
+    match parse_common_layout(line) {
         Some(p) => {
             assert_eq!(Ok(p), parse_line_careful(line), "the one-pass parser differs on\n{line}");
             true
@@ -49,7 +49,7 @@ fn through_chunks(text: &[u8], max_line: usize) -> (Rows, Rows, u64) {
     let mut results = Vec::new();
     for target in [1usize, 7, 64, 1000, usize::MAX / 2] {
         let (mut rows, mut rejects, mut lossy) = (Vec::new(), Vec::new(), 0);
-        for c in s3logs::rows::lines::chunks(text, target) {
+        for c in s3logs::parser::chunks(text, target) {
             let opts = ParseOptions {
                 max_line_bytes: max_line,
                 partition_by_bucket: false,
@@ -620,12 +620,12 @@ proptest! {
 }
 
 /// 2 MiB of generated logs in 4 objects, 5% of the lines malformed.
-fn generated_spec() -> s3logs::corpus::CorpusSpec {
-    s3logs::corpus::CorpusSpec {
+fn generated_spec() -> s3logs_testkit::corpus::CorpusSpec {
+    s3logs_testkit::corpus::CorpusSpec {
         total_bytes: 2 << 20,
         objects: 4,
         malformed_ratio: 0.05,
-        ..s3logs::corpus::CorpusSpec::default()
+        ..s3logs_testkit::corpus::CorpusSpec::default()
     }
 }
 
@@ -644,7 +644,7 @@ fn the_one_pass_parser_takes_common_lines_as_the_careful_one_parses_them() {
     let spec = generated_spec();
     let (mut taken, mut records) = (0u64, 0u64);
     for i in 0..spec.objects {
-        let (_, bytes, exp) = s3logs::corpus::object(&spec, i);
+        let (_, bytes, exp) = s3logs_testkit::corpus::object(&spec, i);
         records += exp.records;
         for line in std::str::from_utf8(&bytes).unwrap().lines() {
             taken += one_pass_agrees(line) as u64;
@@ -659,7 +659,7 @@ fn the_one_pass_parser_takes_common_lines_as_the_careful_one_parses_them() {
 fn rows_of_the_chunked_path_are_the_parsed_cells_of_their_lines() {
     let spec = generated_spec();
     let mut texts: Vec<String> =
-        (0..spec.objects).map(|i| String::from_utf8(s3logs::corpus::object(&spec, i).1).unwrap()).collect();
+        (0..spec.objects).map(|i| String::from_utf8(s3logs_testkit::corpus::object(&spec, i).1).unwrap()).collect();
     texts.push(REAL_LINES.to_string());
     let opts = ParseOptions {
         max_line_bytes: 1 << 20,
@@ -966,3 +966,31 @@ proptest! {
 case!(a_quoted_request_uri_holding_a_quoted_dash_is_text,
     full().replace("\"GET /amzn-s3-demo-bucket1/photos/2019/cat.jpg HTTP/1.1\"", "\"\"-\"\""),
     { "requesturi_operation": "\"-\"", "requesturi_key": null, "requesturi_httpprotoversion": null });
+
+/// The benchmark corpus parses exactly as its generator says: every line a row or a reject, the
+/// rows on the days the generator dated them (the generator, in the testkit, writes the format
+/// from its own knowledge of it).
+#[test]
+fn generated_objects_parse_exactly_as_expected() {
+    use s3logs_testkit::corpus::{CorpusSpec, format_day, object};
+    let spec = CorpusSpec { total_bytes: 4 << 20, objects: 8, malformed_ratio: 0.02, ..CorpusSpec::default() };
+    let opts = ParseOptions {
+        max_line_bytes: 1 << 20,
+        partition_by_bucket: false,
+        key_days: None,
+        days_from_first_record: false,
+    };
+    for i in 0..spec.objects {
+        let (name, bytes, exp) = object(&spec, i);
+        assert_eq!(object(&spec, i).1, bytes, "deterministic");
+        let out = parse_chunk(&bytes, 1, &name, opts);
+        assert_eq!(out.lines, exp.lines);
+        assert_eq!(out.rows, exp.records, "{:?}", out.samples);
+        assert_eq!(out.rejected(), exp.malformed);
+        let mut per_date = std::collections::BTreeMap::new();
+        for (k, b) in &out.partitions {
+            *per_date.entry(format_day(k.day)).or_default() += b.num_rows() as u64;
+        }
+        assert_eq!(per_date, exp.rows_per_date);
+    }
+}

@@ -2,7 +2,7 @@
 //! harness and stopped when the test ends. Credentials are fake and always set, so nothing falls
 //! back to an instance metadata endpoint.
 
-use crate::common;
+use s3logs_testkit::helpers as common;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -132,9 +132,9 @@ fn sample_keys() -> Vec<(String, PathBuf)> {
 }
 
 /// Store options that reach `moto` with fake keys, quick retries, and an optional fault layer.
-fn moto_store(moto: &Moto, layer: Option<s3logs::store::StoreLayer>) -> s3logs::store::StoreOptions {
-    use s3logs::store::StoreOptions;
-    use s3logs::store::retry::RetryPolicy;
+fn moto_store(moto: &Moto, layer: Option<s3logs::StoreLayer>) -> s3logs::StoreOptions {
+    use s3logs::RetryPolicy;
+    use s3logs::StoreOptions;
     StoreOptions {
         endpoint_url: Some(moto.endpoint.clone()),
         region: Some("us-east-1".into()),
@@ -285,12 +285,12 @@ fn large_output_files_are_uploaded_in_parts() {
     let moto = Moto::start();
     moto.upload("analytics", &[]);
     let tmp = tempfile::tempdir().unwrap();
-    let spec = s3logs::corpus::CorpusSpec { total_bytes: 40 << 20, objects: 4, days: 1, ..Default::default() };
+    let spec = s3logs_testkit::corpus::CorpusSpec { total_bytes: 40 << 20, objects: 4, days: 1, ..Default::default() };
     let logs = tmp.path().join("logs");
     std::fs::create_dir(&logs).unwrap();
     let mut expected = 0;
     for i in 0..spec.objects {
-        let (name, bytes, exp) = s3logs::corpus::object(&spec, i);
+        let (name, bytes, exp) = s3logs_testkit::corpus::object(&spec, i);
         std::fs::write(logs.join(name), bytes).unwrap();
         expected += exp.records;
     }
@@ -688,7 +688,7 @@ mod stall {
 /// exactly once: it converts A's batch again (its files are nowhere) and discards B's.
 #[test]
 fn a_commit_stalled_past_the_lease_loses_nothing() {
-    use s3logs::commit::lease::LeaseOptions;
+    use s3logs::LeaseOptions;
     use std::sync::atomic::Ordering;
     let moto = Moto::start();
     let tmp = tempfile::tempdir().unwrap();
@@ -698,17 +698,17 @@ fn a_commit_stalled_past_the_lease_loses_nothing() {
     let steps = Arc::new(stall::Steps::default());
     let options = |stalling: bool| {
         let steps = steps.clone();
-        let layer = s3logs::store::StoreLayer(Arc::new(move |inner| {
+        let layer = s3logs::StoreLayer(Arc::new(move |inner| {
             Arc::new(stall::Stall { inner, stalling, steps: steps.clone() }) as Arc<dyn object_store::ObjectStore>
         }));
         let base = moto_store(&moto, None);
-        s3logs::pipeline::ConvertOptions {
+        s3logs::ConvertOptions {
             sources: vec!["s3://logs-bucket/logs/".into()],
             output: "s3://analytics/stalled".into(),
             max_reject_ratio: 1.0,
             // A one-minute attempt: the stalled request is waited for, not abandoned and retried.
-            store: s3logs::store::StoreOptions {
-                retry: s3logs::store::retry::RetryPolicy { timeout: Duration::from_secs(60), ..base.retry },
+            store: s3logs::StoreOptions {
+                retry: s3logs::RetryPolicy { timeout: Duration::from_secs(60), ..base.retry },
                 ..moto_store(&moto, Some(layer))
             },
             lease: LeaseOptions { ttl: Duration::from_secs(2), wait: Duration::from_secs(30) },
@@ -716,7 +716,7 @@ fn a_commit_stalled_past_the_lease_loses_nothing() {
         }
     };
     let (a_opts, b_opts) = (options(true), options(false));
-    let a = std::thread::spawn(move || s3logs::pipeline::run(&a_opts));
+    let a = std::thread::spawn(move || s3logs::run(&a_opts));
     let deadline = Instant::now() + Duration::from_secs(60);
     while !steps.stalled.load(Ordering::SeqCst) {
         assert!(Instant::now() < deadline && !a.is_finished(), "run A never sent its commit");
@@ -724,7 +724,7 @@ fn a_commit_stalled_past_the_lease_loses_nothing() {
     }
     // A new object arrives meanwhile: B's batch is another one than A's.
     upload_generated(&moto, &objects[3..]);
-    let b = s3logs::pipeline::run(&b_opts);
+    let b = s3logs::run(&b_opts);
     let a = a.join().unwrap();
     assert!(steps.landed.load(Ordering::SeqCst));
     let a_err = a.expect_err("run A's staged files were discarded: it must not report success");
@@ -733,7 +733,7 @@ fn a_commit_stalled_past_the_lease_loses_nothing() {
     assert_eq!(b_err.exit_code(), 73, "{b_err}");
 
     // The next run (no stall) finds A's commit without its files and makes them again.
-    let c = s3logs::pipeline::run(&options(false)).unwrap();
+    let c = s3logs::run(&options(false)).unwrap();
     assert_eq!((c.batches_recreated.len(), c.batches_discarded.len()), (1, 1), "{c:?}");
     let commits = assert_s3_table_exactly_once(&moto, "stalled", &objects, tmp.path());
     assert_eq!(commits, 2, "A's batch, then the new object: B's commit never landed");
@@ -754,36 +754,33 @@ fn listing_reads_only_the_needed_key_ranges_and_overlaps_fetching() {
         .collect();
     moto.upload("logs-bucket", &keys);
     moto.upload("analytics", &[]);
-    let run = |output: &str, dates: Option<s3logs::source::KeyDates>, delay: Duration| {
+    let run = |output: &str, dates: Option<s3logs::KeyDates>, delay: Duration| {
         let events = Arc::new(Mutex::new(slow::Events::default()));
         let e = events.clone();
-        let layer = s3logs::store::StoreLayer(Arc::new(move |inner| {
+        let layer = s3logs::StoreLayer(Arc::new(move |inner| {
             Arc::new(slow::SlowListing { inner, delay, events: e.clone() }) as Arc<dyn object_store::ObjectStore>
         }));
-        let opts = s3logs::pipeline::ConvertOptions {
+        let opts = s3logs::ConvertOptions {
             sources: vec!["s3://logs-bucket/logs/".into()],
             output: output.into(),
             key_dates: dates,
             // Each object a window of its own: the first can be read while the rest are listed.
             window_bytes: 1024,
-            store: s3logs::store::StoreOptions {
-                retry: s3logs::store::retry::RetryPolicy {
-                    timeout: Duration::from_secs(10),
-                    ..moto_store(&moto, None).retry
-                },
+            store: s3logs::StoreOptions {
+                retry: s3logs::RetryPolicy { timeout: Duration::from_secs(10), ..moto_store(&moto, None).retry },
                 ..moto_store(&moto, Some(layer))
             },
             ..Default::default()
         };
-        let report = s3logs::pipeline::run(&opts).unwrap();
+        let report = s3logs::run(&opts).unwrap();
         let events = std::mem::take(&mut *events.lock().unwrap());
         (report, events)
     };
 
     // One day out of thirty: the source listing is that day's range only.
-    let day = s3logs::access_log::time::parse_day("2024-03-17").unwrap();
+    let day = s3logs::parser::parse_day("2024-03-17").unwrap();
     let (report, events) =
-        run("s3://analytics/oneday", Some(s3logs::source::KeyDates { first: day, last: day }), Duration::ZERO);
+        run("s3://analytics/oneday", Some(s3logs::KeyDates { first: day, last: day }), Duration::ZERO);
     assert_eq!(report.objects_read, 2);
     let source_lists: Vec<&String> = events.lists.iter().filter(|l| l.starts_with("logs ")).collect();
     // It starts just before the day (StartAfter `2024-03-16z`), not at the month.
@@ -791,7 +788,7 @@ fn listing_reads_only_the_needed_key_ranges_and_overlaps_fetching() {
     assert_eq!(events.delimiter_lists, 1, "one look for partitioned-key folders");
 
     // Slow listing of four objects: reading starts before the listing ends.
-    let four = s3logs::source::KeyDates { first: day, last: day + 1 };
+    let four = s3logs::KeyDates { first: day, last: day + 1 };
     let (report, events) = run("s3://analytics/overlap", Some(four), Duration::from_millis(400));
     assert_eq!(report.objects_read, 4);
     let (first_get, last_listed) = (events.first_get.unwrap(), events.last_key_listed.unwrap());
@@ -812,10 +809,10 @@ fn convert_with_options(
     moto: &Moto,
     output: &str,
     faulty: impl Fn(Arc<dyn object_store::ObjectStore>) -> faults::Faulty + Send + Sync + 'static,
-    edit: impl FnOnce(&mut s3logs::pipeline::ConvertOptions),
+    edit: impl FnOnce(&mut s3logs::ConvertOptions),
 ) -> Result<s3logs::report::Report, s3logs::error::Error> {
-    use s3logs::store::StoreLayer;
-    let mut opts = s3logs::pipeline::ConvertOptions {
+    use s3logs::StoreLayer;
+    let mut opts = s3logs::ConvertOptions {
         sources: vec!["s3://logs-bucket/logs/".into()],
         output: output.into(),
         // These cases are about losing nothing; the sample's one reject is a larger share of
@@ -828,7 +825,7 @@ fn convert_with_options(
         ..Default::default()
     };
     edit(&mut opts);
-    s3logs::pipeline::run(&opts)
+    s3logs::run(&opts)
 }
 
 use std::sync::Arc;
@@ -1053,7 +1050,7 @@ fn large_s3_objects_are_streamed() {
     let files = sample_keys();
     moto.upload("logs-bucket", &files);
     let tmp = tempfile::tempdir().unwrap();
-    let opts = s3logs::pipeline::ConvertOptions {
+    let opts = s3logs::ConvertOptions {
         sources: vec!["s3://logs-bucket/logs/".into()],
         output: tmp.path().join("streamed"),
         // Every sample object is larger than this, so every one is streamed in small blocks.
@@ -1063,7 +1060,7 @@ fn large_s3_objects_are_streamed() {
         store: moto_store(&moto, None),
         ..Default::default()
     };
-    let report = s3logs::pipeline::run(&opts).unwrap();
+    let report = s3logs::run(&opts).unwrap();
     assert_eq!(report.objects_read, 3);
     assert_eq!(report.lines_read, 24);
     let local = tmp.path().join("local");
@@ -1238,11 +1235,22 @@ fn scheduled_s3_noop_dry_run_ambiguous_writes_and_lease() {
     assert_eq!(assert_s3_table_exactly_once(&moto, "lying", &objects, tmp.path()), 2);
 
     // A held lease on an S3 DEST: the binary exits 73 and writes nothing; released, it converts.
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let dest =
-        s3logs::commit::destination::Destination::parse("s3://analytics/busy", &moto_store(&moto, None), Some(&rt))
-            .unwrap();
-    let held = s3logs::commit::lease::acquire(&dest, s3logs::commit::lease::LeaseOptions::default()).unwrap();
+    // The holder: a run converting standard input that has not ended yet.
+    let mut held = s3logs_command(&["convert", "-", "--output", "s3://analytics/busy"], &moto.endpoint)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = s3logs(&["status", "s3://analytics/busy", "--json"], &moto.endpoint);
+        let s: Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
+        if s["lease"].as_str().is_some_and(|l| l != "free") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the holder never took the lease: {s}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let run = || {
         s3logs(
             &["convert", "s3://logs-bucket/logs/", "--output", "s3://analytics/busy", "--max-reject-ratio", "0.5"],
@@ -1251,7 +1259,9 @@ fn scheduled_s3_noop_dry_run_ambiguous_writes_and_lease() {
     };
     let out = run();
     assert_eq!(out.status.code(), Some(73), "{}", String::from_utf8_lossy(&out.stderr));
-    held.release();
+    // The holder ends (killed: its lease names a process of this host that is gone).
+    held.kill().unwrap();
+    held.wait().unwrap();
     let out = run();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let status = s3logs(&["status", "s3://analytics/busy", "--json"], &moto.endpoint);

@@ -3,7 +3,7 @@
 //! by line: `(source_object, source_line)` in data plus rejects, each exactly once.
 //! (The same promises against moto's S3 server are in tests/s3.rs.)
 
-use crate::common;
+use s3logs_testkit::helpers as common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -122,19 +122,43 @@ fn a_second_run_waits_or_exits_with_its_own_code() {
     let src = tmp.path().join("logs");
     let dest = tmp.path().join("table");
     let objects = corpus(&src, 6, 256 << 10, 3);
-    let dest_handle = s3logs::commit::destination::Destination::Local(dest.clone());
-    let opts = s3logs::commit::lease::LeaseOptions { ttl: Duration::from_secs(60), wait: Duration::ZERO };
-    let held = s3logs::commit::lease::acquire(&dest_handle, opts).unwrap();
+    // Another run holds the lease: one converting standard input that has not ended yet.
+    let mut held = Command::new(env!("CARGO_BIN_EXE_s3logs"))
+        .args(["convert", "-", "--output"])
+        .arg(&dest)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !common::walkdir_files(&dest.join("_state/lease")).iter().any(|p| p.extension().is_some_and(|e| e == "json"))
+    {
+        assert!(std::time::Instant::now() < deadline, "the holder never took the lease");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
+    // Once it waits for input, the holder changes nothing more.
+    let mut before = common::walkdir_files(&dest);
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = common::walkdir_files(&dest);
+        if now == before && dest.join("_staging").exists() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the holder never settled");
+        before = now;
+    }
     let out = convert(&src, &dest, &[]).output().unwrap();
     assert_eq!(out.status.code(), Some(73), "{}", stderr(&out));
     assert!(stderr(&out).contains("another run") && stderr(&out).lines().count() == 1, "{}", stderr(&out));
-    assert!(!dest.join("data").exists() && !dest.join("_staging").exists());
+    assert_eq!(common::walkdir_files(&dest), before, "the run that found the lease held changed DEST");
 
     // Waiting: the holder lets go after a moment, and the waiting run converts everything.
     let waiting = convert(&src, &dest, &["--lease-wait", "60"]).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(700));
-    held.release();
+    // The holder ends (killed: its lease names a process of this host that is gone).
+    held.kill().unwrap();
+    held.wait().unwrap();
     assert!(waiting.wait_with_output().unwrap().status.success());
     assert_exactly_once(&dest, &objects);
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use rayon::prelude::*;
-use s3logs::corpus::{CorpusSpec, Expected, object};
+use s3logs_testkit::corpus::{CorpusSpec, Expected, object};
 
 #[derive(Parser)]
 struct Args {

@@ -1,4 +1,5 @@
-//! Helpers shared by the test modules: Arrow rows as JSON maps, so tests compare whole rows.
+//! Helpers the integration tests share: Parquet rows as JSON maps (so tests compare whole rows),
+//! line identities, corpora on disk, a seeded random source and the kill harness.
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type, TimestampMillisecondType};
@@ -92,7 +93,7 @@ pub fn write_corpus(
     bytes: u64,
     seed: u64,
 ) -> Vec<(String, std::path::PathBuf, Vec<u8>)> {
-    use s3logs::corpus::{CorpusSpec, object};
+    use crate::corpus::{CorpusSpec, object};
     std::fs::create_dir_all(dir).unwrap();
     let spec = CorpusSpec { seed, total_bytes: bytes, objects: n, malformed_ratio: 0.01, ..CorpusSpec::default() };
     (0..n)
