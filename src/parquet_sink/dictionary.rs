@@ -23,7 +23,7 @@ use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::Result;
 use parquet::schema::types::ColumnDescPtr;
 
-use super::pages::{ChunkPages, Codec, PAGE_ROWS, check_required, encode_hybrid, put_def_levels, string_statistics};
+use super::pages::{ChunkPages, Codec, PageLimits, check_required, encode_hybrid, put_def_levels, string_statistics};
 use super::plain::PlainColumn;
 
 /// Past its byte budget, a dictionary is kept while it holds at most one value per this many rows
@@ -43,7 +43,9 @@ pub struct DictionaryColumn {
     valid: BooleanBufferBuilder,
     /// The entry of the last value seen, and its bytes' range in `values`.
     last: Option<(u32, usize, usize)>,
+    /// Bytes of entries past which the dictionary is given up (unless its values repeat).
     limit: usize,
+    limits: PageLimits,
 }
 
 /// What [`DictionaryColumn::write`] did.
@@ -55,9 +57,9 @@ pub enum Written {
 }
 
 impl DictionaryColumn {
-    /// A column that gives up once its dictionary holds more than `limit` bytes, unless its values
-    /// repeat (see [`ROWS_PER_VALUE`]).
-    pub fn new(limit: usize) -> Self {
+    /// A column that gives up once its dictionary holds more than `limits.dictionary_bytes`,
+    /// unless its values repeat (see [`ROWS_PER_VALUE`]); its pages and statistics follow `limits`.
+    pub fn new(limits: PageLimits) -> Self {
         DictionaryColumn {
             values: Vec::new(),
             ends: Vec::new(),
@@ -65,8 +67,13 @@ impl DictionaryColumn {
             keys: Vec::new(),
             valid: BooleanBufferBuilder::new(0),
             last: None,
-            limit,
+            limit: limits.dictionary_bytes,
+            limits,
         }
+    }
+
+    pub fn limits(&self) -> PageLimits {
+        self.limits
     }
 
     pub fn rows(&self) -> usize {
@@ -133,12 +140,12 @@ impl DictionaryColumn {
     /// A plain column (for `descr`, at `level`) holding every row so far; this column is empty
     /// afterwards.
     pub fn drain_to_plain(&mut self, descr: ColumnDescPtr, level: ZstdLevel) -> Result<PlainColumn> {
-        let mut plain = PlainColumn::new(descr, level);
+        let mut plain = PlainColumn::new(descr, level, self.limits);
         let valid = self.valid.finish();
         let mut keys = self.keys.iter();
         let this = &*self;
         plain.write_rows(valid.len(), Some(&valid), |_| this.entry(*keys.next().expect("a key per value")))?;
-        *self = DictionaryColumn::new(self.limit);
+        *self = DictionaryColumn::new(self.limits);
         Ok(plain)
     }
 
@@ -163,8 +170,8 @@ impl DictionaryColumn {
 
         let bit_width = (u32::BITS - (self.ends.len().max(1) as u32 - 1).leading_zeros()) as u8;
         let (mut key_at, mut buf) = (0, Vec::new());
-        for first in (0..rows).step_by(PAGE_ROWS) {
-            let page_rows = PAGE_ROWS.min(rows - first);
+        for first in (0..rows).step_by(self.limits.rows) {
+            let page_rows = self.limits.rows.min(rows - first);
             let page_valid = valid.slice(first, page_rows);
             let values = page_valid.count_set_bits();
             buf.clear();
@@ -180,9 +187,9 @@ impl DictionaryColumn {
         let (min, max) = (0..self.ends.len() as u32).map(|i| self.entry(i)).fold((None, None), |(lo, hi), v| {
             (Some(lo.map_or(v, |lo: &[u8]| lo.min(v))), Some(hi.map_or(v, |hi: &[u8]| hi.max(v))))
         });
-        let stats = string_statistics(min.zip(max), nulls as u64);
+        let stats = string_statistics(min.zip(max), nulls as u64, self.limits.statistics_bytes);
         let chunk = pages.close(descr, level, rows, Encoding::RLE_DICTIONARY, stats)?;
-        *self = DictionaryColumn::new(self.limit);
+        *self = DictionaryColumn::new(self.limits);
         Ok(chunk)
     }
 }

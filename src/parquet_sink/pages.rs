@@ -15,18 +15,36 @@ use parquet::column::writer::ColumnCloseResult;
 use parquet::data_type::ByteArray;
 use parquet::errors::{ParquetError, Result};
 use parquet::file::metadata::{ColumnChunkMetaData, PageEncodingStats};
+use parquet::file::properties::WriterProperties;
 use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
-use parquet::schema::types::ColumnDescPtr;
+use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 
-/// Rows per data page at most, as the parquet crate's default.
-pub const PAGE_ROWS: usize = 20_000;
+/// What the hand-written encoders take from the writer's properties, so that they cut pages,
+/// give dictionaries up and truncate statistics as the crate's writer would for that column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageLimits {
+    /// Rows per data page at most.
+    pub rows: usize,
+    /// Bytes of values per data page, about.
+    pub bytes: usize,
+    /// Bytes a dictionary may hold before it is given up (unless its values repeat).
+    pub dictionary_bytes: usize,
+    /// String statistics longer than this are truncated; `None`: never.
+    pub statistics_bytes: Option<usize>,
+}
 
-/// Bytes of values per data page, about: the parquet crate's default page size.
-pub const PAGE_BYTES: usize = 1 << 20;
-
-/// String statistics longer than this are truncated, as the parquet crate's default does.
-const STATISTICS_BYTES: usize = 64;
+impl PageLimits {
+    /// The limits `props` sets for `column`.
+    pub fn of(props: &WriterProperties, column: &ColumnPath) -> Self {
+        PageLimits {
+            rows: props.column_data_page_row_count_limit(column).max(1),
+            bytes: props.column_data_page_size_limit(column).max(1),
+            dictionary_bytes: props.column_dictionary_page_size_limit(column),
+            statistics_bytes: props.statistics_truncate_length(),
+        }
+    }
+}
 
 /// How a page is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,22 +215,23 @@ fn raise_last_char(v: &str) -> Option<Vec<u8>> {
 
 /// `v` as text if it is longer than statistics keep (values are UTF-8: they come from Arrow
 /// strings).
-fn too_long(v: &[u8]) -> Option<&str> {
-    (v.len() > STATISTICS_BYTES).then(|| std::str::from_utf8(v).ok()).flatten()
+fn too_long(v: &[u8], limit: usize) -> Option<&str> {
+    (v.len() > limit).then(|| std::str::from_utf8(v).ok()).flatten()
 }
 
 /// A string column chunk's statistics: min and max of its values (`None` when all are NULL),
 /// cut to 64 bytes as the parquet crate cuts them (a cut max is raised so that it stays an upper
 /// bound, and marked inexact), and its NULL count.
-pub fn string_statistics(min_max: Option<(&[u8], &[u8])>, nulls: u64) -> Statistics {
+pub fn string_statistics(min_max: Option<(&[u8], &[u8])>, nulls: u64, limit: Option<usize>) -> Statistics {
     let Some((min, max)) = min_max else {
         return Statistics::ByteArray(ValueStatistics::new(None, None, None, Some(nulls), false));
     };
-    let cut_min = too_long(min).map(|s| utf8_prefix(s, STATISTICS_BYTES)).filter(|cut| !cut.is_empty());
+    let limit = limit.unwrap_or(usize::MAX);
+    let cut_min = too_long(min, limit).map(|s| utf8_prefix(s, limit)).filter(|cut| !cut.is_empty());
     // A character is at most 4 bytes: the cut ends within the last 3 bytes of the limit.
-    let cut_max = too_long(max)
-        .map(|s| utf8_prefix(s, STATISTICS_BYTES))
-        .filter(|cut| cut.len() + 3 >= STATISTICS_BYTES)
+    let cut_max = too_long(max, limit)
+        .map(|s| utf8_prefix(s, limit))
+        .filter(|cut| cut.len() + 3 >= limit)
         .and_then(raise_last_char);
     let (lo, min_exact) = cut_min.map_or((min.to_vec(), true), |cut| (cut.as_bytes().to_vec(), false));
     let (hi, max_exact) = cut_max.map_or((max.to_vec(), true), |raised| (raised, false));
@@ -477,7 +496,8 @@ mod tests {
 
     #[test]
     fn long_statistics_are_cut_to_64_bytes_and_the_max_stays_an_upper_bound() {
-        let stats = |min: &str, max: &str| match string_statistics(Some((min.as_bytes(), max.as_bytes())), 0) {
+        let stats = |min: &str, max: &str| match string_statistics(Some((min.as_bytes(), max.as_bytes())), 0, Some(64))
+        {
             Statistics::ByteArray(s) => (
                 String::from_utf8(s.min_bytes_opt().unwrap().to_vec()).unwrap(),
                 String::from_utf8(s.max_bytes_opt().unwrap().to_vec()).unwrap(),

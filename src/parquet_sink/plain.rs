@@ -18,7 +18,7 @@ use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::Result;
 use parquet::schema::types::ColumnDescPtr;
 
-use super::pages::{ChunkPages, Codec, PAGE_BYTES, PAGE_ROWS, check_required, put_def_levels, string_statistics};
+use super::pages::{ChunkPages, Codec, PageLimits, check_required, put_def_levels, string_statistics};
 
 /// The smallest and largest value so far, each with its first eight bytes as a big-endian number,
 /// which orders two values whenever those bytes differ.
@@ -75,8 +75,12 @@ pub struct PlainColumn {
     descr: ColumnDescPtr,
     level: ZstdLevel,
     codec: Codec,
+    /// Page and statistics limits, from the writer's properties.
+    limits: PageLimits,
+    /// Bytes in front of the open page's values, for its definition levels ([`levels_room`]).
+    room: usize,
     pages: ChunkPages,
-    /// The open page: [`LEVELS_ROOM`] bytes left for its definition levels, then its values
+    /// The open page: `room` bytes left for its definition levels, then its values
     /// (4-byte length, then bytes); and one bit per row.
     values: Vec<u8>,
     valid: BooleanBufferBuilder,
@@ -85,12 +89,14 @@ pub struct PlainColumn {
     min_max: Option<MinMax>,
 }
 
-/// Room left in front of a page's values for its definition levels, so that the page is
-/// compressed where it lies instead of being copied behind them first (that copy was every
-/// plain value once more). The levels of a page take at most 4 bytes of length, and for each
-/// byte of its validity bitmap at most 3 (a run's header and value, or a group's header and the
-/// byte), plus a partial last group.
-pub(super) const LEVELS_ROOM: usize = 4 + 3 * PAGE_ROWS.div_ceil(8) + 16;
+/// Room left in front of a page of `rows` rows at most for its definition levels, so that the
+/// page is compressed where it lies instead of being copied behind them first (that copy was
+/// every plain value once more). The levels of a page take at most 4 bytes of length, and for
+/// each byte of its validity bitmap at most 3 (a run's header and value, or a group's header and
+/// the byte), plus a partial last group.
+pub(super) fn levels_room(rows: usize) -> usize {
+    4 + 3 * rows.div_ceil(8) + 16
+}
 
 thread_local! {
     /// Scratch for a page's definition levels, one per thread rather than one per column of every
@@ -99,13 +105,16 @@ thread_local! {
 }
 
 impl PlainColumn {
-    pub fn new(descr: ColumnDescPtr, level: ZstdLevel) -> Self {
+    pub fn new(descr: ColumnDescPtr, level: ZstdLevel, limits: PageLimits) -> Self {
+        let room = levels_room(limits.rows);
         PlainColumn {
             codec: codec_of(descr.name(), level),
             descr,
             level,
+            limits,
+            room,
             pages: ChunkPages::new(),
-            values: vec![0; LEVELS_ROOM],
+            values: vec![0; room],
             valid: BooleanBufferBuilder::new(0),
             rows: 0,
             nulls: 0,
@@ -117,6 +126,10 @@ impl PlainColumn {
         self.level
     }
 
+    pub fn limits(&self) -> PageLimits {
+        self.limits
+    }
+
     /// Bytes held: finished pages and the open page.
     pub fn memory_size(&self) -> usize {
         self.pages.memory_size() + self.values.capacity() + self.valid.capacity() / 8
@@ -124,7 +137,7 @@ impl PlainColumn {
 
     /// Bytes of values in the open page.
     fn page_bytes(&self) -> usize {
-        self.values.len() - LEVELS_ROOM
+        self.values.len() - self.room
     }
 
     /// Adds `array`'s rows (a Utf8 array).
@@ -148,7 +161,7 @@ impl PlainColumn {
         let mut row = 0;
         while row < rows {
             // Up to the open page's row limit; its byte limit is checked after each value.
-            let end = rows.min(row + PAGE_ROWS - self.valid.len());
+            let end = rows.min(row + self.limits.rows - self.valid.len());
             let start = row;
             while row < end {
                 if valid.is_none_or(|v| v.value(row)) {
@@ -158,7 +171,7 @@ impl PlainColumn {
                     MinMax::update(&mut self.min_max, v);
                 }
                 row += 1;
-                if self.page_bytes() >= PAGE_BYTES {
+                if self.page_bytes() >= self.limits.bytes {
                     break;
                 }
             }
@@ -166,7 +179,7 @@ impl PlainColumn {
                 Some(v) => self.valid.append_buffer(&v.slice(start, row - start)),
                 None => self.valid.append_n(row - start, true),
             }
-            if self.valid.len() == PAGE_ROWS || self.page_bytes() >= PAGE_BYTES {
+            if self.valid.len() == self.limits.rows || self.page_bytes() >= self.limits.bytes {
                 self.flush_page()?;
             }
         }
@@ -187,15 +200,15 @@ impl PlainColumn {
                 put_def_levels(&valid, levels);
             }
             // The levels go right in front of the values, in the room left for them.
-            let Some(start) = LEVELS_ROOM.checked_sub(levels.len()) else {
+            let Some(start) = self.room.checked_sub(levels.len()) else {
                 // Beyond the bound above, which `put_def_levels` keeps; copied together then.
-                levels.extend_from_slice(&self.values[LEVELS_ROOM..]);
+                levels.extend_from_slice(&self.values[self.room..]);
                 return self.pages.data_page(levels, rows, Encoding::PLAIN, self.codec);
             };
-            self.values[start..LEVELS_ROOM].copy_from_slice(levels);
+            self.values[start..self.room].copy_from_slice(levels);
             self.pages.data_page(&self.values[start..], rows, Encoding::PLAIN, self.codec)
         });
-        self.values.truncate(LEVELS_ROOM);
+        self.values.truncate(self.room);
         written
     }
 
@@ -204,7 +217,7 @@ impl PlainColumn {
     pub fn close(mut self) -> Result<(Bytes, ColumnCloseResult)> {
         self.flush_page()?;
         let min_max = self.min_max.as_ref().map(|m| (m.min.as_slice(), m.max.as_slice()));
-        let stats = string_statistics(min_max, self.nulls as u64);
+        let stats = string_statistics(min_max, self.nulls as u64, self.limits.statistics_bytes);
         self.pages.close(self.descr, self.level, self.rows, Encoding::PLAIN, stats)
     }
 }
@@ -214,8 +227,11 @@ mod tests {
     use arrow_buffer::BooleanBuffer;
     use parquet::basic::ZstdLevel;
 
-    use super::super::pages::{PAGE_ROWS, put_def_levels};
-    use super::{Codec, LEVELS_ROOM, MinMax, codec_of, head};
+    use super::super::pages::put_def_levels;
+    use super::{Codec, MinMax, codec_of, head, levels_room};
+
+    /// The parquet crate's default page row limit, which s3logs keeps.
+    const PAGE_ROWS: usize = parquet::file::properties::DEFAULT_DATA_PAGE_ROW_COUNT_LIMIT;
 
     /// The room left for a page's levels holds them for every validity pattern of a full page:
     /// the patterns that cost the encoder most bytes per bitmap byte (a lone byte of mixed bits
@@ -249,9 +265,10 @@ mod tests {
                 largest = largest.max(out.len());
             }
         }
-        assert!(largest <= LEVELS_ROOM, "{largest} bytes of levels, room for {LEVELS_ROOM}");
+        let room = levels_room(PAGE_ROWS);
+        assert!(largest <= room, "{largest} bytes of levels, room for {room}");
         // The worst pattern does come near the bound, so the test would see a bound too tight.
-        assert!(largest > LEVELS_ROOM / 2, "{largest}");
+        assert!(largest > room / 2, "{largest}");
     }
 
     #[test]
