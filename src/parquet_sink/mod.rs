@@ -18,6 +18,7 @@
 
 mod dictionary;
 mod direct;
+pub mod naming;
 mod pages;
 mod plain;
 
@@ -40,6 +41,7 @@ use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 use rayon::prelude::*;
 
 use crate::error::Error;
+use crate::rows::partition::PartitionKey;
 use crate::schema::{FIELDS, REJECT_FIELDS};
 use dictionary::{DictionaryColumn, Written};
 use direct::FileOut;
@@ -267,7 +269,8 @@ impl WriteBack {
 }
 
 struct OpenFile {
-    folder: String,
+    /// Its partition; `None` for an unpartitioned dataset (the rejects).
+    key: Option<PartitionKey>,
     rel_path: String,
     file: SerializedFileWriter<FileOut>,
     write_back: WriteBack,
@@ -342,7 +345,7 @@ impl OpenFile {
         self.write_back.finish().map_err(|e| Error::write(&path, e))?;
         file.sync_all().map_err(|e| Error::write(&path, e))?;
         let bytes = file.metadata().map_err(|e| Error::write(&path, e))?.len();
-        let dt = self.folder.rsplit('/').next().and_then(|d| d.strip_prefix("dt=")).unwrap_or_default().to_string();
+        let dt = self.key.map(|k| crate::access_log::time::format_day(k.day)).unwrap_or_default();
         Ok(WrittenFile { path: self.rel_path, dt, rows: self.rows, bytes })
     }
 }
@@ -355,7 +358,7 @@ pub struct PartitionedWriter {
     props: WriterProperties,
     opts: SinkOptions,
     open: Vec<OpenFile>,
-    next_seq: std::collections::HashMap<String, u32>,
+    next_seq: std::collections::HashMap<Option<PartitionKey>, u32>,
     written: Vec<WrittenFile>,
     tick: u64,
 }
@@ -376,12 +379,12 @@ impl PartitionedWriter {
         })
     }
 
-    /// Appends `batches` to the file of partition folder `folder` (such as `dt=2024-01-15`), in
-    /// order. Row groups hold `row_group_rows` rows, fewer when the buffered-bytes budget closes
+    /// Appends `batches` to the file of partition `key` (`None`: the dataset is not partitioned),
+    /// in order. Row groups hold `row_group_rows` rows, fewer when the buffered-bytes budget closes
     /// one early (and the last of a file), and a file rolls to the next as soon as its finished
     /// row groups reach the target size.
-    pub fn write(&mut self, folder: &str, batches: &[RecordBatch]) -> Result<(), Error> {
-        self.append(folder, batches)?;
+    pub fn write(&mut self, key: Option<&PartitionKey>, batches: &[RecordBatch]) -> Result<(), Error> {
+        self.append(key, batches)?;
         self.keep_within_budget()
     }
 
@@ -407,16 +410,16 @@ impl PartitionedWriter {
         Ok(())
     }
 
-    fn append(&mut self, folder: &str, batches: &[RecordBatch]) -> Result<(), Error> {
+    fn append(&mut self, key: Option<&PartitionKey>, batches: &[RecordBatch]) -> Result<(), Error> {
         // The batches, cut where row groups end: each piece goes to one row group in one
         // parallel round.
         let mut rest: std::collections::VecDeque<RecordBatch> =
             batches.iter().filter(|b| b.num_rows() > 0).cloned().collect();
         while !rest.is_empty() {
             self.tick += 1;
-            let i = match self.open.iter().position(|f| f.folder == folder) {
+            let i = match self.open.iter().position(|f| f.key.as_ref() == key) {
                 Some(i) => i,
-                None => self.open_file(folder)?,
+                None => self.open_file(key)?,
             };
             let group = self.opts.row_group_rows.max(1);
             let f = &mut self.open[i];
@@ -445,16 +448,19 @@ impl PartitionedWriter {
         Ok(())
     }
 
-    fn open_file(&mut self, folder: &str) -> Result<usize, Error> {
+    fn open_file(&mut self, key: Option<&PartitionKey>) -> Result<usize, Error> {
         if self.open.len() >= self.opts.max_open_files.max(1) {
             let lru = (0..self.open.len()).min_by_key(|&i| self.open[i].last_used).expect("open is not empty");
             let f = self.open.swap_remove(lru);
             self.close(f)?;
         }
-        let seq = self.next_seq.entry(folder.to_string()).or_default();
-        let file_name = format!("part-{}-{:05}.parquet", self.name, *seq);
+        let seq = self.next_seq.entry(key.cloned()).or_default();
+        let file_name = naming::file_name(&self.name, *seq);
         *seq += 1;
-        let rel_path = if folder.is_empty() { file_name } else { format!("{folder}/{file_name}") };
+        let rel_path = match key {
+            Some(key) => format!("{}/{file_name}", key.folder()),
+            None => file_name,
+        };
         let path = self.staging.join(&rel_path);
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(|e| Error::write(dir, e))?;
@@ -467,7 +473,7 @@ impl PartitionedWriter {
             .and_then(ArrowWriter::into_serialized_writer)
             .map_err(|e| Error::parquet(&path, e))?;
         self.open.push(OpenFile {
-            folder: folder.to_string(),
+            key: key.cloned(),
             rel_path,
             file,
             write_back,
@@ -512,7 +518,7 @@ mod tests {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use parquet::basic::Encoding;
 
-    use super::{PartitionedWriter, SinkOptions, WriteBack};
+    use super::{PartitionKey, PartitionedWriter, SinkOptions, WriteBack};
 
     fn batch(values: std::ops::Range<i64>) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
@@ -525,9 +531,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let opts = SinkOptions { row_group_rows: 1000, max_buffered_bytes: budget, ..SinkOptions::default() };
         let mut w = PartitionedWriter::new(tmp.path().into(), "t".into(), batch(0..0).schema(), opts).unwrap();
-        w.write("a", &[batch(0..10)]).unwrap();
-        w.write("b", &[batch(100..110)]).unwrap();
-        w.write("a", &[batch(10..20)]).unwrap();
+        let (a, b) = (PartitionKey { bucket: None, day: 0 }, PartitionKey { bucket: None, day: 1 });
+        w.write(Some(&a), &[batch(0..10)]).unwrap();
+        w.write(Some(&b), &[batch(100..110)]).unwrap();
+        w.write(Some(&a), &[batch(10..20)]).unwrap();
         let mut out = Vec::new();
         for f in w.finish().unwrap() {
             let r = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(tmp.path().join(&f.path)).unwrap())
@@ -538,7 +545,8 @@ mod tests {
                 .unwrap()
                 .flat_map(|b| b.unwrap().column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
                 .collect();
-            out.push((f.dt.clone() + &f.path, groups, values));
+            assert!(f.path.starts_with(&format!("dt={}/", f.dt)), "{f:?}");
+            out.push((f.path.clone(), groups, values));
         }
         out
     }
@@ -573,8 +581,8 @@ mod tests {
         assert_eq!(
             roomy,
             vec![
-                ("a/part-t-00000.parquet".into(), vec![20], a.clone()),
-                ("b/part-t-00000.parquet".into(), vec![10], b.clone())
+                ("dt=1970-01-01/part-t-00000.parquet".into(), vec![20], a.clone()),
+                ("dt=1970-01-02/part-t-00000.parquet".into(), vec![10], b.clone())
             ]
         );
         // Over it, every write closes the open row groups, least recently written first, and
@@ -582,7 +590,10 @@ mod tests {
         let tight = write_a_b_a(1);
         assert_eq!(
             tight,
-            vec![("a/part-t-00000.parquet".into(), vec![10, 10], a), ("b/part-t-00000.parquet".into(), vec![10], b)]
+            vec![
+                ("dt=1970-01-01/part-t-00000.parquet".into(), vec![10, 10], a),
+                ("dt=1970-01-02/part-t-00000.parquet".into(), vec![10], b)
+            ]
         );
     }
 
@@ -603,7 +614,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let mut w =
             PartitionedWriter::new(tmp.path().into(), "t".into(), batch.schema(), SinkOptions::default()).unwrap();
-        w.write("", &[batch]).unwrap();
+        w.write(None, &[batch]).unwrap();
         let f = &w.finish().unwrap()[0];
         let r =
             ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(tmp.path().join(&f.path)).unwrap()).unwrap();
@@ -645,8 +656,8 @@ mod tests {
             })
             .collect();
         assert_eq!(at, all.num_rows());
-        w.write("", &slices[..1]).unwrap();
-        w.write("", &slices[1..]).unwrap();
+        w.write(None, &slices[..1]).unwrap();
+        w.write(None, &slices[1..]).unwrap();
         let path = dir.join(&w.finish().unwrap()[0].path);
         let r = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&path).unwrap()).unwrap();
         let meta = r.metadata().clone();
@@ -877,7 +888,7 @@ mod tests {
                 let opts = SinkOptions { row_group_rows, ..SinkOptions::default() };
                 let mut w =
                     PartitionedWriter::new(tmp.path().into(), "t".into(), schema.clone(), opts.clone()).unwrap();
-                w.write("", &slices).unwrap();
+                w.write(None, &slices).unwrap();
                 let by_hand = tmp.path().join(&w.finish().unwrap()[0].path);
                 let by_crate = tmp.path().join("crate.parquet");
                 let props = super::writer_properties(&opts).unwrap();

@@ -12,7 +12,7 @@ use crate::commit::ledger::{CommitRecord, FileEntry, Ledger, ObjectEntry};
 use crate::commit::protocol::lost;
 use crate::commit::protocol::missing_files;
 use crate::error::Error;
-use crate::parquet_sink::WrittenFile;
+use crate::parquet_sink::{WrittenFile, naming};
 use crate::pipeline::feed::BatchWindows;
 use crate::pipeline::feed::Feed;
 use crate::pipeline::options::ConvertOptions;
@@ -53,10 +53,10 @@ fn rename_batch(
     batch: &str,
     files: Vec<WrittenFile>,
 ) -> Result<(PathBuf, Vec<WrittenFile>), Error> {
-    let (from, to) = (format!("part-{provisional}-"), format!("part-{batch}-"));
     let mut renamed = Vec::with_capacity(files.len());
     for f in files {
-        let path = f.path.replacen(&from, &to, 1);
+        let path = naming::for_batch(&f.path, provisional, batch)
+            .ok_or_else(|| Error::Internal(format!("{} is not a file of batch {provisional}", f.path)))?;
         std::fs::rename(local.join(&f.path), local.join(&path)).map_err(|e| Error::write(local.join(&path), e))?;
         renamed.push(WrittenFile { path, ..f });
     }

@@ -53,9 +53,9 @@ pub(crate) fn encode(
     }
     pool.install(|| -> Result<(), Error> {
         for (key, batches) in by_partition {
-            data.write(&key.folder(), &batches)?;
+            data.write(Some(&key), &batches)?;
         }
-        rejects.write("", &reject_batches)?;
+        rejects.write(None, &reject_batches)?;
         Ok(())
     })
 }

@@ -4,7 +4,7 @@
 use crate::access_log::RejectReason;
 
 /// Where a row goes: its UTC day and, when partitioning by bucket, its source bucket.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PartitionKey {
     pub bucket: Option<String>,
     pub day: i32,
