@@ -272,7 +272,7 @@ impl Common {
     /// Puts the line's cells into `row`, each column once, in column order. `tokens` are the ones
     /// [`scan`] found for `s`.
     #[inline]
-    pub fn emit<'a>(self, s: &'a str, tokens: &Tokens, row: &mut impl Row<'a>) {
+    pub fn emit<'a>(&self, s: &'a str, tokens: &Tokens, row: &mut impl Row<'a>) {
         let t = View { s, t: tokens };
         row.text(col::BUCKETOWNER, unquoted_value(t.str_at(0)));
         row.text(col::BUCKET, unquoted_value(t.str_at(1)));

@@ -16,8 +16,8 @@ use arrow_array::builder::{
 };
 use arrow_array::{ArrayRef, RecordBatch};
 
-use crate::access_log::common_layout::{self, Row, Tokens};
-use crate::access_log::{Cell, ParsedLine, RejectReason, parse_line_careful};
+use crate::access_log::common_layout::Row;
+use crate::access_log::{Cell, LineParser, Parsed, ParsedLine, RejectReason};
 use crate::rows::lines::{Line, for_each_line};
 use crate::rows::partition::MAX_BUCKET_FOLDER_NAME;
 use crate::rows::partition::PartitionKey;
@@ -219,14 +219,11 @@ const FIRST_RECORD_BYTES: usize = 1 << 20;
 /// content): what bounds the days of an object whose name has no date. `None` when none of them
 /// is a record.
 pub fn first_record_day(head: &[u8]) -> Option<i32> {
-    let mut tokens = Tokens::default();
+    let mut parser = LineParser::default();
     let head = &head[..head.len().min(FIRST_RECORD_BYTES)];
     head.split(|&b| b == b'\n').take(FIRST_RECORD_LINES).find_map(|line| {
         let text = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line));
-        match common_layout::scan(&text, &mut tokens) {
-            Some(common) => Some(common.time.day),
-            None => parse_line_careful(&text).ok().map(|p| p.time.day),
-        }
+        parser.parse(&text).ok().map(|p| p.day())
     })
 }
 
@@ -287,7 +284,7 @@ impl Rows {
         let max_line = opts.max_line_bytes;
         let (parts, rejects, expected_rows) = (&mut self.parts, &mut self.rejects, self.expected_rows);
         let mut out = ChunkOutput::default();
-        let mut tokens = Tokens::default();
+        let mut parser = LineParser::default();
         let mut reject = |out: &mut ChunkOutput, number: u64, reason: RejectReason, raw: &[u8]| {
             rejects.append(source, number, &reason, raw);
             out.count_reject(source, number, &reason);
@@ -300,41 +297,29 @@ impl Rows {
                 }
                 Line::Text { number, text, raw, lossy } => {
                     out.lossy_utf8 += lossy as u64;
-                    // The one-pass parser puts the cells of a common line straight into its
-                    // day's builders; any other line goes to the careful parser.
-                    if let Some(common) = common_layout::scan(&text, &mut tokens) {
-                        if let Some(reason) = far_from(common.time.day, &opts) {
-                            return reject(&mut out, number, reason, raw);
-                        }
-                        let bucket = if opts.partition_by_bucket { common.bucket(&text, &tokens) } else { None };
-                        if let Some(long) = bucket.filter(|b| b.len() > MAX_BUCKET_FOLDER_NAME) {
-                            return reject(&mut out, number, too_long_for_a_folder(long), raw);
-                        }
-                        let builder = partition(parts, common.time.day, bucket, expected_rows);
-                        common.emit(&text, &tokens, builder);
-                        builder.end_row(source, number);
-                        out.rows += 1;
-                        return;
+                    // Matched in place, not moved out: a parsed line is large.
+                    let result = parser.parse(&text);
+                    let parsed = match result {
+                        Ok(ref parsed) => parsed,
+                        Err(reason) => return reject(&mut out, number, reason, raw),
+                    };
+                    let day = parsed.day();
+                    if let Some(reason) = far_from(day, &opts) {
+                        return reject(&mut out, number, reason, raw);
                     }
-                    match parse_line_careful(&text) {
-                        Ok(parsed) => {
-                            if let Some(reason) = far_from(parsed.time.day, &opts) {
-                                return reject(&mut out, number, reason, raw);
-                            }
-                            let bucket = match (&parsed.cells[col::BUCKET], opts.partition_by_bucket) {
-                                (Cell::Str(b), true) => Some(b.as_ref()),
-                                _ => None,
-                            };
-                            if let Some(long) = bucket.filter(|b| b.len() > MAX_BUCKET_FOLDER_NAME) {
-                                return reject(&mut out, number, too_long_for_a_folder(long), raw);
-                            }
-                            let builder = partition(parts, parsed.time.day, bucket, expected_rows);
-                            builder.append(&parsed);
-                            builder.end_row(source, number);
-                            out.rows += 1;
-                        }
-                        Err(reason) => reject(&mut out, number, reason, raw),
+                    let bucket = if opts.partition_by_bucket { parsed.bucket() } else { None };
+                    if let Some(long) = bucket.filter(|b| b.len() > MAX_BUCKET_FOLDER_NAME) {
+                        return reject(&mut out, number, too_long_for_a_folder(long), raw);
                     }
+                    let builder = partition(parts, day, bucket, expected_rows);
+                    // A common line's values go straight from the line into its day's builders;
+                    // the careful parser's come as cells.
+                    match parsed {
+                        Parsed::Common { line, text, tokens } => line.emit(text, tokens, builder),
+                        Parsed::Careful(cells) => builder.append(cells),
+                    }
+                    builder.end_row(source, number);
+                    out.rows += 1;
                 }
             }
         });
