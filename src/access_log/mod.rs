@@ -68,7 +68,6 @@ impl<'l> Parsed<'l> {
             },
         }
     }
-
 }
 
 /// Parses one line (without its line ending) into cells: by the one-pass parser when the line has

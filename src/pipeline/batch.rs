@@ -1,18 +1,18 @@
 //! One batch: its objects converted into a local folder, staged, committed and published, and
 //! the repair of a committed batch whose files were lost (converted again into the same files).
 
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
+use crate::commit::batch::{LocalBatch, StagedBatch};
 use crate::commit::destination::Destination;
 use crate::commit::lease::Lease;
 use crate::commit::ledger::{CommitRecord, FileEntry, Ledger, ObjectEntry};
 use crate::commit::protocol::lost;
 use crate::commit::protocol::missing_files;
 use crate::error::Error;
-use crate::parquet_sink::{WrittenFile, naming};
+use crate::parquet_sink::WrittenFile;
 use crate::pipeline::feed::BatchWindows;
 use crate::pipeline::feed::Feed;
 use crate::pipeline::options::ConvertOptions;
@@ -44,32 +44,6 @@ pub fn batch_id(objects: &[SourceObject]) -> String {
     h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
-/// Gives the files written under a provisional name their batch's name (`part-<batch>-N`), and,
-/// for a local DEST, moves the folder to the batch's staging folder.
-fn rename_batch(
-    dest: &Destination,
-    local: &Path,
-    provisional: &str,
-    batch: &str,
-    files: Vec<WrittenFile>,
-) -> Result<(PathBuf, Vec<WrittenFile>), Error> {
-    let mut renamed = Vec::with_capacity(files.len());
-    for f in files {
-        let path = naming::for_batch(&f.path, provisional, batch)
-            .ok_or_else(|| Error::Internal(format!("{} is not a file of batch {provisional}", f.path)))?;
-        std::fs::rename(local.join(&f.path), local.join(&path)).map_err(|e| Error::write(local.join(&path), e))?;
-        renamed.push(WrittenFile { path, ..f });
-    }
-    let target = if dest.is_remote() { local.to_path_buf() } else { dest.local_staging(batch) };
-    if target != local {
-        if target.exists() {
-            std::fs::remove_dir_all(&target).map_err(|e| Error::write(&target, e))?;
-        }
-        std::fs::rename(local, &target).map_err(|e| Error::write(&target, e))?;
-    }
-    Ok((target, renamed))
-}
-
 /// Checks, under the lease and after [`recover`], that every commit not yet known to be published
 /// has all its files in the table, so a run never says it converted what the table does not hold.
 /// A commit whose files all are is marked published. One whose files reached neither the table nor
@@ -88,7 +62,7 @@ pub(crate) fn repair(
     for rec in unverified {
         let missing = missing_files(run.dest, &rec)?;
         if missing.len() == rec.files.len() && !missing.is_empty() {
-            recreate(run, &rec, &missing, report, progress)?;
+            recreate(run, ledger, &rec, &missing, report, progress)?;
             tracing::warn!(seq = rec.seq, batch = rec.batch, "a committed batch's files were lost; converted again");
             report.batches_recreated.push(rec.batch.clone());
         } else if !missing.is_empty() {
@@ -104,6 +78,7 @@ pub(crate) fn repair(
 /// and publishes the files when they are the ones its record names (same paths, same rows).
 fn recreate(
     run: &Run,
+    ledger: &mut Ledger,
     rec: &CommitRecord,
     missing: &[String],
     report: &mut Report,
@@ -134,24 +109,23 @@ fn recreate(
     let mut feed = Feed::new(&mut listing);
     let opts = ConvertOptions { batch_bytes: u64::MAX, ..run.opts.clone() };
     let again = Run { opts: &opts, rt: run.rt, dest, lease: run.lease, owner: run.owner.clone() };
-    let staged = stage_batch(&again, &mut feed, &Ledger::default(), Some(&rec.batch), report, progress)?
+    let Staged { staged, .. } = stage_batch(&again, &mut feed, &Ledger::default(), Some(&rec.batch), report, progress)?
         .ok_or_else(|| fail("its log objects gave no lines when converted again".into()))?;
     let shape = |mut v: Vec<(String, u64)>| {
         v.sort();
         v
     };
-    let made = shape(staged.files.iter().map(|f| (f.path.clone(), f.rows)).collect());
+    let made = shape(staged.files().iter().map(|f| (f.path.clone(), f.rows)).collect());
     if made != shape(rec.files.iter().map(|f| (f.path.clone(), f.rows)).collect()) {
-        dest.discard_staged(&rec.batch)?;
+        // Dropped: the staged files are discarded.
         return Err(fail(
             "converting its objects again gave other files (run with the options of the run that committed it: \
              --partition-by, --target-file-size, --row-group-rows)"
                 .into(),
         ));
     }
-    let paths: Vec<String> = rec.files.iter().map(|f| f.path.clone()).collect();
-    dest.publish(&rec.batch, &paths)?;
-    dest.discard_staged(&rec.batch)
+    staged.recorded(rec.seq).publish(ledger)?;
+    Ok(())
 }
 
 /// What a batch needs besides its objects.
@@ -163,50 +137,38 @@ pub(crate) struct Run<'a> {
     pub(crate) owner: String,
 }
 
-/// A batch whose files are staged in DEST, not yet committed.
-struct StagedBatch {
-    pub(crate) batch: String,
-    pub(crate) objects: Vec<SourceObject>,
+/// A batch staged in DEST, and what its commit record needs to say.
+struct Staged<'d> {
+    staged: StagedBatch<'d>,
+    objects: Vec<SourceObject>,
     /// Objects of the batch that could not be read, and why: recorded, none of their lines written.
-    pub(crate) quarantined: Vec<(SourceObject, String)>,
-    pub(crate) files: Vec<WrittenFile>,
+    quarantined: Vec<(SourceObject, String)>,
     /// When staging began (the commit stage's time runs from there).
-    pub(crate) started: Instant,
+    started: Instant,
 }
 
 /// Draws new objects (those `ledger` does not hold) from the listing, parses them and writes their
 /// files locally (under a provisional name, since the batch's name comes from its objects unless
 /// `name` gives it), stages them in DEST and checks the lease. A failure leaves nothing staged and
 /// the table as it was. `None` when there was nothing left to convert.
-fn stage_batch(
-    run: &Run,
+fn stage_batch<'d>(
+    run: &Run<'d>,
     feed: &mut Feed,
     ledger: &Ledger,
     name: Option<&str>,
     report: &mut Report,
     progress: &indicatif::ProgressBar,
-) -> Result<Option<StagedBatch>, Error> {
+) -> Result<Option<Staged<'d>>, Error> {
     let (opts, dest) = (run.opts, run.dest);
     let provisional = format!("new-{}-{}", std::process::id(), report.commits.len() + report.batches_recreated.len());
-    let mut local = dest.local_staging(&provisional);
-    let mut staged_as: Option<String> = None;
-    // Removes what this batch wrote: its local folder (for a local DEST, its staging folder) and
-    // what it uploaded to an S3 DEST's staging area.
-    let discard = |local: &Path, staged_as: &Option<String>| {
-        let _ = std::fs::remove_dir_all(local);
-        if let Some(batch) = staged_as {
-            let _ = dest.discard_staged(batch);
-        }
-        if let Some(root) = dest.local_root() {
-            let _ = std::fs::remove_dir(root.join(crate::commit::destination::STAGING));
-        }
-    };
     let (lines_before, rejected_before) = (report.lines_read, report.lines_rejected);
     // An object that cannot be read (corrupt, unreadable) is quarantined, and the batch is made
     // again without it from the start: its other objects are drawn again, the report goes back
     // to how it stood, so no line of the bad object reaches the batch's files.
     let mut quarantined: Vec<(SourceObject, String)> = Vec::new();
-    let (objects, data, rejects) = loop {
+    let (local, objects, data, rejects) = loop {
+        // Dropped on any way out before staging, it removes what it wrote.
+        let local = LocalBatch::new(dest, provisional.clone());
         let saved = counts_without_objects(report);
         let mut windows = BatchWindows {
             feed: &mut *feed,
@@ -216,13 +178,14 @@ fn stage_batch(
             taken: Vec::new(),
             taken_bytes: 0,
         };
-        let written = prepare_output(dest, &local)
-            .and_then(|()| parse_and_write(&mut windows, run.rt, opts, &local, &provisional, report, progress));
+        let written = prepare_output(dest, local.folder()).and_then(|()| {
+            parse_and_write(&mut windows, run.rt, opts, local.folder(), local.provisional(), report, progress)
+        });
         let objects = std::mem::take(&mut windows.taken);
         match written {
-            Ok((data, rejects)) => break (objects, data, rejects),
+            Ok((data, rejects)) => break (local, objects, data, rejects),
             Err(e) => {
-                discard(&local, &staged_as);
+                drop(local);
                 let Some(bad) = unreadable_object(&e, &objects) else { return Err(e) };
                 tracing::warn!(object = objects[bad].name, error = %e, "quarantined: cannot be read");
                 let per_object = std::mem::take(&mut report.per_object);
@@ -243,7 +206,6 @@ fn stage_batch(
         }
     };
     if objects.is_empty() && quarantined.is_empty() {
-        discard(&local, &staged_as);
         return Ok(None);
     }
     let all: Vec<SourceObject> = objects.iter().chain(quarantined.iter().map(|(o, _)| o)).cloned().collect();
@@ -251,7 +213,6 @@ fn stage_batch(
     let (lines, rejected) = (report.lines_read - lines_before, report.lines_rejected - rejected_before);
     let ratio = if lines == 0 { 0.0 } else { rejected as f64 / lines as f64 };
     if ratio > opts.max_reject_ratio {
-        discard(&local, &staged_as);
         let first = report
             .reject_samples
             .first()
@@ -261,23 +222,8 @@ fn stage_batch(
     let files: Vec<WrittenFile> =
         with_prefix("data", data).into_iter().chain(with_prefix("rejects", rejects)).collect();
     let started = Instant::now();
-    let staged = rename_batch(dest, &local, &provisional, &batch, files).and_then(|(moved, files)| {
-        local = moved;
-        staged_as = Some(batch.clone());
-        dest.stage(&batch, &local, &files, opts.upload_part_bytes)?;
-        run.lease.check()?;
-        Ok(files)
-    });
-    let files = match staged {
-        Ok(f) => f,
-        Err(e) => {
-            discard(&local, &staged_as);
-            return Err(e);
-        }
-    };
-    dest.remove_local_staging(&local);
-    crate::commit::crash_point::reached("staged");
-    Ok(Some(StagedBatch { batch, objects, quarantined, files, started }))
+    let staged = local.stage(&batch, files, opts.upload_part_bytes, run.lease)?;
+    Ok(Some(Staged { staged, objects, quarantined, started }))
 }
 
 /// Which of `objects` an error is the fault of, when it is that object's own and will not go
@@ -305,8 +251,7 @@ pub(crate) fn convert_batch(
     report: &mut Report,
     progress: &indicatif::ProgressBar,
 ) -> Result<bool, Error> {
-    let dest = run.dest;
-    let Some(StagedBatch { batch, objects, quarantined, files, started }) =
+    let Some(Staged { staged, objects, quarantined, started }) =
         stage_batch(run, feed, ledger, None, report, progress)?
     else {
         return Ok(false);
@@ -341,29 +286,17 @@ pub(crate) fn convert_batch(
         .collect();
     let rec = CommitRecord {
         seq: ledger.last_seq + 1,
-        batch: batch.clone(),
+        batch: staged.name().to_string(),
         committed_at: crate::commit::ledger::now_rfc3339(),
         owner: run.owner.clone(),
         objects: entries,
-        files: files.iter().map(FileEntry::from).collect(),
+        files: staged.files().iter().map(FileEntry::from).collect(),
     };
-    let seq = rec.seq;
-    if !ledger.commit(dest, rec)? {
-        // Another run committed this number: it holds the lease now. Its staging is left alone;
-        // the lease holder finishes or discards it.
-        return Err(Error::LeaseLost { dest: dest.display() });
-    }
-    tracing::info!(seq, batch, files = files.len(), "committed");
-    report.commits.push(seq);
-    crate::commit::crash_point::reached("committed");
+    let committed = staged.commit(ledger, rec)?;
+    report.commits.push(committed.seq());
     // Past the commit point the batch is committed whatever happens: a failure here leaves its
     // files for the next run to publish, which a scheduler gets by retrying.
-    let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
-    let unpublished = |cause| Error::Unpublished { dest: dest.display(), seq, cause: Box::new(cause) };
-    dest.publish(&batch, &paths).map_err(unpublished)?;
-    crate::commit::crash_point::reached("published");
-    ledger.mark_published(dest, seq).map_err(unpublished)?;
-    dest.discard_staged(&batch).map_err(unpublished)?;
+    let files = committed.publish(ledger)?;
     report.stage_seconds.commit += started.elapsed().as_secs_f64();
     report
         .objects_quarantined
