@@ -72,12 +72,15 @@ con.execute(f'''COPY (SELECT {ts} AS requestdatetime, {", ".join(sel)}, CAST({ts
 """
 
 
-def tools(corpus, out):
+def tools(corpus, out, baseline=None):
     csv_script = DUCKDB_CSV % {"str_cols": STR_COLS, "num_cols": NUM_COLS}
     regex_script = DUCKDB_REGEX % {"names": NAMES, "pattern": LOG_RE}
+    s3logs = lambda binary: [str(binary), "convert", str(corpus), "--output", str(out), "--quiet",
+                             "--max-reject-ratio", "1", "--report", str(out) + ".json"]
     return {
-        "s3logs": [str(S3LOGS), "convert", str(corpus), "--output", str(out), "--quiet",
-                   "--max-reject-ratio", "1", "--report", str(out) + ".json"],
+        "s3logs": s3logs(S3LOGS),
+        # Another build of s3logs (--baseline), run alternately with this one: before and after.
+        "s3logs_base": s3logs(baseline) if baseline else None,
         "duckdb_csv": [sys.executable, "-c", csv_script, str(corpus), str(out)],
         "duckdb_regex": [sys.executable, "-c", regex_script, str(corpus), str(out)],
         "zstd": ["sh", "-c", f"zstd -q -1 -T2 -c -r '{corpus}' > '{out}.zst'"],
@@ -112,6 +115,7 @@ def main():
     ap.add_argument("--tools", default="s3logs,duckdb_csv,duckdb_regex,zstd")
     ap.add_argument("--corpus-dir", default=str(ROOT / "target/bench"))
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--baseline", help="another s3logs binary (an earlier build) to run alternately as s3logs_base")
     a = ap.parse_args()
 
     Path(a.corpus_dir).mkdir(parents=True, exist_ok=True)
@@ -123,15 +127,23 @@ def main():
     corpus = base / "logs"
     subprocess.run(["sh", "-c", f"find '{corpus}' -type f -exec cat {{}} + > /dev/null"], check=True)  # warm the page cache
     names = a.tools.split(",")
+    if a.baseline:
+        names.insert(names.index("s3logs") + 1 if "s3logs" in names else 0, "s3logs_base")
     results = {n: [] for n in names}
     with tempfile.TemporaryDirectory(dir=a.corpus_dir) as tmp:
         for rep in range(a.reps):
-            for n in names:
+            order = list(names)
+            if a.baseline and "s3logs" in order and rep % 2 == 1:
+                # Every other rep the baseline goes first: a run pays for what the one before it
+                # left (freed blocks, dirty pages), so neither build always follows the other.
+                i, j = order.index("s3logs"), order.index("s3logs_base")
+                order[i], order[j] = order[j], order[i]
+            for n in order:
                 out = Path(tmp) / f"{n}-{rep}"
-                wall, rss = run(tools(corpus, out)[n])
+                wall, rss = run(tools(corpus, out, a.baseline)[n])
                 size, files = output_size(out)
                 results[n].append({"wall": wall, "rss": rss, "bytes": size, "files": files})
-                if n == "s3logs":
+                if n.startswith("s3logs"):
                     r = json.loads(Path(str(out) + ".json").read_text())
                     got = (r["rows_written"], r["lines_rejected"], r["lines_read"])
                     want = (expected["records"], expected["malformed"], expected["lines"])
