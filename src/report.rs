@@ -41,14 +41,6 @@ pub struct PlannedObject {
     pub size: u64,
 }
 
-/// One object's line counts.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ObjectCounts {
-    pub lines: u64,
-    pub rows: u64,
-    pub rejects: u64,
-}
-
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
     /// The output root (DEST).
@@ -113,9 +105,6 @@ pub struct Report {
     /// Whether the files were moved into place (false when the run stopped at the reject gate).
     pub committed: bool,
     pub duration_s: f64,
-    /// Line counts per object read, for the commit records.
-    #[serde(skip)]
-    pub per_object: BTreeMap<String, ObjectCounts>,
 }
 
 impl Report {

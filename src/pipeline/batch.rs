@@ -16,7 +16,7 @@ use crate::parquet_sink::WrittenFile;
 use crate::pipeline::feed::BatchWindows;
 use crate::pipeline::feed::Feed;
 use crate::pipeline::options::ConvertOptions;
-use crate::pipeline::stats::counts_without_objects;
+use crate::pipeline::stats::ObjectTally;
 use crate::pipeline::windows::parse_and_write;
 use crate::pipeline::windows::prepare_output;
 use crate::report::Report;
@@ -141,6 +141,8 @@ pub(crate) struct Run<'a> {
 struct Staged<'d> {
     staged: StagedBatch<'d>,
     objects: Vec<SourceObject>,
+    /// The line counts of its objects, for its commit record.
+    counts: ObjectTally,
     /// Objects of the batch that could not be read, and why: recorded, none of their lines written.
     quarantined: Vec<(SourceObject, String)>,
     /// When staging began (the commit stage's time runs from there).
@@ -166,10 +168,10 @@ fn stage_batch<'d>(
     // again without it from the start: its other objects are drawn again, the report goes back
     // to how it stood, so no line of the bad object reaches the batch's files.
     let mut quarantined: Vec<(SourceObject, String)> = Vec::new();
-    let (local, objects, data, rejects) = loop {
+    let (local, objects, counts, data, rejects) = loop {
         // Dropped on any way out before staging, it removes what it wrote.
         let local = LocalBatch::new(dest, provisional.clone());
-        let saved = counts_without_objects(report);
+        let saved = report.clone();
         let mut windows = BatchWindows {
             feed: &mut *feed,
             ledger,
@@ -177,22 +179,21 @@ fn stage_batch<'d>(
             batch_bytes: opts.batch_bytes.max(1),
             taken: Vec::new(),
             taken_bytes: 0,
+            counts: ObjectTally::default(),
         };
         let written = prepare_output(dest, local.folder()).and_then(|()| {
             parse_and_write(&mut windows, run.rt, opts, local.folder(), local.provisional(), report, progress)
         });
-        let objects = std::mem::take(&mut windows.taken);
+        let (objects, counts) = (std::mem::take(&mut windows.taken), std::mem::take(&mut windows.counts));
         match written {
-            Ok((data, rejects)) => break (local, objects, data, rejects),
+            Ok((data, rejects)) => break (local, objects, counts, data, rejects),
             Err(e) => {
                 drop(local);
                 let Some(bad) = unreadable_object(&e, &objects) else { return Err(e) };
                 tracing::warn!(object = objects[bad].name, error = %e, "quarantined: cannot be read");
-                let per_object = std::mem::take(&mut report.per_object);
-                *report = Report { per_object, ..saved };
+                *report = saved;
                 let mut again: std::collections::VecDeque<SourceObject> = Default::default();
                 for (i, o) in objects.into_iter().enumerate() {
-                    report.per_object.remove(&o.name);
                     if i == bad {
                         quarantined.push((o, e.to_string()));
                     } else {
@@ -223,7 +224,7 @@ fn stage_batch<'d>(
         with_prefix("data", data).into_iter().chain(with_prefix("rejects", rejects)).collect();
     let started = Instant::now();
     let staged = local.stage(&batch, files, opts.upload_part_bytes, run.lease)?;
-    Ok(Some(Staged { staged, objects, quarantined, started }))
+    Ok(Some(Staged { staged, objects, counts, quarantined, started }))
 }
 
 /// Which of `objects` an error is the fault of, when it is that object's own and will not go
@@ -251,7 +252,7 @@ pub(crate) fn convert_batch(
     report: &mut Report,
     progress: &indicatif::ProgressBar,
 ) -> Result<bool, Error> {
-    let Some(Staged { staged, objects, quarantined, started }) =
+    let Some(Staged { staged, objects, counts, quarantined, started }) =
         stage_batch(run, feed, ledger, None, report, progress)?
     else {
         return Ok(false);
@@ -261,7 +262,7 @@ pub(crate) fn convert_batch(
         .iter()
         .filter(|o| !o.is_stdin() && !missing.contains(o.name.as_str()))
         .map(|o| {
-            let c = report.per_object.get(&o.name).copied().unwrap_or_default();
+            let c = counts.get(&o.name).copied().unwrap_or_default();
             ObjectEntry {
                 name: o.name.clone(),
                 etag: o.etag.clone(),

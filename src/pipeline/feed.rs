@@ -4,6 +4,7 @@
 use crate::commit::ledger::{Ledger, Verdict};
 use crate::error::Error;
 use crate::pipeline::options::alone;
+use crate::pipeline::stats::ObjectTally;
 use crate::source::SourceObject;
 use crate::source::listing::Listing;
 
@@ -61,6 +62,8 @@ pub(crate) struct BatchWindows<'f, 'a> {
     pub(crate) batch_bytes: u64,
     pub(crate) taken: Vec<SourceObject>,
     pub(crate) taken_bytes: u64,
+    /// The line counts of the objects taken, for the batch's commit record.
+    pub(crate) counts: ObjectTally,
 }
 
 impl BatchWindows<'_, '_> {

@@ -19,7 +19,19 @@ pub(crate) fn progress_bar(show: bool) -> indicatif::ProgressBar {
     bar
 }
 
-pub(crate) fn tally(report: &mut Report, o: &ObjectOutput) {
+/// One object's line counts.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ObjectCounts {
+    pub(crate) lines: u64,
+    pub(crate) rows: u64,
+    pub(crate) rejects: u64,
+}
+
+/// The line counts of the objects of the batch being made, for its commit record: kept per
+/// batch, so that they grow with the batch, not with the run.
+pub(crate) type ObjectTally = std::collections::BTreeMap<String, ObjectCounts>;
+
+pub(crate) fn tally(report: &mut Report, counts: &mut ObjectTally, o: &ObjectOutput) {
     if o.deferred.is_some() {
         return;
     }
@@ -30,11 +42,11 @@ pub(crate) fn tally(report: &mut Report, o: &ObjectOutput) {
     report.objects_read += 1;
     report.bytes_read += o.stored;
     report.bytes_decompressed += o.decoded;
-    tally_chunks(report, &o.name, &o.chunks);
+    tally_chunks(report, counts, &o.name, &o.chunks);
 }
 
-pub(crate) fn tally_chunks(report: &mut Report, object: &str, chunks: &[ChunkOutput]) {
-    let counts = report.per_object.entry(object.to_string()).or_default();
+pub(crate) fn tally_chunks(report: &mut Report, counts: &mut ObjectTally, object: &str, chunks: &[ChunkOutput]) {
+    let counts = counts.entry(object.to_string()).or_default();
     for c in chunks {
         counts.lines += c.lines;
         counts.rows += c.rows;
@@ -54,13 +66,4 @@ pub(crate) fn tally_chunks(report: &mut Report, object: &str, chunks: &[ChunkOut
             }
         }
     }
-}
-
-/// The report without its per-object counts (which may be large, and which a batch tried again
-/// only needs to drop its own objects from).
-pub(crate) fn counts_without_objects(report: &mut Report) -> Report {
-    let per_object = std::mem::take(&mut report.per_object);
-    let saved = report.clone();
-    report.per_object = per_object;
-    saved
 }

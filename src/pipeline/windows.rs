@@ -21,8 +21,7 @@ use crate::pipeline::parse::parse_piece;
 use crate::pipeline::parse::process_group;
 use crate::pipeline::prefetch::fetched;
 use crate::pipeline::prefetch::spawn_prefetch;
-use crate::pipeline::stats::tally;
-use crate::pipeline::stats::tally_chunks;
+use crate::pipeline::stats::{ObjectTally, tally, tally_chunks};
 use crate::report::Report;
 use crate::rows::builder::ChunkOutput;
 use crate::rows::builder::reject_only;
@@ -111,7 +110,7 @@ pub(crate) fn parse_and_write(
                     write_parsed(p, &pool, &mut data, &mut rejects, report, progress)?;
                 }
                 let started = Instant::now();
-                stream_object(big, rt, &pool, opts, &mut data, &mut rejects, report)?;
+                stream_object(big, rt, &pool, opts, &mut data, &mut rejects, report, &mut windows.counts)?;
                 report.stage_seconds.read_parse += started.elapsed().as_secs_f64();
                 progress.inc(big.size);
                 continue;
@@ -148,7 +147,7 @@ pub(crate) fn parse_and_write(
             }
             let outs = outs?;
             for o in outs.iter().flat_map(|g| &g.objects) {
-                tally(report, o);
+                tally(report, &mut windows.counts, o);
             }
             let deferred: Vec<SourceObject> =
                 outs.iter().flat_map(|g| &g.objects).filter_map(|o| o.deferred.clone()).collect();
@@ -161,7 +160,7 @@ pub(crate) fn parse_and_write(
                 }
                 for o in &deferred {
                     let started = Instant::now();
-                    stream_object(o, rt, &pool, opts, &mut data, &mut rejects, report)?;
+                    stream_object(o, rt, &pool, opts, &mut data, &mut rejects, report, &mut windows.counts)?;
                     report.stage_seconds.read_parse += started.elapsed().as_secs_f64();
                 }
             }
@@ -242,6 +241,7 @@ pub(crate) fn stream_object(
     data: &mut PartitionedWriter,
     rejects: &mut PartitionedWriter,
     report: &mut Report,
+    counts: &mut ObjectTally,
 ) -> Result<(), Error> {
     let block = (opts.window_bytes as usize).max(2 * opts.max_line_bytes + 1);
     let mut raw = o.open_stream(rt, &opts.store.retry)?;
@@ -249,8 +249,12 @@ pub(crate) fn stream_object(
     let mut buf: Vec<u8> = Vec::with_capacity(block);
     let mut line = 1u64;
     let mut parse = opts.parse_options(o, &[]);
-    let reject = |report: &mut Report, data: &mut PartitionedWriter, rejects: &mut PartitionedWriter, out| {
-        tally_chunks(report, &o.name, std::slice::from_ref(&out));
+    let reject = |report: &mut Report,
+                  counts: &mut ObjectTally,
+                  data: &mut PartitionedWriter,
+                  rejects: &mut PartitionedWriter,
+                  out| {
+        tally_chunks(report, counts, &o.name, std::slice::from_ref(&out));
         encode(std::iter::once(out), pool, data, rejects)
     };
     report.objects_read += 1;
@@ -298,14 +302,14 @@ pub(crate) fn stream_object(
             if !ended {
                 let rest = reader.rest(opts.max_line_bytes, o)?;
                 report.bytes_decompressed += reader.read;
-                reject(report, data, rejects, out)?;
+                reject(report, counts, data, rejects, out)?;
                 if !rest.is_empty() {
                     let reason = RejectReason::TooLarge { limit: opts.max_object_bytes };
-                    reject(report, data, rejects, reject_only(&o.name, line, reason, &rest))?;
+                    reject(report, counts, data, rejects, reject_only(&o.name, line, reason, &rest))?;
                 }
                 break;
             }
-            reject(report, data, rejects, out)?;
+            reject(report, counts, data, rejects, out)?;
             continue;
         };
         let piece = &buf[..cut];
@@ -315,7 +319,7 @@ pub(crate) fn stream_object(
         }
         let outs = parse_piece(piece, line, &o.name, parse, pool, opts);
         line += lines_in(piece);
-        tally_chunks(report, &o.name, &outs);
+        tally_chunks(report, counts, &o.name, &outs);
         encode(outs.into_iter(), pool, data, rejects)?;
         buf.drain(..cut);
         if eof {
@@ -325,7 +329,7 @@ pub(crate) fn stream_object(
                 head.extend_from_slice(&rest);
                 head.truncate(opts.max_line_bytes);
                 let reason = RejectReason::TooLarge { limit: opts.max_object_bytes };
-                reject(report, data, rejects, reject_only(&o.name, line, reason, &head))?;
+                reject(report, counts, data, rejects, reject_only(&o.name, line, reason, &head))?;
             }
             break;
         }
