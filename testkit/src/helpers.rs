@@ -130,8 +130,9 @@ impl Rng {
 }
 
 /// Runs `cmd()` again and again: the first `kills` runs are killed with SIGKILL at a random moment
-/// within `window` (a run that ends first is simply done); then runs go to completion until one
-/// exits 0. `after_kill` checks the table between runs. Returns how many runs were killed.
+/// within `window` (a run that ends first is simply done, and the window shrinks to how long it
+/// took); then runs go to completion until one exits 0. `after_kill` checks the table between
+/// runs. Returns how many runs were killed.
 pub fn run_with_kills(
     cmd: impl Fn() -> std::process::Command,
     kills: usize,
@@ -139,11 +140,12 @@ pub fn run_with_kills(
     rng: &mut Rng,
     mut after_kill: impl FnMut(),
 ) -> usize {
-    let mut killed = 0;
+    let (mut killed, mut window) = (0, window);
     for _ in 0..kills {
         let mut child = cmd().stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
-        let at = std::time::Duration::from_millis(rng.below(window.as_millis() as u64));
-        let deadline = std::time::Instant::now() + at;
+        let started = std::time::Instant::now();
+        let at = std::time::Duration::from_millis(rng.below(window.as_millis().max(1) as u64));
+        let deadline = started + at;
         let status = loop {
             if let Some(s) = child.try_wait().unwrap() {
                 break Some(s);
@@ -157,6 +159,11 @@ pub fn run_with_kills(
             child.kill().unwrap();
             child.wait().unwrap();
             killed += 1;
+        } else {
+            // It finished before its moment: runs take this long here now (the machine is busier
+            // or idler than when the window was measured, or less is left to do), so the next
+            // kill is drawn within that.
+            window = started.elapsed();
         }
         after_kill();
     }
