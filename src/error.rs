@@ -19,6 +19,9 @@ pub const EXIT_QUARANTINED: i32 = 69;
 /// Exit code for a broken invariant: a bug in s3logs, not a problem with the input or the
 /// environment (sysexits EX_SOFTWARE).
 pub const EXIT_SOFTWARE: i32 = 70;
+/// Exit code when the operating system refused a resource (threads), not the input, the output or
+/// a bug (sysexits EX_OSERR).
+pub const EXIT_OSERR: i32 = 71;
 /// Exit code when another run holds DEST's lease (or took it over): nothing was committed by
 /// this run; the other run is converting the same objects (sysexits EX_CANTCREAT).
 pub const EXIT_BUSY: i32 = 73;
@@ -64,6 +67,9 @@ pub enum Error {
     /// A broken invariant: a bug, whatever the input.
     #[error("internal error: {0} (a bug in s3logs; please report it)")]
     Internal(String),
+    /// The operating system refused what the run needs (a thread).
+    #[error("{what}: {cause}")]
+    System { what: &'static str, cause: String },
     #[error(
         "{dest} is being converted by another run ({holder}; its lease expires in {expires_in_s}s if not \
          renewed); nothing was done. Try again later, or wait with --lease-wait"
@@ -144,6 +150,7 @@ impl Error {
         match self {
             Error::Usage(_) => EXIT_USAGE,
             Error::Internal(_) => EXIT_SOFTWARE,
+            Error::System { .. } => EXIT_OSERR,
             Error::Read { .. }
             | Error::Store { .. }
             | Error::Decompress { .. }
@@ -170,6 +177,7 @@ mod tests {
         let codes = [
             (Error::Usage("x".into()), EXIT_USAGE),
             (Error::Internal("x".into()), EXIT_SOFTWARE),
+            (Error::System { what: "cannot start parser threads", cause: "x".into() }, EXIT_OSERR),
             (Error::read("f", io()), EXIT_IO),
             (Error::TooManyRejects { rejected: 2, lines: 3, ratio: 0.6, max: 0.5, first: String::new() }, 65),
             (Error::Quarantined { count: 1, first: "f".into() }, EXIT_QUARANTINED),

@@ -86,7 +86,7 @@ pub(crate) fn parse_and_write(
     if let Some(n) = opts.threads {
         pool = pool.num_threads(n.max(1));
     }
-    let pool = pool.build().map_err(|e| Error::Internal(format!("cannot start parser threads: {e}")))?;
+    let pool = pool.build().map_err(|e| Error::System { what: "cannot start parser threads", cause: e.to_string() })?;
     let mut data = PartitionedWriter::new(staging.join("data"), run.to_string(), arrow_schema(), opts.sink.clone())?;
     let mut rejects =
         PartitionedWriter::new(staging.join("rejects"), run.to_string(), reject_schema(), opts.sink.clone())?;
