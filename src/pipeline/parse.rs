@@ -6,8 +6,8 @@ use rayon::prelude::*;
 
 use crate::error::Error;
 use crate::pipeline::options::ConvertOptions;
-use crate::rows::builder::{ChunkOutput, ParseOptions, Rows, parse_chunk};
-use crate::rows::lines::chunks;
+use crate::rows::builder::{ChunkOutput, ParseOptions, Rows, parse_chunk, parse_frame};
+use crate::rows::lines::{Frame, LineFramer, chunks};
 use crate::source::{Fetched, SourceObject};
 
 pub(crate) struct ObjectOutput {
@@ -30,10 +30,10 @@ fn process_object(o: &SourceObject, fetched: Fetched, opts: &ConvertOptions) -> 
         return Ok(ObjectOutput::deferred(o));
     };
     let parse = opts.parse_options(o, &bytes);
-    let chunks = chunks(&bytes, opts.chunk_bytes)
-        .into_par_iter()
-        .map(|c| parse_chunk(&bytes[c.range], c.first_line, &o.name, parse))
-        .collect();
+    let mut chunks = Vec::new();
+    LineFramer::frame_whole(&bytes, opts.max_line_bytes, |frame| {
+        chunks.extend(parse_in_chunks(frame, &o.name, parse, opts.chunk_bytes));
+    });
     Ok(ObjectOutput {
         name: o.name.clone(),
         missing: None,
@@ -120,7 +120,11 @@ pub(crate) fn process_group(
             continue;
         };
         budget -= bytes.len();
-        let counts = rows.parse(&bytes, 1, &o.name, opts.parse_options(o, &bytes));
+        let parse = opts.parse_options(o, &bytes);
+        let mut counts = ChunkOutput::default();
+        LineFramer::frame_whole(&bytes, opts.max_line_bytes, |frame| {
+            counts.add_counts(rows.frame(frame, &o.name, parse));
+        });
         let decoded = bytes.len() as u64;
         let name = o.name.clone();
         outs.push(ObjectOutput { name, missing: None, deferred: None, stored, decoded, chunks: vec![counts] });
@@ -128,21 +132,21 @@ pub(crate) fn process_group(
     Ok(GroupOutput { objects: outs, batches: rows.finish() })
 }
 
-/// Parses a newline-aligned piece of a streamed object, its chunks in parallel.
-pub(crate) fn parse_piece(
-    piece: &[u8],
-    line: u64,
+/// Parses a frame of an object on the current pool: a piece's chunks in parallel, or a line too
+/// long to hold.
+pub(crate) fn parse_in_chunks(
+    frame: Frame<'_>,
     name: &str,
     parse: ParseOptions,
-    pool: &rayon::ThreadPool,
-    opts: &ConvertOptions,
+    chunk_bytes: usize,
 ) -> Vec<ChunkOutput> {
-    pool.install(|| {
-        chunks(piece, opts.chunk_bytes)
+    match frame {
+        Frame::Lines { bytes, first_line } => chunks(bytes, chunk_bytes)
             .into_par_iter()
-            .map(|c| parse_chunk(&piece[c.range], line + c.first_line - 1, name, parse))
-            .collect()
-    })
+            .map(|c| parse_chunk(&bytes[c.range], first_line + c.first_line - 1, name, parse))
+            .collect(),
+        long => vec![parse_frame(long, name, parse)],
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use crate::pipeline::options::ConvertOptions;
 use crate::pipeline::parse::GroupOutput;
 use crate::pipeline::parse::group_bytes;
 use crate::pipeline::parse::groups;
-use crate::pipeline::parse::parse_piece;
+use crate::pipeline::parse::parse_in_chunks;
 use crate::pipeline::parse::process_group;
 use crate::pipeline::prefetch::fetched;
 use crate::pipeline::prefetch::spawn_prefetch;
@@ -25,7 +25,7 @@ use crate::pipeline::stats::{ObjectTally, tally, tally_chunks};
 use crate::report::Report;
 use crate::rows::builder::ChunkOutput;
 use crate::rows::builder::reject_only;
-use crate::rows::lines::lines_in;
+use crate::rows::lines::{Frame, LineFramer};
 use crate::rows::partition::PartitionKey;
 use crate::schema::{arrow_schema, reject_schema};
 use crate::source::read::Capped;
@@ -227,11 +227,14 @@ fn write_parsed(
 }
 
 /// Converts an object too large to hold whole (or of unknown size: standard input, a pipe, a
-/// compressed object whose content is more than [`whole_cap`]): newline-aligned blocks of about a
-/// window each are read, parsed in parallel and encoded in turn, line numbers running on across
-/// blocks. Memory stays at a few blocks whatever the object's size or compression ratio. A line
-/// longer than a block is rejected as it streams past, keeping only its head. Past
-/// `--max-object-bytes` of content, the rest of the object is one reject (`too_large`).
+/// compressed object whose content is more than [`whole_cap`]): it is read in blocks pushed
+/// through the line framer, whose pieces of about a window each are parsed in parallel and
+/// encoded in turn, line numbers running on across pieces. Memory stays at a few blocks whatever
+/// the object's size or compression ratio. A line longer than a piece is rejected as it streams
+/// past, keeping only its head. Past `--max-object-bytes` of content, the rest of the object is
+/// one reject (`too_large`).
+///
+/// [`whole_cap`]: ConvertOptions::whole_cap
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn stream_object(
     o: &SourceObject,
@@ -243,100 +246,53 @@ pub(crate) fn stream_object(
     report: &mut Report,
     counts: &mut ObjectTally,
 ) -> Result<(), Error> {
-    let block = (opts.window_bytes as usize).max(2 * opts.max_line_bytes + 1);
     let mut raw = o.open_stream(rt, &opts.store.retry)?;
     let mut reader = Capped { inner: &mut *raw, left: opts.max_object_bytes, read: 0 };
-    let mut buf: Vec<u8> = Vec::with_capacity(block);
-    let mut line = 1u64;
+    let mut framer = LineFramer::new(opts.window_bytes as usize, opts.max_line_bytes);
     let mut parse = opts.parse_options(o, &[]);
-    let reject = |report: &mut Report,
-                  counts: &mut ObjectTally,
-                  data: &mut PartitionedWriter,
-                  rejects: &mut PartitionedWriter,
-                  out| {
-        tally_chunks(report, counts, &o.name, std::slice::from_ref(&out));
-        encode(std::iter::once(out), pool, data, rejects)
-    };
     report.objects_read += 1;
     report.bytes_read += o.size;
-    loop {
-        let eof = fill(&mut reader, &mut buf, block, o)?;
-        // Cut off by the cap, the object goes on: the lines before its last newline are parsed,
-        // and the partial line with what follows is one reject.
-        let rest = if eof { reader.rest(opts.max_line_bytes, o)? } else { Vec::new() };
-        let cut = if !rest.is_empty() {
-            memchr::memrchr(b'\n', &buf).map_or(0, |i| i + 1)
-        } else if eof {
-            buf.len()
-        } else if let Some(i) = memchr::memrchr(b'\n', &buf) {
-            i + 1
-        } else {
-            // A whole block without a newline: one line longer than the limit. Keep its head,
-            // read past the rest, and go on after its newline.
-            let head = buf[..opts.max_line_bytes].to_vec();
-            let (mut len, mut last) = (buf.len(), buf.last().copied());
-            buf.clear();
-            let ended = loop {
-                if fill(&mut reader, &mut buf, block, o)? && buf.is_empty() {
-                    break false;
-                }
-                match memchr::memchr(b'\n', &buf) {
-                    Some(i) => {
-                        len += i;
-                        last = if i > 0 { Some(buf[i - 1]) } else { last };
-                        buf.drain(..=i);
-                        break true;
-                    }
-                    None => {
-                        len += buf.len();
-                        last = buf.last().copied().or(last);
-                        buf.clear();
-                    }
-                }
-            };
-            // As for every line, a `\r` before the line end is not part of the line.
-            let len = len - usize::from(last == Some(b'\r'));
-            let reason = RejectReason::TooLong { len, limit: opts.max_line_bytes };
-            let out = reject_only(&o.name, line, reason, &head);
-            line += 1;
-            if !ended {
-                let rest = reader.rest(opts.max_line_bytes, o)?;
-                report.bytes_decompressed += reader.read;
-                reject(report, counts, data, rejects, out)?;
-                if !rest.is_empty() {
-                    let reason = RejectReason::TooLarge { limit: opts.max_object_bytes };
-                    reject(report, counts, data, rejects, reject_only(&o.name, line, reason, &rest))?;
-                }
-                break;
-            }
-            reject(report, counts, data, rejects, out)?;
-            continue;
-        };
-        let piece = &buf[..cut];
-        if parse.key_days.is_none() {
-            // An undated object's bound comes from its first record, in its first piece that has one.
-            parse = opts.parse_options(o, piece);
-        }
-        let outs = parse_piece(piece, line, &o.name, parse, pool, opts);
-        line += lines_in(piece);
+    let mut write = |outs: Vec<ChunkOutput>| {
         tally_chunks(report, counts, &o.name, &outs);
-        encode(outs.into_iter(), pool, data, rejects)?;
-        buf.drain(..cut);
+        encode(outs.into_iter(), pool, data, rejects)
+    };
+    let mut take = |frame: Frame<'_>| {
+        if let Frame::Lines { bytes, .. } = frame
+            && parse.key_days.is_none()
+        {
+            // An undated object's bound comes from its first record, in its first piece that has one.
+            parse = opts.parse_options(o, bytes);
+        }
+        write(pool.install(|| parse_in_chunks(frame, &o.name, parse, opts.chunk_bytes)))
+    };
+    let mut block = Vec::with_capacity(READ_BYTES);
+    loop {
+        block.clear();
+        let eof = fill(&mut reader, &mut block, READ_BYTES, o)?;
+        framer.push(&block, &mut take)?;
         if eof {
-            report.bytes_decompressed += reader.read;
-            if !rest.is_empty() {
-                let mut head = std::mem::take(&mut buf);
-                head.extend_from_slice(&rest);
-                head.truncate(opts.max_line_bytes);
-                let reason = RejectReason::TooLarge { limit: opts.max_object_bytes };
-                reject(report, counts, data, rejects, reject_only(&o.name, line, reason, &head))?;
-            }
             break;
         }
     }
+    // Cut off by the cap, the object goes on: the lines before its last newline are parsed, and
+    // the partial line with what follows is one reject.
+    let rest = reader.rest(opts.max_line_bytes, o)?;
+    if rest.is_empty() {
+        framer.finish(&mut take)?;
+    } else {
+        let mut head = framer.cut_off(&mut take)?;
+        head.extend_from_slice(&rest);
+        head.truncate(opts.max_line_bytes);
+        let reason = RejectReason::TooLarge { limit: opts.max_object_bytes };
+        write(vec![reject_only(&o.name, framer.next_line(), reason, &head)])?;
+    }
+    report.bytes_decompressed += reader.read;
     if o.is_stdin() {
         // Standard input and pipes have no size until read: their bytes are counted as read.
         report.bytes_read += reader.read;
     }
     Ok(())
 }
+
+/// Bytes a streamed object is read in, before they are pushed to the line framer.
+const READ_BYTES: usize = 1 << 20;

@@ -18,7 +18,7 @@ use arrow_array::{ArrayRef, RecordBatch};
 
 use crate::access_log::common_layout::Row;
 use crate::access_log::{Cell, LineParser, Parsed, ParsedLine, RejectReason};
-use crate::rows::lines::{Line, for_each_line};
+use crate::rows::lines::{Frame, Line, for_each_line};
 use crate::rows::partition::MAX_BUCKET_FOLDER_NAME;
 use crate::rows::partition::PartitionKey;
 use crate::rows::partition::too_long_for_a_folder;
@@ -246,6 +246,24 @@ impl ChunkOutput {
         self.reject_codes.values().sum()
     }
 
+    /// These batches, with the counts of `counts` (batches come from [`Rows::finish`], counts
+    /// from parsing).
+    fn with_counts(self, counts: ChunkOutput) -> ChunkOutput {
+        ChunkOutput { partitions: self.partitions, rejects: self.rejects, ..counts }
+    }
+
+    /// Adds the counts of another piece parsed into the same builders.
+    pub(crate) fn add_counts(&mut self, other: ChunkOutput) {
+        self.lines += other.lines;
+        self.rows += other.rows;
+        self.lossy_utf8 += other.lossy_utf8;
+        for (code, n) in other.reject_codes {
+            *self.reject_codes.entry(code).or_default() += n;
+        }
+        let room = MAX_SAMPLES.saturating_sub(self.samples.len());
+        self.samples.extend(other.samples.into_iter().take(room));
+    }
+
     /// Counts a reject by its reason code, and keeps it as a sample while there is room.
     fn count_reject(&mut self, source: &str, number: u64, reason: &RejectReason) {
         *self.reject_codes.entry(reason.code()).or_default() += 1;
@@ -326,6 +344,24 @@ impl Rows {
         out
     }
 
+    /// Takes one frame of an object's lines: parses a piece, or rejects a line too long to hold.
+    pub(crate) fn frame(&mut self, frame: Frame<'_>, source: &str, opts: ParseOptions) -> ChunkOutput {
+        match frame {
+            Frame::Lines { bytes, first_line } => self.parse(bytes, first_line, source, opts),
+            Frame::TooLong { number, len, head } => {
+                self.reject(source, number, RejectReason::TooLong { len, limit: opts.max_line_bytes }, head)
+            }
+        }
+    }
+
+    /// Rejects one line (of which `raw` is kept) without parsing it, and returns its counts.
+    fn reject(&mut self, source: &str, number: u64, reason: RejectReason, raw: &[u8]) -> ChunkOutput {
+        self.rejects.append(source, number, &reason, raw);
+        let mut out = ChunkOutput { lines: 1, ..ChunkOutput::default() };
+        out.count_reject(source, number, &reason);
+        out
+    }
+
     /// The finished batches, by partition in partition order, with no counts (those came from
     /// [`Rows::parse`]).
     pub fn finish(mut self) -> ChunkOutput {
@@ -358,19 +394,24 @@ fn partition<'p>(
 
 /// Parses every line of `chunk` (lines numbered from `first_line`) from the object `source`.
 pub fn parse_chunk(chunk: &[u8], first_line: u64, source: &str, opts: ParseOptions) -> ChunkOutput {
-    let mut rows = Rows::with_capacity(chunk.len());
-    let counts = rows.parse(chunk, first_line, source, opts);
-    let batches = rows.finish();
-    ChunkOutput { partitions: batches.partitions, rejects: batches.rejects, ..counts }
+    parse_frame(Frame::Lines { bytes: chunk, first_line }, source, opts)
 }
 
-/// A chunk holding one reject and nothing else: a line too long to hold in memory, rejected while
-/// it streams past with only its first `head` bytes kept.
+/// One frame of the object `source`, parsed into builders of its own.
+pub(crate) fn parse_frame(frame: Frame<'_>, source: &str, opts: ParseOptions) -> ChunkOutput {
+    let bytes = match &frame {
+        Frame::Lines { bytes, .. } => bytes.len(),
+        Frame::TooLong { .. } => 0,
+    };
+    let mut rows = Rows::with_capacity(bytes);
+    let counts = rows.frame(frame, source, opts);
+    rows.finish().with_counts(counts)
+}
+
+/// A chunk holding one reject and nothing else: the rest of an object past `--max-object-bytes`,
+/// of which only the first `head` bytes are kept.
 pub fn reject_only(source: &str, number: u64, reason: RejectReason, head: &[u8]) -> ChunkOutput {
-    let mut rejects = RejectBuilder::new();
-    rejects.append(source, number, &reason, head);
-    let mut out = ChunkOutput { lines: 1, ..ChunkOutput::default() };
-    out.count_reject(source, number, &reason);
-    out.rejects = rejects.finish();
-    out
+    let mut rows = Rows::with_capacity(0);
+    let counts = rows.reject(source, number, reason, head);
+    rows.finish().with_counts(counts)
 }
