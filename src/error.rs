@@ -101,7 +101,7 @@ pub enum Error {
     },
     #[error(
         "{rejected} of {lines} lines were rejected ({ratio:.4}), over --max-reject-ratio {max}; \
-         nothing was committed (first reject: {first})"
+         that batch was not committed (first reject: {first})"
     )]
     TooManyRejects { rejected: u64, lines: u64, ratio: f64, max: f64, first: String },
 }

@@ -1,7 +1,8 @@
 //! What a run did, for people (a summary on stderr) and for schedulers (`--report FILE`, JSON).
 //!
-//! Counts are built from what the parser and the writers report, never re-derived, and always
-//! satisfy `lines_read == rows_written + lines_rejected`.
+//! The report is an output: it is built once, when the run ends, from the run's stats
+//! (`pipeline::stats`), which count what the parser and the writers report, never re-derived;
+//! its counts always satisfy `lines_read == rows_written + lines_rejected`.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +11,6 @@ use serde::Serialize;
 use crate::parquet_sink::WrittenFile;
 use crate::rows::builder::RejectSample;
 
-/// Listing and fetching figures (remote objects only for `fetch`).
 /// An object that could not be read, and why.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Quarantined {
@@ -18,6 +18,7 @@ pub struct Quarantined {
     pub reason: String,
 }
 
+/// Listing and fetching figures (remote objects only for `fetch`).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TransferFigures {
     pub objects: u64,
@@ -191,8 +192,14 @@ impl Report {
                 self.batches_recreated.len()
             ));
         }
-        if !self.committed {
-            s.push_str("s3logs: nothing was committed\n");
+        match (self.committed, self.commits.len()) {
+            (true, _) => {}
+            (false, 0) => s.push_str("s3logs: nothing was committed\n"),
+            (false, n) => s.push_str(&format!(
+                "s3logs: the run stopped after {n} committed batch{} (commits {}); the rest was not committed\n",
+                if n == 1 { "" } else { "es" },
+                self.commits.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+            )),
         }
         s
     }

@@ -5,26 +5,33 @@
 use crate::commit::destination::Destination;
 use crate::commit::ledger::{CommitRecord, Ledger};
 use crate::error::Error;
-use crate::report::Report;
+
+/// What [`recover`] found in the staging area: batches finished (published) and discarded.
+#[derive(Debug, Default)]
+pub(crate) struct Recovered {
+    pub(crate) finished: Vec<String>,
+    pub(crate) discarded: Vec<String>,
+}
 
 /// Finishes what an interrupted run left in the staging area: a batch with a commit record is
 /// published (its files are committed rows), any other is discarded (its objects are not in the
 /// ledger, so they are converted again). Runs only under the lease.
-pub(crate) fn recover(dest: &Destination, ledger: &mut Ledger, report: &mut Report) -> Result<(), Error> {
+pub(crate) fn recover(dest: &Destination, ledger: &mut Ledger) -> Result<Recovered, Error> {
+    let mut recovered = Recovered::default();
     for batch in dest.staged_batches()? {
         if let Some(rec) = ledger.commit_of(&batch) {
             let (seq, paths): (u64, Vec<String>) = (rec.seq, rec.files.iter().map(|f| f.path.clone()).collect());
             dest.publish(&batch, &paths)?;
             ledger.mark_published(dest, seq)?;
             tracing::info!(batch, seq, "finished publishing an interrupted commit");
-            report.batches_finished.push(batch.clone());
+            recovered.finished.push(batch.clone());
         } else {
             tracing::info!(batch, "discarded an uncommitted batch");
-            report.batches_discarded.push(batch.clone());
+            recovered.discarded.push(batch.clone());
         }
         dest.discard_staged(&batch)?;
     }
-    Ok(())
+    Ok(recovered)
 }
 
 /// The files of `rec` that are not in the table.

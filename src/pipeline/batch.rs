@@ -16,10 +16,9 @@ use crate::parquet_sink::WrittenFile;
 use crate::pipeline::feed::BatchWindows;
 use crate::pipeline::feed::Feed;
 use crate::pipeline::options::ConvertOptions;
-use crate::pipeline::stats::ObjectTally;
+use crate::pipeline::stats::{BatchTally, ObjectCounts, RunStats};
 use crate::pipeline::windows::parse_and_write;
 use crate::pipeline::windows::prepare_output;
-use crate::report::Report;
 use crate::source::SourceObject;
 use crate::source::listing::Listing;
 
@@ -55,16 +54,16 @@ pub fn batch_id(objects: &[SourceObject]) -> String {
 pub(crate) fn repair(
     run: &Run,
     ledger: &mut Ledger,
-    report: &mut Report,
+    stats: &mut RunStats,
     progress: &indicatif::ProgressBar,
 ) -> Result<(), Error> {
     let unverified: Vec<CommitRecord> = ledger.unverified().cloned().collect();
     for rec in unverified {
         let missing = missing_files(run.dest, &rec)?;
         if missing.len() == rec.files.len() && !missing.is_empty() {
-            recreate(run, ledger, &rec, &missing, report, progress)?;
+            recreate(run, ledger, &rec, &missing, stats, progress)?;
             tracing::warn!(seq = rec.seq, batch = rec.batch, "a committed batch's files were lost; converted again");
-            report.batches_recreated.push(rec.batch.clone());
+            stats.batches_recreated.push(rec.batch.clone());
         } else if !missing.is_empty() {
             let why = "the others are in the table, so converting its objects again would repeat their rows";
             return Err(lost(run.dest, &rec, &missing, why.into()));
@@ -81,7 +80,7 @@ fn recreate(
     ledger: &mut Ledger,
     rec: &CommitRecord,
     missing: &[String],
-    report: &mut Report,
+    stats: &mut RunStats,
     progress: &indicatif::ProgressBar,
 ) -> Result<(), Error> {
     let dest = run.dest;
@@ -109,7 +108,7 @@ fn recreate(
     let mut feed = Feed::new(&mut listing);
     let opts = ConvertOptions { batch_bytes: u64::MAX, ..run.opts.clone() };
     let again = Run { opts: &opts, rt: run.rt, dest, lease: run.lease, owner: run.owner.clone() };
-    let Staged { staged, .. } = stage_batch(&again, &mut feed, &Ledger::default(), Some(&rec.batch), report, progress)?
+    let Staged { staged, .. } = stage_batch(&again, &mut feed, &Ledger::default(), Some(&rec.batch), stats, progress)?
         .ok_or_else(|| fail("its log objects gave no lines when converted again".into()))?;
     let shape = |mut v: Vec<(String, u64)>| {
         v.sort();
@@ -142,7 +141,9 @@ struct Staged<'d> {
     staged: StagedBatch<'d>,
     objects: Vec<SourceObject>,
     /// The line counts of its objects, for its commit record.
-    counts: ObjectTally,
+    counts: std::collections::BTreeMap<String, ObjectCounts>,
+    /// Objects listed but gone when fetched: not recorded.
+    missing: Vec<String>,
     /// Objects of the batch that could not be read, and why: recorded, none of their lines written.
     quarantined: Vec<(SourceObject, String)>,
     /// When staging began (the commit stage's time runs from there).
@@ -158,20 +159,18 @@ fn stage_batch<'d>(
     feed: &mut Feed,
     ledger: &Ledger,
     name: Option<&str>,
-    report: &mut Report,
+    stats: &mut RunStats,
     progress: &indicatif::ProgressBar,
 ) -> Result<Option<Staged<'d>>, Error> {
     let (opts, dest) = (run.opts, run.dest);
-    let provisional = format!("new-{}-{}", std::process::id(), report.commits.len() + report.batches_recreated.len());
-    let (lines_before, rejected_before) = (report.lines_read, report.lines_rejected);
+    let provisional = format!("new-{}-{}", std::process::id(), stats.commits.len() + stats.batches_recreated.len());
     // An object that cannot be read (corrupt, unreadable) is quarantined, and the batch is made
-    // again without it from the start: its other objects are drawn again, the report goes back
-    // to how it stood, so no line of the bad object reaches the batch's files.
+    // again without it from the start: its other objects are drawn again, and the attempt's
+    // tally is dropped, so no line of the bad object reaches the batch's files or the run's stats.
     let mut quarantined: Vec<(SourceObject, String)> = Vec::new();
-    let (local, objects, counts, data, rejects) = loop {
+    let (local, objects, mut tally, data, rejects) = loop {
         // Dropped on any way out before staging, it removes what it wrote.
         let local = LocalBatch::new(dest, provisional.clone());
-        let saved = report.clone();
         let mut windows = BatchWindows {
             feed: &mut *feed,
             ledger,
@@ -179,19 +178,21 @@ fn stage_batch<'d>(
             batch_bytes: opts.batch_bytes.max(1),
             taken: Vec::new(),
             taken_bytes: 0,
-            counts: ObjectTally::default(),
+            tally: BatchTally::default(),
+            objects_before: stats.objects_read,
         };
-        let written = prepare_output(dest, local.folder()).and_then(|()| {
-            parse_and_write(&mut windows, run.rt, opts, local.folder(), local.provisional(), report, progress)
-        });
-        let (objects, counts) = (std::mem::take(&mut windows.taken), std::mem::take(&mut windows.counts));
+        let written = prepare_output(dest, local.folder())
+            .and_then(|()| parse_and_write(&mut windows, run.rt, opts, local.folder(), local.provisional(), progress));
+        let (objects, tally) = (std::mem::take(&mut windows.taken), std::mem::take(&mut windows.tally));
         match written {
-            Ok((data, rejects)) => break (local, objects, counts, data, rejects),
+            Ok((data, rejects)) => break (local, objects, tally, data, rejects),
             Err(e) => {
                 drop(local);
-                let Some(bad) = unreadable_object(&e, &objects) else { return Err(e) };
+                let Some(bad) = unreadable_object(&e, &objects) else {
+                    stats.add_batch(tally);
+                    return Err(e);
+                };
                 tracing::warn!(object = objects[bad].name, error = %e, "quarantined: cannot be read");
-                *report = saved;
                 let mut again: std::collections::VecDeque<SourceObject> = Default::default();
                 for (i, o) in objects.into_iter().enumerate() {
                     if i == bad {
@@ -211,20 +212,20 @@ fn stage_batch<'d>(
     }
     let all: Vec<SourceObject> = objects.iter().chain(quarantined.iter().map(|(o, _)| o)).cloned().collect();
     let batch = name.map_or_else(|| batch_id(&all), str::to_string);
-    let (lines, rejected) = (report.lines_read - lines_before, report.lines_rejected - rejected_before);
+    let (counts, missing) = (std::mem::take(&mut tally.objects), tally.objects_missing.clone());
+    let (lines, rejected) = (tally.lines.read, tally.lines.rejected);
+    let first = tally.lines.samples.first().map(|s| format!("{}:{}: {}", s.source_object, s.source_line, s.reason));
+    stats.add_batch(tally);
     let ratio = if lines == 0 { 0.0 } else { rejected as f64 / lines as f64 };
     if ratio > opts.max_reject_ratio {
-        let first = report
-            .reject_samples
-            .first()
-            .map_or(String::new(), |s| format!("{}:{}: {}", s.source_object, s.source_line, s.reason));
+        let first = first.unwrap_or_default();
         return Err(Error::TooManyRejects { rejected, lines, ratio, max: opts.max_reject_ratio, first });
     }
     let files: Vec<WrittenFile> =
         with_prefix("data", data).into_iter().chain(with_prefix("rejects", rejects)).collect();
     let started = Instant::now();
     let staged = local.stage(&batch, files, opts.upload_part_bytes, run.lease)?;
-    Ok(Some(Staged { staged, objects, counts, quarantined, started }))
+    Ok(Some(Staged { staged, objects, counts, missing, quarantined, started }))
 }
 
 /// Which of `objects` an error is the fault of, when it is that object's own and will not go
@@ -249,15 +250,15 @@ pub(crate) fn convert_batch(
     run: &Run,
     feed: &mut Feed,
     ledger: &mut Ledger,
-    report: &mut Report,
+    stats: &mut RunStats,
     progress: &indicatif::ProgressBar,
 ) -> Result<bool, Error> {
-    let Some(Staged { staged, objects, counts, quarantined, started }) =
-        stage_batch(run, feed, ledger, None, report, progress)?
+    let Some(Staged { staged, objects, counts, missing, quarantined, started }) =
+        stage_batch(run, feed, ledger, None, stats, progress)?
     else {
         return Ok(false);
     };
-    let missing: std::collections::HashSet<&str> = report.objects_missing.iter().map(String::as_str).collect();
+    let missing: std::collections::HashSet<&str> = missing.iter().map(String::as_str).collect();
     let entries = objects
         .iter()
         .filter(|o| !o.is_stdin() && !missing.contains(o.name.as_str()))
@@ -294,19 +295,19 @@ pub(crate) fn convert_batch(
         files: staged.files().iter().map(FileEntry::from).collect(),
     };
     let committed = staged.commit(ledger, rec)?;
-    report.commits.push(committed.seq());
+    stats.commits.push(committed.seq());
     // Past the commit point the batch is committed whatever happens: a failure here leaves its
     // files for the next run to publish, which a scheduler gets by retrying.
     let files = committed.publish(ledger)?;
-    report.stage_seconds.commit += started.elapsed().as_secs_f64();
-    report
+    stats.stage_seconds.commit += started.elapsed().as_secs_f64();
+    stats
         .objects_quarantined
         .extend(quarantined.into_iter().map(|(o, reason)| crate::report::Quarantined { name: o.name, reason }));
     for f in files {
         if f.path.starts_with("data/") {
-            report.files_written.push(f);
+            stats.files_written.push(f);
         } else {
-            report.reject_files_written.push(f);
+            stats.reject_files_written.push(f);
         }
     }
     Ok(true)

@@ -4,7 +4,7 @@
 use crate::commit::ledger::{Ledger, Verdict};
 use crate::error::Error;
 use crate::pipeline::options::alone;
-use crate::pipeline::stats::ObjectTally;
+use crate::pipeline::stats::BatchTally;
 use crate::source::SourceObject;
 use crate::source::listing::Listing;
 
@@ -62,8 +62,10 @@ pub(crate) struct BatchWindows<'f, 'a> {
     pub(crate) batch_bytes: u64,
     pub(crate) taken: Vec<SourceObject>,
     pub(crate) taken_bytes: u64,
-    /// The line counts of the objects taken, for the batch's commit record.
-    pub(crate) counts: ObjectTally,
+    /// What the objects taken gave, for the batch's commit record and the run's stats.
+    pub(crate) tally: BatchTally,
+    /// Objects the run read before this batch (for the progress bar).
+    pub(crate) objects_before: u64,
 }
 
 impl BatchWindows<'_, '_> {

@@ -35,6 +35,7 @@ use crate::pipeline::batch::Run;
 use crate::pipeline::batch::convert_batch;
 use crate::pipeline::batch::repair;
 use crate::pipeline::feed::Feed;
+use crate::pipeline::stats::RunStats;
 use crate::pipeline::stats::progress_bar;
 use crate::report::{PlannedObject, Report, TransferFigures};
 use crate::source::listing::Listing;
@@ -57,13 +58,12 @@ pub fn run(opts: &ConvertOptions) -> Result<Report, Error> {
 /// committed before it (`commits`), the lines read, and `committed: false`.
 pub fn run_reporting(opts: &ConvertOptions) -> (Report, Result<(), Error>) {
     let started = Instant::now();
-    let mut report = Report::default();
-    let outcome = run_into(opts, &mut report);
-    report.duration_s = started.elapsed().as_secs_f64();
-    (report, outcome)
+    let mut stats = RunStats::default();
+    let outcome = run_into(opts, &mut stats);
+    (stats.report(started.elapsed().as_secs_f64()), outcome)
 }
 
-fn run_into(opts: &ConvertOptions, report: &mut Report) -> Result<(), Error> {
+fn run_into(opts: &ConvertOptions, stats: &mut RunStats) -> Result<(), Error> {
     if !(0.0..=1.0).contains(&opts.max_reject_ratio) {
         return Err(Error::Usage(format!("--max-reject-ratio {} is not between 0 and 1", opts.max_reject_ratio)));
     }
@@ -79,10 +79,10 @@ fn run_into(opts: &ConvertOptions, report: &mut Report) -> Result<(), Error> {
     }
     let opts = &ConvertOptions { store: store.clone(), ..opts.clone() };
     let dest = Destination::parse(&opts.output.to_string_lossy(), &store, rt.as_ref())?;
-    report.output = dest.display();
+    stats.output = dest.display();
     let mut listing = Listing::start(&opts.sources, dest.local_root(), &store, rt.as_ref(), opts.key_dates);
-    let outcome = convert_listed(opts, rt.as_ref(), &dest, &mut listing, report);
-    report.listing = TransferFigures { objects: listing.objects, bytes: listing.bytes, seconds: listing.seconds };
+    let outcome = convert_listed(opts, rt.as_ref(), &dest, &mut listing, stats);
+    stats.listing = TransferFigures { objects: listing.objects, bytes: listing.bytes, seconds: listing.seconds };
     tracing::info!(objects = listing.objects, bytes = listing.bytes, seconds = listing.seconds, "listed");
     outcome
 }
@@ -93,31 +93,31 @@ fn convert_listed(
     rt: Option<&tokio::runtime::Runtime>,
     dest: &Destination,
     listing: &mut Listing,
-    report: &mut Report,
+    stats: &mut RunStats,
 ) -> Result<(), Error> {
     // Look for new objects without the lease first: a run with nothing to do writes nothing at all.
     let state_started = Instant::now();
     let ledger = Ledger::load(dest)?;
-    report.stage_seconds.state = state_started.elapsed().as_secs_f64();
+    stats.stage_seconds.state = state_started.elapsed().as_secs_f64();
     let mut feed = Feed::new(listing);
     feed.retry_quarantined = opts.retry_quarantined;
-    let finish = |feed: &Feed, report: &mut Report| {
-        report.objects_skipped = feed.skipped;
-        report.objects_changed = feed.changed.clone();
+    let finish = |feed: &Feed, stats: &mut RunStats| {
+        stats.objects_skipped = feed.skipped;
+        stats.objects_changed = feed.changed.clone();
     };
     if opts.dry_run {
-        report.dry_run = true;
+        stats.dry_run = true;
         while let Some(o) = feed.next_new(&ledger)? {
-            report.would_convert.push(PlannedObject { name: o.name.clone(), size: o.size });
+            stats.would_convert.push(PlannedObject { name: o.name.clone(), size: o.size });
         }
-        finish(&feed, report);
+        finish(&feed, stats);
         return Ok(());
     }
     let first = feed.next_new(&ledger)?;
     if first.is_none() && dest.staged_batches()?.is_empty() && !needs_repair(dest, &ledger)? {
-        finish(&feed, report);
-        report.nothing_new = true;
-        report.committed = true;
+        finish(&feed, stats);
+        stats.nothing_new = true;
+        stats.committed = true;
         return Ok(());
     }
 
@@ -126,11 +126,13 @@ fn convert_listed(
     // Under the lease the ledger is read again: a run that just finished may have converted some.
     let state_started = Instant::now();
     let mut ledger = Ledger::load(dest)?;
-    recover(dest, &mut ledger, report)?;
-    report.stage_seconds.state += state_started.elapsed().as_secs_f64();
+    let recovered = recover(dest, &mut ledger)?;
+    stats.batches_finished.extend(recovered.finished);
+    stats.batches_discarded.extend(recovered.discarded);
+    stats.stage_seconds.state += state_started.elapsed().as_secs_f64();
     let run = Run { opts, rt, dest, lease: &lease, owner: lease.owner().to_string() };
     let progress = progress_bar(opts.progress);
-    repair(&run, &mut ledger, report, &progress)?;
+    repair(&run, &mut ledger, stats, &progress)?;
     match first {
         Some(o) if ledger.classify(&o, opts.retry_quarantined) == Verdict::New => feed.peeked = Some(o),
         Some(_) => feed.skipped += 1,
@@ -138,19 +140,19 @@ fn convert_listed(
     }
     let mut outcome = Ok(true);
     while let Ok(true) = outcome {
-        outcome = convert_batch(&run, &mut feed, &mut ledger, report, &progress);
+        outcome = convert_batch(&run, &mut feed, &mut ledger, stats, &progress);
     }
     progress.finish_and_clear();
-    finish(&feed, report);
-    report.retries = opts.store.retry.metrics.retries();
+    finish(&feed, stats);
+    stats.retries = opts.store.retry.metrics.retries();
     outcome?;
     if dest.staged_batches()?.is_empty() {
         ledger.maybe_checkpoint(dest)?;
     }
     lease.release();
-    report.committed = true;
-    match report.objects_quarantined.first() {
-        Some(q) => Err(Error::Quarantined { count: report.objects_quarantined.len(), first: q.name.clone() }),
+    stats.committed = true;
+    match stats.objects_quarantined.first() {
+        Some(q) => Err(Error::Quarantined { count: stats.objects_quarantined.len(), first: q.name.clone() }),
         None => Ok(()),
     }
 }

@@ -21,8 +21,7 @@ use crate::pipeline::parse::parse_in_chunks;
 use crate::pipeline::parse::process_group;
 use crate::pipeline::prefetch::fetched;
 use crate::pipeline::prefetch::spawn_prefetch;
-use crate::pipeline::stats::{ObjectTally, tally, tally_chunks};
-use crate::report::Report;
+use crate::pipeline::stats::BatchTally;
 use crate::rows::builder::ChunkOutput;
 use crate::rows::builder::reject_only;
 use crate::rows::lines::{Frame, LineFramer};
@@ -79,7 +78,6 @@ pub(crate) fn parse_and_write(
     opts: &ConvertOptions,
     staging: &Path,
     run: &str,
-    report: &mut Report,
     progress: &indicatif::ProgressBar,
 ) -> Result<Written, Error> {
     let mut pool = rayon::ThreadPoolBuilder::new();
@@ -107,11 +105,11 @@ pub(crate) fn parse_and_write(
             progress.set_length(windows.feed.listing.bytes);
             if let Some(big) = opts.streamed(&window) {
                 if let Some(p) = parsed.take() {
-                    write_parsed(p, &pool, &mut data, &mut rejects, report, progress)?;
+                    write_parsed(p, &pool, &mut data, &mut rejects, windows, progress)?;
                 }
                 let started = Instant::now();
-                stream_object(big, rt, &pool, opts, &mut data, &mut rejects, report, &mut windows.counts)?;
-                report.stage_seconds.read_parse += started.elapsed().as_secs_f64();
+                stream_object(big, rt, &pool, opts, &mut data, &mut rejects, &mut windows.tally)?;
+                windows.tally.read_parse_seconds += started.elapsed().as_secs_f64();
                 progress.inc(big.size);
                 continue;
             }
@@ -119,11 +117,12 @@ pub(crate) fn parse_and_write(
             let fetched = fetched(&window, rt, this)?;
             if window.iter().any(SourceObject::is_remote) {
                 // Time spent waiting for downloads, beyond what overlapped with the previous window.
-                report.fetch.seconds += started.elapsed().as_secs_f64();
+                let fetch = &mut windows.tally.fetch;
+                fetch.seconds += started.elapsed().as_secs_f64();
                 for f in &fetched {
                     if let Fetched::Bytes(b) = f {
-                        report.fetch.objects += 1;
-                        report.fetch.bytes += b.len() as u64;
+                        fetch.objects += 1;
+                        fetch.bytes += b.len() as u64;
                     }
                 }
             }
@@ -141,13 +140,13 @@ pub(crate) fn parse_and_write(
             let previous = parsed.take();
             let ((outs, parse_seconds), written) =
                 rayon::join(parse, || previous.map(|p| encode_parsed(p, &pool, &mut data, &mut rejects)));
-            report.stage_seconds.read_parse += parse_seconds;
+            windows.tally.read_parse_seconds += parse_seconds;
             if let Some(w) = written {
-                finish_window(w?, report, progress);
+                finish_window(w?, windows, progress);
             }
             let outs = outs?;
             for o in outs.iter().flat_map(|g| &g.objects) {
-                tally(report, &mut windows.counts, o);
+                windows.tally.object(o);
             }
             let deferred: Vec<SourceObject> =
                 outs.iter().flat_map(|g| &g.objects).filter_map(|o| o.deferred.clone()).collect();
@@ -156,17 +155,17 @@ pub(crate) fn parse_and_write(
                 // Their content was too large to hold whole: streamed after the rest of the
                 // window is written.
                 if let Some(p) = parsed.take() {
-                    write_parsed(p, &pool, &mut data, &mut rejects, report, progress)?;
+                    write_parsed(p, &pool, &mut data, &mut rejects, windows, progress)?;
                 }
                 for o in &deferred {
                     let started = Instant::now();
-                    stream_object(o, rt, &pool, opts, &mut data, &mut rejects, report, &mut windows.counts)?;
-                    report.stage_seconds.read_parse += started.elapsed().as_secs_f64();
+                    stream_object(o, rt, &pool, opts, &mut data, &mut rejects, &mut windows.tally)?;
+                    windows.tally.read_parse_seconds += started.elapsed().as_secs_f64();
                 }
             }
         }
         if let Some(p) = parsed.take() {
-            write_parsed(p, &pool, &mut data, &mut rejects, report, progress)?;
+            write_parsed(p, &pool, &mut data, &mut rejects, windows, progress)?;
         }
         Ok(())
     })?;
@@ -175,7 +174,7 @@ pub(crate) fn parse_and_write(
         (Ok(data), Ok(rejects)) => Ok((data, rejects)),
         (Err(e), _) | (_, Err(e)) => Err(e),
     });
-    report.stage_seconds.encode += started.elapsed().as_secs_f64();
+    windows.tally.encode_seconds += started.elapsed().as_secs_f64();
     written
 }
 
@@ -186,7 +185,7 @@ struct Parsed {
     pub(crate) outs: Vec<GroupOutput>,
 }
 
-/// A window encoded: what the report and progress bar learn of it.
+/// A window encoded: what the stats and progress bar learn of it.
 struct Encoded {
     pub(crate) objects: usize,
     pub(crate) bytes: u64,
@@ -205,11 +204,11 @@ fn encode_parsed(
     Ok(Encoded { objects: p.objects, bytes: p.bytes, seconds: started.elapsed().as_secs_f64() })
 }
 
-fn finish_window(w: Encoded, report: &mut Report, progress: &indicatif::ProgressBar) {
-    report.stage_seconds.encode += w.seconds;
+fn finish_window(w: Encoded, windows: &mut BatchWindows, progress: &indicatif::ProgressBar) {
+    windows.tally.encode_seconds += w.seconds;
     progress.inc(w.bytes);
-    progress.set_message(format!("{} objects", report.objects_read));
-    tracing::debug!(objects = w.objects, rows = report.rows_written, "window written");
+    progress.set_message(format!("{} objects", windows.objects_before + windows.tally.objects_read));
+    tracing::debug!(objects = w.objects, rows = windows.tally.lines.rows, "window written");
 }
 
 /// Encodes a parsed window on its own (the last one, or one before a streamed object).
@@ -218,11 +217,11 @@ fn write_parsed(
     pool: &rayon::ThreadPool,
     data: &mut PartitionedWriter,
     rejects: &mut PartitionedWriter,
-    report: &mut Report,
+    windows: &mut BatchWindows,
     progress: &indicatif::ProgressBar,
 ) -> Result<(), Error> {
     let w = encode_parsed(p, pool, data, rejects)?;
-    finish_window(w, report, progress);
+    finish_window(w, windows, progress);
     Ok(())
 }
 
@@ -243,17 +242,16 @@ pub(crate) fn stream_object(
     opts: &ConvertOptions,
     data: &mut PartitionedWriter,
     rejects: &mut PartitionedWriter,
-    report: &mut Report,
-    counts: &mut ObjectTally,
+    tally: &mut BatchTally,
 ) -> Result<(), Error> {
     let mut raw = o.open_stream(rt, &opts.store.retry)?;
     let mut reader = Capped { inner: &mut *raw, left: opts.max_object_bytes, read: 0 };
     let mut framer = LineFramer::new(opts.window_bytes as usize, opts.max_line_bytes);
     let mut parse = opts.parse_options(o, &[]);
-    report.objects_read += 1;
-    report.bytes_read += o.size;
+    tally.objects_read += 1;
+    tally.bytes_read += o.size;
     let mut write = |outs: Vec<ChunkOutput>| {
-        tally_chunks(report, counts, &o.name, &outs);
+        tally.chunks(&o.name, &outs);
         encode(outs.into_iter(), pool, data, rejects)
     };
     let mut take = |frame: Frame<'_>| {
@@ -286,10 +284,10 @@ pub(crate) fn stream_object(
         let reason = RejectReason::TooLarge { limit: opts.max_object_bytes };
         write(vec![reject_only(&o.name, framer.next_line(), reason, &head)])?;
     }
-    report.bytes_decompressed += reader.read;
+    tally.bytes_decompressed += reader.read;
     if o.is_stdin() {
         // Standard input and pipes have no size until read: their bytes are counted as read.
-        report.bytes_read += reader.read;
+        tally.bytes_read += reader.read;
     }
     Ok(())
 }

@@ -293,6 +293,33 @@ fn too_many_rejects_fails_with_its_own_code_and_commits_nothing() {
     assert_eq!(read_rows(&dest.join("rejects")).len(), 2);
 }
 
+/// The gate looks at each batch on its own: a batch over the ratio stops the run after the
+/// batches before it were committed, and the error's sample is one of its own lines, not the
+/// first reject of the run (which an earlier batch, under the ratio, had).
+#[test]
+fn the_reject_gate_counts_and_samples_the_batch_it_stops() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("logs");
+    std::fs::create_dir(&src).unwrap();
+    let good = std::fs::read_to_string(testdata().join(OBJ_A)).unwrap();
+    std::fs::write(src.join("a-mostly-good.log"), format!("{good}{good}{good}not a log line\n")).unwrap();
+    std::fs::write(src.join("b-junk.log"), "junk\nmore junk\nstill junk\n").unwrap();
+    let dest = tmp.path().join("out");
+    let report = tmp.path().join("r.json");
+    let args = ["--max-reject-ratio", "0.1", "--batch-size", "1", "--report", report.to_str().unwrap()];
+    let out = convert(&src, &dest, &args);
+    assert_eq!(out.status.code(), Some(65), "{}", stderr(&out));
+    let err = stderr(&out);
+    let error = err.lines().find(|l| l.starts_with("s3logs: error:")).unwrap_or_default();
+    assert!(error.contains("3 of 3 lines were rejected") && error.contains("b-junk.log:1"), "{err}");
+    assert!(error.contains("that batch was not committed"), "{err}");
+    assert!(err.contains("stopped after 1 committed batch (commits 1)"), "{err}");
+    let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["commits"], serde_json::json!([1]));
+    assert_eq!((r["lines_read"].as_u64(), r["lines_rejected"].as_u64()), (Some(28), Some(4)));
+    assert_eq!(read_rows(&dest.join("data")).len(), 24);
+}
+
 #[test]
 fn io_and_usage_errors_are_one_clear_message_and_a_distinct_code() {
     let tmp = tempfile::tempdir().unwrap();
