@@ -106,6 +106,11 @@ struct ConvertArgs {
     /// A quarantined object that changed since is read again anyway.
     #[arg(long)]
     retry_quarantined: bool,
+    /// A source that lists no log object (in the --since/--until range) is not an error. Without
+    /// it, such a source stops the run with exit code 66: a misspelled prefix or an empty folder
+    /// must not pass for "nothing new". Pass it for a job that may run before the first delivery.
+    #[arg(long)]
+    allow_empty: bool,
     /// A line longer than this is a reject.
     #[arg(long, default_value = "1MiB", value_parser = parse_size, value_name = "SIZE")]
     max_line_bytes: u64,
@@ -271,6 +276,7 @@ impl ConvertArgs {
             batch_bytes: self.batch_size,
             dry_run: self.dry_run,
             retry_quarantined: self.retry_quarantined,
+            allow_empty: self.allow_empty,
             key_date_slack: self.key_date_slack.0,
             lease: LeaseOptions {
                 ttl: std::time::Duration::from_secs(self.lease_ttl.max(1)),

@@ -12,6 +12,9 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_USAGE: i32 = 2;
 /// Exit code when more lines were rejected than `--max-reject-ratio` allows (sysexits EX_DATAERR).
 pub const EXIT_TOO_MANY_REJECTS: i32 = 65;
+/// Exit code when a source lists no log object: a misspelled bucket prefix or an empty folder,
+/// unless `--allow-empty` says that can be expected (sysexits EX_NOINPUT).
+pub const EXIT_NOINPUT: i32 = 66;
 /// Exit code when some objects could not be read (corrupt, unreadable) and were quarantined:
 /// everything else was committed; retrying does not help until they are fixed (sysexits
 /// EX_UNAVAILABLE).
@@ -43,6 +46,11 @@ pub enum Error {
     },
     #[error("cannot read {url}: {cause}")]
     Store { url: String, cause: String },
+    #[error(
+        "{url} lists no log object{range}: check the bucket, prefix or folder (and --since/--until), \
+         or pass --allow-empty where an empty source is expected"
+    )]
+    NoInput { url: String, range: String },
     #[error("{url}: {cause} (retries exhausted; a later run may succeed)")]
     Temporary { url: String, cause: String },
     #[error("cannot decompress {path} ({format}): {cause}")]
@@ -160,6 +168,7 @@ impl Error {
             | Error::CommittedFilesMissing(_) => EXIT_IO,
             Error::Busy { .. } | Error::LeaseLost { .. } => EXIT_BUSY,
             Error::TooManyRejects { .. } => EXIT_TOO_MANY_REJECTS,
+            Error::NoInput { .. } => EXIT_NOINPUT,
             Error::Quarantined { .. } => EXIT_QUARANTINED,
             Error::Temporary { .. } | Error::Unpublished { .. } => EXIT_TEMPFAIL,
         }
@@ -181,6 +190,7 @@ mod tests {
             (Error::read("f", io()), EXIT_IO),
             (Error::TooManyRejects { rejected: 2, lines: 3, ratio: 0.6, max: 0.5, first: String::new() }, 65),
             (Error::Quarantined { count: 1, first: "f".into() }, EXIT_QUARANTINED),
+            (Error::NoInput { url: "s".into(), range: String::new() }, EXIT_NOINPUT),
             (Error::LeaseLost { dest: "d".into() }, EXIT_BUSY),
             (Error::Temporary { url: "u".into(), cause: "c".into() }, EXIT_TEMPFAIL),
         ];

@@ -108,44 +108,65 @@ pub struct Report {
     pub duration_s: f64,
 }
 
+/// `n` and the noun, singular or plural: "1 line", "2 lines".
+fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn objects(n: impl Into<u64>) -> String {
+    count(n, "object", "objects")
+}
+
+fn lines(n: u64) -> String {
+    count(n, "line", "lines")
+}
+
 impl Report {
     /// The human summary printed on stderr.
     pub fn summary(&self) -> String {
         if self.dry_run {
             let bytes: u64 = self.would_convert.iter().map(|o| o.size).sum();
             return format!(
-                "s3logs: dry run: would convert {} objects ({bytes} bytes); {} already converted; nothing written\n",
-                self.would_convert.len(),
+                "s3logs: dry run: would convert {} ({bytes} bytes); {} already converted; nothing written\n",
+                objects(self.would_convert.len() as u64),
                 self.objects_skipped
+            );
+        }
+        if self.nothing_new && self.listing.objects == 0 {
+            return format!(
+                "s3logs: nothing to convert: the sources list no log object (--allow-empty); nothing written to {}\n",
+                self.output
             );
         }
         if self.nothing_new {
             return format!(
-                "s3logs: nothing new: {} objects listed, all converted before; nothing written to {}\n",
-                self.objects_skipped, self.output
+                "s3logs: nothing new: {} listed, all converted before; nothing written to {}\n",
+                objects(self.objects_skipped),
+                self.output
             );
         }
         let dates: std::collections::BTreeSet<&str> = self.files_written.iter().map(|f| f.dt.as_str()).collect();
         let mut s = format!(
-            "s3logs: read {} objects ({} bytes, {} decompressed), {} lines in {:.2}s\n\
-             s3logs: {} rows -> {} files in {} dt partitions under {}/data\n\
-             s3logs: {} lines rejected{}, {} lines with invalid UTF-8 kept with U+FFFD\n",
-            self.objects_read,
+            "s3logs: read {} ({} bytes, {} decompressed), {} in {:.2}s\n\
+             s3logs: {} -> {} in {} under {}/data\n\
+             s3logs: {} rejected{}, {} with invalid UTF-8 kept with U+FFFD\n",
+            objects(self.objects_read),
             self.bytes_read,
             self.bytes_decompressed,
-            self.lines_read,
+            lines(self.lines_read),
             self.duration_s,
-            self.rows_written,
-            self.files_written.len(),
-            dates.len(),
+            count(self.rows_written, "row", "rows"),
+            count(self.files_written.len() as u64, "file", "files"),
+            count(dates.len() as u64, "dt partition", "dt partitions"),
             self.output,
-            self.lines_rejected,
+            lines(self.lines_rejected),
             if self.lines_rejected > 0 && self.committed {
                 format!(" (in {}/rejects)", self.output)
             } else {
                 String::new()
             },
-            self.lines_lossy_utf8,
+            lines(self.lines_lossy_utf8),
         );
         for (code, n) in &self.reject_reasons {
             s.push_str(&format!("s3logs:   {n} {code}\n"));
@@ -155,26 +176,26 @@ impl Report {
         }
         if let Some(q) = self.objects_quarantined.first() {
             s.push_str(&format!(
-                "s3logs: {} objects could not be read and were quarantined (the rest was committed), e.g. {}: {}\n",
-                self.objects_quarantined.len(),
+                "s3logs: {} could not be read, quarantined (the rest was committed), e.g. {}: {}\n",
+                objects(self.objects_quarantined.len() as u64),
                 q.name,
                 q.reason
             ));
         }
         if !self.objects_missing.is_empty() {
             s.push_str(&format!(
-                "s3logs: {} objects were listed but gone when fetched, e.g. {}\n",
-                self.objects_missing.len(),
+                "s3logs: {} listed but gone when fetched, e.g. {}\n",
+                objects(self.objects_missing.len() as u64),
                 self.objects_missing[0]
             ));
         }
         if self.objects_skipped > 0 {
-            s.push_str(&format!("s3logs: {} objects skipped, converted by earlier runs\n", self.objects_skipped));
+            s.push_str(&format!("s3logs: {} skipped, converted by earlier runs\n", objects(self.objects_skipped)));
         }
         if !self.objects_changed.is_empty() {
             s.push_str(&format!(
-                "s3logs: {} objects changed since they were converted, not converted again, e.g. {}\n",
-                self.objects_changed.len(),
+                "s3logs: {} changed since their conversion, not converted again, e.g. {}\n",
+                objects(self.objects_changed.len() as u64),
                 self.objects_changed[0]
             ));
         }

@@ -46,6 +46,8 @@ pub struct ConvertOptions {
     pub dry_run: bool,
     /// Read quarantined objects again, even unchanged.
     pub retry_quarantined: bool,
+    /// A source that lists no object is not an error (it is, exit 66, by default).
+    pub allow_empty: bool,
     /// A record more than this many days from its object's key date is a reject; `None`: no
     /// bound.
     pub key_date_slack: Option<u32>,
@@ -114,6 +116,7 @@ impl Default for ConvertOptions {
             batch_bytes: 4 << 30,
             dry_run: false,
             retry_quarantined: false,
+            allow_empty: false,
             key_date_slack: Some(31),
             lease: LeaseOptions::default(),
         }

@@ -12,6 +12,7 @@ use futures::TryStreamExt;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectMeta, ObjectStore};
 
+use crate::access_log::time;
 use crate::error::Error;
 use crate::source::KeyDates;
 use crate::source::Location;
@@ -137,20 +138,23 @@ impl Listing {
     /// Starts listing `sources`: each directory walked recursively in sorted order, each `s3://`
     /// prefix listed in key order, page by page. Files under `exclude` (the output folder)
     /// are skipped. With `dates`, only objects whose file name starts with a date in range are kept
-    /// (standard input is always read). `rt` runs the listing of `s3://` sources.
+    /// (standard input is always read). `rt` runs the listing of `s3://` sources. A source that
+    /// lists no object (in the range) ends the listing with [`Error::NoInput`] unless
+    /// `allow_empty`.
     pub fn start(
         sources: &[String],
         exclude: Option<&Path>,
         store: &StoreOptions,
         rt: Option<&tokio::runtime::Runtime>,
         dates: Option<KeyDates>,
+        allow_empty: bool,
     ) -> Listing {
         let (tx, rx) = std::sync::mpsc::channel();
         let (sources, store, rt) = (sources.to_vec(), store.clone(), rt.map(|r| r.handle().clone()));
         let exclude = exclude.map(resolved);
         std::thread::spawn(move || {
             let mut send = |objects: Vec<SourceObject>| tx.send(Listed::Objects(objects)).is_ok();
-            let end = match produce(&sources, exclude.as_deref(), &store, rt.as_ref(), dates, &mut send) {
+            let end = match produce(&sources, exclude.as_deref(), &store, rt.as_ref(), dates, allow_empty, &mut send) {
                 Ok(()) => Listed::Done,
                 Err(e) => Listed::Failed(e),
             };
@@ -217,96 +221,114 @@ fn produce(
     store: &StoreOptions,
     rt: Option<&tokio::runtime::Handle>,
     dates: Option<KeyDates>,
+    allow_empty: bool,
     send: &mut dyn FnMut(Vec<SourceObject>) -> bool,
 ) -> Result<(), Error> {
-    let mut stdin_used = false;
     for s in sources {
-        if s == "-" {
-            if stdin_used {
-                return Err(Error::Usage("standard input (-) can be named only once".into()));
-            }
-            stdin_used = true;
-            let stdin = SourceObject { name: "stdin".into(), size: 0, etag: None, location: Location::Stdin };
-            if !send(vec![stdin]) {
-                return Ok(());
-            }
-            continue;
-        }
-        if s.starts_with("s3://") {
-            let rt = rt.ok_or_else(|| Error::Internal("s3:// sources need the async runtime".into()))?;
-            rt.block_on(stream_s3(s, store, dates, send))?;
-            continue;
-        }
-        let local = s.strip_prefix("file://").unwrap_or(s);
-        if local.contains("://") {
-            return Err(Error::Usage(format!("{s}: use a local path, file:// or s3:// URL")));
-        }
-        let meta = std::fs::metadata(local).map_err(|e| Error::read(local, e))?;
-        if !meta.is_dir() && !meta.is_file() {
-            // A pipe (`<(zcat logs.gz)`, whose /dev/fd path has no canonical form) or a device.
-            let pipe =
-                SourceObject { name: local.to_string(), size: 0, etag: None, location: Location::Pipe(local.into()) };
-            if !send(vec![pipe]) {
-                return Ok(());
-            }
-            continue;
-        }
-        let path = absolute(Path::new(local))?;
-        let in_range = |p: &Path| dates.is_none_or(|d| d.contains_key(&p.to_string_lossy()));
-        if !meta.is_dir() {
-            if in_range(&path) && !send(vec![file_object(path, meta.len())]) {
-                return Ok(());
-            }
-            continue;
-        }
-        let mut step = Vec::new();
-        // Files reached through a symbolic link are named by their real path, and a file reached
-        // twice (a linked folder, a hard link) is read once.
-        let (mut linked_depths, mut seen_files) = (Vec::<usize>::new(), std::collections::HashSet::new());
-        for entry in walkdir::WalkDir::new(&path).follow_links(true).sort_by_file_name() {
-            let entry = match entry {
-                Ok(entry) => entry,
-                // A link to nothing names no log: skipped with a warning, not the end of the run.
-                Err(e) if e.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) => {
-                    tracing::warn!(path = %e.path().unwrap_or(&path).display(), "a dangling link; skipped");
-                    continue;
-                }
-                Err(e) => {
-                    let p = e.path().unwrap_or(&path).to_path_buf();
-                    let cause = e.into_io_error().unwrap_or_else(|| std::io::Error::other("file system loop"));
-                    return Err(Error::read(p, cause));
-                }
-            };
-            while linked_depths.last().is_some_and(|&d| entry.depth() <= d) {
-                linked_depths.pop();
-            }
-            if entry.path_is_symlink() && entry.file_type().is_dir() {
-                linked_depths.push(entry.depth());
-            }
-            if !entry.file_type().is_file() {
-                continue;
-            }
-            let meta = entry.metadata().map_err(|e| Error::read(entry.path(), e.into()))?;
-            if !seen_files
-                .insert((std::os::unix::fs::MetadataExt::dev(&meta), std::os::unix::fs::MetadataExt::ino(&meta)))
-            {
-                continue;
-            }
-            let linked = entry.path_is_symlink() || !linked_depths.is_empty();
-            let file = if linked { absolute(entry.path())? } else { entry.into_path() };
-            if exclude.as_ref().is_some_and(|x| file.starts_with(x)) || !in_range(&file) {
-                continue;
-            }
-            step.push(file_object(file, meta.len()));
-            if step.len() == 1000 && !send(std::mem::take(&mut step)) {
-                return Ok(());
-            }
-        }
-        if !step.is_empty() && !send(step) {
+        let mut listed = 0u64;
+        let mut counted = |objects: Vec<SourceObject>| {
+            listed += objects.len() as u64;
+            send(objects)
+        };
+        if !produce_one(s, sources, exclude, store, rt, dates, &mut counted)? {
             return Ok(());
+        }
+        // A misspelled prefix or an empty folder must not look like "nothing new" for ever.
+        if listed == 0 && !allow_empty {
+            let range = dates.map(|d| {
+                let last = d.last.min(time::days_from_civil(9999, 12, 31));
+                format!(" with a key date from {} to {}", time::format_day(d.first), time::format_day(last))
+            });
+            return Err(Error::NoInput { url: s.clone(), range: range.unwrap_or_default() });
         }
     }
     Ok(())
+}
+
+/// Lists one source into `send`; false when nobody listens any more.
+fn produce_one(
+    s: &str,
+    sources: &[String],
+    exclude: Option<&Path>,
+    store: &StoreOptions,
+    rt: Option<&tokio::runtime::Handle>,
+    dates: Option<KeyDates>,
+    send: &mut dyn FnMut(Vec<SourceObject>) -> bool,
+) -> Result<bool, Error> {
+    if s == "-" {
+        if sources.iter().filter(|s| *s == "-").count() > 1 {
+            return Err(Error::Usage("standard input (-) can be named only once".into()));
+        }
+        let stdin = SourceObject { name: "stdin".into(), size: 0, etag: None, location: Location::Stdin };
+        return Ok(send(vec![stdin]));
+    }
+    if s.starts_with("s3://") {
+        let rt = rt.ok_or_else(|| Error::Internal("s3:// sources need the async runtime".into()))?;
+        rt.block_on(stream_s3(s, store, dates, send))?;
+        return Ok(true);
+    }
+    let local = s.strip_prefix("file://").unwrap_or(s);
+    if local.contains("://") {
+        return Err(Error::Usage(format!("{s}: use a local path, file:// or s3:// URL")));
+    }
+    let meta = std::fs::metadata(local).map_err(|e| Error::read(local, e))?;
+    if !meta.is_dir() && !meta.is_file() {
+        // A pipe (`<(zcat logs.gz)`, whose /dev/fd path has no canonical form) or a device.
+        let pipe =
+            SourceObject { name: local.to_string(), size: 0, etag: None, location: Location::Pipe(local.into()) };
+        return Ok(send(vec![pipe]));
+    }
+    let path = absolute(Path::new(local))?;
+    let in_range = |p: &Path| dates.is_none_or(|d| d.contains_key(&p.to_string_lossy()));
+    if !meta.is_dir() {
+        return Ok(!in_range(&path) || send(vec![file_object(path, meta.len())]));
+    }
+    let mut step = Vec::new();
+    // Files reached through a symbolic link are named by their real path, and a file reached
+    // twice (a linked folder, a hard link) is read once.
+    let (mut linked_depths, mut seen_files) = (Vec::<usize>::new(), std::collections::HashSet::new());
+    for entry in walkdir::WalkDir::new(&path).follow_links(true).sort_by_file_name() {
+        let entry = match entry {
+            Ok(entry) => entry,
+            // A link to nothing names no log: skipped with a warning, not the end of the run.
+            Err(e) if e.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) => {
+                tracing::warn!(path = %e.path().unwrap_or(&path).display(), "a dangling link; skipped");
+                continue;
+            }
+            Err(e) => {
+                let p = e.path().unwrap_or(&path).to_path_buf();
+                let cause = e.into_io_error().unwrap_or_else(|| std::io::Error::other("file system loop"));
+                return Err(Error::read(p, cause));
+            }
+        };
+        while linked_depths.last().is_some_and(|&d| entry.depth() <= d) {
+            linked_depths.pop();
+        }
+        if entry.path_is_symlink() && entry.file_type().is_dir() {
+            linked_depths.push(entry.depth());
+        }
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let meta = entry.metadata().map_err(|e| Error::read(entry.path(), e.into()))?;
+        if !seen_files.insert((std::os::unix::fs::MetadataExt::dev(&meta), std::os::unix::fs::MetadataExt::ino(&meta)))
+        {
+            continue;
+        }
+        let linked = entry.path_is_symlink() || !linked_depths.is_empty();
+        let file = if linked { absolute(entry.path())? } else { entry.into_path() };
+        if exclude.as_ref().is_some_and(|x| file.starts_with(x)) || !in_range(&file) {
+            continue;
+        }
+        step.push(file_object(file, meta.len()));
+        if step.len() == 1000 && !send(std::mem::take(&mut step)) {
+            return Ok(false);
+        }
+    }
+    if !step.is_empty() && !send(step) {
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 /// Lists `s3://bucket/prefix` page by page and hands each page's objects to `send` as it arrives,

@@ -81,7 +81,7 @@ fn converts_the_sample_into_typed_partitioned_parquet() {
     let out = convert(&testdata(), &dest, &["--report", report_path.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("24 lines") && err.contains("23 rows") && err.contains("1 lines rejected"), "{err}");
+    assert!(err.contains("24 lines") && err.contains("23 rows") && err.contains("1 line rejected"), "{err}");
 
     // Layout: only data Parquet under data/, one file per date; rejects beside it; no staging left.
     let files = files_under(&dest);
@@ -368,7 +368,7 @@ fn a_directory_inside_the_output_is_not_read_back() {
     // A second run over the same folder must not read its own Parquet output as logs.
     let out = convert(&src, &dest, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("nothing new: 1 objects listed"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nothing new: 1 object listed"), "{}", stderr(&out));
 }
 
 /// The README's schema table is the field table's; `S3LOGS_BLESS=1 cargo test` rewrites it.
@@ -393,11 +393,29 @@ fn since_and_until_filter_local_objects_by_the_date_in_their_names() {
     let out = convert(&testdata(), &dest, &["--since", "2024-03-15", "--until", "2024-03-15", "--lookback-days", "0"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("read 3 objects"), "{}", stderr(&out));
+    // A range with no object in it is an error naming the source and the range (a scheduled job
+    // must not stay green on a misspelled prefix), unless --allow-empty says it can happen.
     let later = tmp.path().join("later");
     let out = convert(&testdata(), &later, &["--since", "2024-03-16"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("nothing new: 0 objects listed"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(66), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("testdata/logs lists no log object with a key date from 2024-03-16 to "), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
     assert!(!later.exists(), "nothing to convert, nothing written");
+    let out = convert(&testdata(), &later, &["--since", "2024-03-16", "--allow-empty"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nothing to convert: the sources list no log object"), "{}", stderr(&out));
+    assert!(!later.exists(), "nothing to convert, nothing written");
+
+    // Each source is checked: an empty folder beside a full one is still an error.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out =
+        run(&["convert", testdata().to_str().unwrap(), empty.to_str().unwrap(), "--output", later.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(66), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("{} lists no log object:", empty.display())), "{}", stderr(&out));
+    let left: Vec<String> = files_under(&later).into_iter().filter(|f| !f.starts_with("_state/lease/")).collect();
+    assert_eq!(left, Vec::<String>::new(), "nothing committed, nothing staged");
     let out = convert(&testdata(), &later, &["--since", "2024-03-16", "--until", "2024-03-15"]);
     assert_eq!(out.status.code(), Some(2));
     let out = convert(&testdata(), &later, &["--since", "15/03/2024"]);

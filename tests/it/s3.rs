@@ -371,6 +371,20 @@ fn since_and_until_select_objects_by_key_date_in_both_formats() {
         [keys[1], keys[2], keys[3], keys[5], keys[7]].iter().map(|k| format!("s3://dated/{k}")).collect();
     assert_eq!(got, want);
     assert_eq!(rows(&dest.join("data")).len(), 5 * 8);
+
+    // A misspelled prefix lists nothing: exit 66 naming it, not "nothing new" for ever.
+    let typo = tmp.path().join("typo");
+    let out = s3logs(&["convert", "s3://dated/lgos/", "--output", typo.to_str().unwrap()], &moto.endpoint);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(66), "{err}");
+    assert!(err.contains("s3://dated/lgos/ lists no log object:"), "{err}");
+    // A day range with no delivery in it says so, with the range.
+    let args = ["convert", "s3://dated/logs/", "--output", typo.to_str().unwrap(), "--since", "2024-03-20"];
+    let out = s3logs(&[&args[..], &["--until", "2024-03-21", "--lookback-days", "0"]].concat(), &moto.endpoint);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(66), "{err}");
+    assert!(err.contains("with a key date from 2024-03-20 to 2024-03-21"), "{err}");
+    assert!(!typo.join("data").exists());
 }
 
 // ---- Faults: a wrapper around the real (moto) store that fails on purpose. ----
