@@ -153,12 +153,14 @@ impl LineFramer {
     /// when nothing is held the last piece is handed on from `bytes` itself: content held whole
     /// is never copied.
     pub(crate) fn finish_with<E>(
-        &mut self,
+        mut self,
         bytes: &[u8],
         f: &mut impl FnMut(Frame<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
         if self.held.is_empty() && self.long.is_none() && bytes.len() < self.hold {
-            return self.hand_on(bytes, f);
+            // The last piece: its lines need not be counted (a whole object's newlines were a
+            // pass over its bytes of their own).
+            return if bytes.is_empty() { Ok(()) } else { f(Frame::Lines { bytes, first_line: self.next_line }) };
         }
         self.push(bytes, f)?;
         self.finish(f)
