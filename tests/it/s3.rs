@@ -725,7 +725,13 @@ fn a_commit_stalled_past_the_lease_loses_nothing() {
                 retry: s3logs::RetryPolicy { timeout: Duration::from_secs(60), ..base.retry },
                 ..moto_store(&moto, Some(layer))
             },
-            lease: LeaseOptions { ttl: Duration::from_secs(2), wait: Duration::from_secs(30) },
+            // A's lease is short, so B takes over while A's commit is stalled; B's and C's are
+            // long enough that a loaded machine cannot make them expire too (B would then drop
+            // its own staging before its commit, and C find nothing of B's to discard).
+            lease: LeaseOptions {
+                ttl: Duration::from_secs(if stalling { 2 } else { 10 }),
+                wait: Duration::from_secs(30),
+            },
             ..Default::default()
         }
     };
