@@ -64,6 +64,15 @@ fn parse_partition_by(s: &str) -> Result<PartitionBy, String> {
 }
 
 /// Parses `1048576`, `64KiB`, `256MiB`, `1GiB` (also `K`, `M`, `G`, `KB`, `MB`, `GB`; powers of 1024).
+/// A share: `0.05`, or a percentage, `5%`.
+fn parse_ratio(v: &str) -> Result<f64, String> {
+    let (number, scale) = match v.trim().strip_suffix('%') {
+        Some(p) => (p.trim(), 100.0),
+        None => (v.trim(), 1.0),
+    };
+    number.parse::<f64>().map(|r| r / scale).map_err(|_| format!("{v:?} is not a ratio (0.05) or a percentage (5%)"))
+}
+
 fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -93,9 +102,14 @@ struct ConvertArgs {
     /// Write a JSON report of the run to FILE.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
-    /// Fail (exit 65, commit nothing) when more than this share of lines is rejected.
-    #[arg(long, default_value_t = 0.05, value_name = "RATIO")]
+    /// Fail (exit 65, the batch not committed) when more than this share of a batch's lines is
+    /// rejected, and more than --max-rejects of them: `0.05` or `5%`.
+    #[arg(long, default_value = "0.05", value_parser = parse_ratio, value_name = "RATIO")]
     max_reject_ratio: f64,
+    /// The reject ratio applies only to a batch with more rejects than this: one odd line in a
+    /// 10-line hourly object must not block a quiet bucket's job.
+    #[arg(long, default_value_t = 100, value_name = "LINES")]
+    max_rejects: u64,
     /// A record dated more than DAYS from its log object's key date (the date in its name) is a
     /// reject (far_from_key_date): S3 delivers records within hours of their time, and one object
     /// must not open a partition file for each of thousands of days. An object whose name has no
@@ -248,6 +262,7 @@ impl ConvertArgs {
             sources: self.sources.clone(),
             output: self.output.clone(),
             max_reject_ratio: self.max_reject_ratio,
+            max_rejects: self.max_rejects,
             max_line_bytes: self.max_line_bytes as usize,
             max_object_bytes: self.max_object_bytes,
             threads: self.threads,
@@ -413,7 +428,17 @@ pub fn main() -> i32 {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{parse_ratio, parse_size};
+
+    #[test]
+    fn ratios_parse_as_shares_or_percentages() {
+        assert_eq!(parse_ratio("0.05"), Ok(0.05));
+        assert_eq!(parse_ratio("5%"), Ok(0.05));
+        assert_eq!(parse_ratio(" 12.5 %"), Ok(0.125));
+        assert_eq!(parse_ratio("1"), Ok(1.0));
+        assert!(parse_ratio("five").is_err());
+        assert!(parse_ratio("%").is_err());
+    }
 
     #[test]
     fn sizes_parse_with_binary_units() {

@@ -108,10 +108,10 @@ pub enum Error {
         cause: Box<Error>,
     },
     #[error(
-        "{rejected} of {lines} lines were rejected ({ratio:.4}), over --max-reject-ratio {max}; \
-         that batch was not committed (first reject: {first})"
+        "{rejected} of {lines} lines were rejected ({ratio:.4}), over --max-reject-ratio {max} and more than \
+         --max-rejects {floor}; that batch was not committed (first reject: {first})"
     )]
-    TooManyRejects { rejected: u64, lines: u64, ratio: f64, max: f64, first: String },
+    TooManyRejects { rejected: u64, lines: u64, ratio: f64, max: f64, floor: u64, first: String },
 }
 
 /// A committed batch whose files are not all in the table, and why its rows cannot be put back.
@@ -188,7 +188,7 @@ mod tests {
             (Error::Internal("x".into()), EXIT_SOFTWARE),
             (Error::System { what: "cannot start parser threads", cause: "x".into() }, EXIT_OSERR),
             (Error::read("f", io()), EXIT_IO),
-            (Error::TooManyRejects { rejected: 2, lines: 3, ratio: 0.6, max: 0.5, first: String::new() }, 65),
+            (Error::TooManyRejects { rejected: 2, lines: 3, ratio: 0.6, max: 0.5, floor: 1, first: String::new() }, 65),
             (Error::Quarantined { count: 1, first: "f".into() }, EXIT_QUARANTINED),
             (Error::NoInput { url: "s".into(), range: String::new() }, EXIT_NOINPUT),
             (Error::LeaseLost { dest: "d".into() }, EXIT_BUSY),

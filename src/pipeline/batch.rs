@@ -217,9 +217,10 @@ fn stage_batch<'d>(
     let first = tally.lines.samples.first().map(|s| format!("{}:{}: {}", s.source_object, s.source_line, s.reason));
     stats.add_batch(tally);
     let ratio = if lines == 0 { 0.0 } else { rejected as f64 / lines as f64 };
-    if ratio > opts.max_reject_ratio {
+    if rejected > opts.max_rejects && ratio > opts.max_reject_ratio {
         let first = first.unwrap_or_default();
-        return Err(Error::TooManyRejects { rejected, lines, ratio, max: opts.max_reject_ratio, first });
+        let (max, floor) = (opts.max_reject_ratio, opts.max_rejects);
+        return Err(Error::TooManyRejects { rejected, lines, ratio, max, floor, first });
     }
     let files: Vec<WrittenFile> =
         with_prefix("data", data).into_iter().chain(with_prefix("rejects", rejects)).collect();

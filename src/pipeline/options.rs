@@ -16,6 +16,8 @@ pub struct ConvertOptions {
     pub output: PathBuf,
     /// Above this share of rejected lines the run fails and commits nothing.
     pub max_reject_ratio: f64,
+    /// The ratio applies only to a batch with more rejects than this.
+    pub max_rejects: u64,
     /// A longer line is a reject.
     pub max_line_bytes: usize,
     /// An object's content (decompressed) past this is one reject, not read.
@@ -101,6 +103,7 @@ impl Default for ConvertOptions {
             sources: Vec::new(),
             output: PathBuf::new(),
             max_reject_ratio: 0.05,
+            max_rejects: 100,
             max_line_bytes: 1 << 20,
             max_object_bytes: 64 << 30,
             chunk_bytes: 4 << 20,

@@ -274,9 +274,17 @@ fn too_many_rejects_fails_with_its_own_code_and_commits_nothing() {
     std::fs::write(&src, format!("{good}not a log line\nnor this\n")).unwrap();
     let dest = tmp.path().join("out");
     let report = tmp.path().join("r.json");
-    let out = convert(&src, &dest, &["--max-reject-ratio", "0.1", "--report", report.to_str().unwrap()]);
+    // Under the default floor (100 rejects) the ratio does not apply: 2 odd lines in 10 pass.
+    let floor = tmp.path().join("floor");
+    let out = convert(&src, &floor, &["--max-reject-ratio", "10%"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(read_rows(&floor.join("rejects")).len(), 2);
+    // At --max-rejects 1 they are over it, and 20% is over 10%.
+    let args = ["--max-reject-ratio", "10%", "--max-rejects", "1", "--report", report.to_str().unwrap()];
+    let out = convert(&src, &dest, &args);
     assert_eq!(out.status.code(), Some(65), "{}", stderr(&out));
     assert!(stderr(&out).contains("2 of 10 lines were rejected"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("over --max-reject-ratio 0.1 and more than --max-rejects 1"), "{}", stderr(&out));
     assert!(stderr(&out).contains("junk.log:9"), "names the first rejected line: {}", stderr(&out));
     let left: Vec<String> = files_under(&dest).into_iter().filter(|f| !f.starts_with("_state/lease/")).collect();
     assert_eq!(left, Vec::<String>::new(), "nothing committed, nothing staged, only the released lease");
@@ -287,7 +295,7 @@ fn too_many_rejects_fails_with_its_own_code_and_commits_nothing() {
     );
 
     // The same input under a looser gate converts.
-    let out = convert(&src, &dest, &["--max-reject-ratio", "0.25"]);
+    let out = convert(&src, &dest, &["--max-reject-ratio", "0.25", "--max-rejects", "1"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(read_rows(&dest.join("data")).len(), 8);
     assert_eq!(read_rows(&dest.join("rejects")).len(), 2);
@@ -306,7 +314,8 @@ fn the_reject_gate_counts_and_samples_the_batch_it_stops() {
     std::fs::write(src.join("b-junk.log"), "junk\nmore junk\nstill junk\n").unwrap();
     let dest = tmp.path().join("out");
     let report = tmp.path().join("r.json");
-    let args = ["--max-reject-ratio", "0.1", "--batch-size", "1", "--report", report.to_str().unwrap()];
+    let args =
+        ["--max-reject-ratio", "0.1", "--max-rejects", "0", "--batch-size", "1", "--report", report.to_str().unwrap()];
     let out = convert(&src, &dest, &args);
     assert_eq!(out.status.code(), Some(65), "{}", stderr(&out));
     let err = stderr(&out);
