@@ -64,6 +64,16 @@ fn parse_partition_by(s: &str) -> Result<PartitionBy, String> {
 }
 
 /// Parses `1048576`, `64KiB`, `256MiB`, `1GiB` (also `K`, `M`, `G`, `KB`, `MB`, `GB`; powers of 1024).
+/// A multipart upload's part size: S3 refuses parts under 5 MiB (but the last), and allows at
+/// most 5 GiB.
+fn parse_part_size(v: &str) -> Result<u64, String> {
+    let size = parse_size(v)?;
+    if !(5 << 20..=5 << 30).contains(&size) {
+        return Err(format!("{v}: S3 parts are 5MiB to 5GiB"));
+    }
+    Ok(size)
+}
+
 /// A share: `0.05`, or a percentage, `5%`.
 fn parse_ratio(v: &str) -> Result<f64, String> {
     let (number, scale) = match v.trim().strip_suffix('%') {
@@ -135,11 +145,14 @@ struct ConvertArgs {
     /// Roll to a new Parquet file when a file reaches this size.
     #[arg(long, default_value = "256MiB", value_parser = parse_size, value_name = "SIZE")]
     target_file_size: u64,
-    /// Rows per Parquet row group.
-    #[arg(long, default_value_t = SinkOptions::default().row_group_rows, value_name = "N")]
-    row_group_rows: usize,
+    /// Rows per Parquet row group (at least 1024: smaller groups make files many times larger
+    /// and slower to write and to read).
+    #[arg(long, default_value_t = SinkOptions::default().row_group_rows as u64, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1024..=1 << 30))]
+    row_group_rows: u64,
     /// ZSTD compression level (1-22).
-    #[arg(long, default_value_t = SinkOptions::default().zstd_level, value_name = "N")]
+    #[arg(long, default_value_t = SinkOptions::default().zstd_level, value_name = "N",
+          value_parser = clap::value_parser!(i32).range(1..=22))]
     zstd_level: i32,
     /// Write Parquet files through the page cache. By default they are written around it
     /// (O_DIRECT) where the file system allows, which saves a copy of every byte; on a network
@@ -147,8 +160,8 @@ struct ConvertArgs {
     #[arg(long)]
     buffered_writes: bool,
     /// Parser threads (default: one per core).
-    #[arg(long, value_name = "N")]
-    threads: Option<usize>,
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
+    threads: Option<u64>,
     /// S3-compatible endpoint for s3:// sources [default: AWS_ENDPOINT_URL, else AWS].
     #[arg(long, value_name = "URL")]
     endpoint_url: Option<String>,
@@ -170,14 +183,14 @@ struct ConvertArgs {
     #[arg(long, default_value_t = 4, value_name = "N")]
     retries: u32,
     /// One S3 request attempt taking longer than this counts as failed (and is tried again).
-    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    #[arg(long, default_value_t = 60, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     request_timeout: u64,
     /// s3:// objects fetched at once.
-    #[arg(long, default_value_t = 16, value_name = "N")]
-    concurrency: usize,
+    #[arg(long, default_value_t = 16, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
+    concurrency: u64,
     /// Output files larger than this go to an s3:// DEST as multipart uploads of parts this size
     /// (at least 5MiB, as S3 requires).
-    #[arg(long, default_value = "16MiB", value_parser = parse_size, value_name = "SIZE")]
+    #[arg(long, default_value = "16MiB", value_parser = parse_part_size, value_name = "SIZE")]
     upload_part_size: u64,
     /// Commit after about this many stored bytes of objects: a long run that stops keeps what it
     /// committed, and the next run goes on from there.
@@ -188,7 +201,7 @@ struct ConvertArgs {
     dry_run: bool,
     /// A run holds DEST's lease for this long without renewing it (it renews every quarter of
     /// it); a run killed on another host blocks the next one for at most this long.
-    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    #[arg(long, default_value_t = 300, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     lease_ttl: u64,
     /// Wait up to this long for another run's lease on DEST; after that, exit 73.
     #[arg(long, default_value_t = 0, value_name = "SECONDS")]
@@ -265,25 +278,25 @@ impl ConvertArgs {
             max_rejects: self.max_rejects,
             max_line_bytes: self.max_line_bytes as usize,
             max_object_bytes: self.max_object_bytes,
-            threads: self.threads,
+            threads: self.threads.map(|n| n as usize),
             partition_by_bucket: self.partition_by.bucket,
             store: StoreOptions {
                 endpoint_url: self.endpoint_url.clone(),
                 region: self.region.clone(),
                 retry: RetryPolicy {
                     attempts: self.retries + 1,
-                    timeout: std::time::Duration::from_secs(self.request_timeout.max(1)),
+                    timeout: std::time::Duration::from_secs(self.request_timeout),
                     ..RetryPolicy::default()
                 },
                 ..StoreOptions::default()
             },
             key_dates: self.key_dates()?,
-            concurrency: self.concurrency,
-            upload_part_bytes: self.upload_part_size.max(5 << 20) as usize,
+            concurrency: self.concurrency as usize,
+            upload_part_bytes: self.upload_part_size as usize,
             progress: !self.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
             sink: SinkOptions {
                 target_file_bytes: self.target_file_size,
-                row_group_rows: self.row_group_rows,
+                row_group_rows: self.row_group_rows as usize,
                 zstd_level: self.zstd_level,
                 direct_io: !self.buffered_writes,
                 ..SinkOptions::default()
@@ -294,7 +307,7 @@ impl ConvertArgs {
             allow_empty: self.allow_empty,
             key_date_slack: self.key_date_slack.0,
             lease: LeaseOptions {
-                ttl: std::time::Duration::from_secs(self.lease_ttl.max(1)),
+                ttl: std::time::Duration::from_secs(self.lease_ttl),
                 wait: std::time::Duration::from_secs(self.lease_wait),
             },
             ..ConvertOptions::default()

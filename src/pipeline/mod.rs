@@ -70,6 +70,9 @@ fn run_into(opts: &ConvertOptions, stats: &mut RunStats) -> Result<(), Error> {
     if opts.max_line_bytes == 0 {
         return Err(Error::Usage("--max-line-bytes must be at least 1".into()));
     }
+    if opts.sink.row_group_rows == 0 || !(1..=22).contains(&opts.sink.zstd_level) {
+        return Err(Error::Usage("row groups need at least 1 row, and ZSTD levels are 1 to 22".into()));
+    }
     let rt = runtime_if_needed(opts)?;
     // The run's own store options: the region resolved once, and its own request counts.
     let mut store = opts.store.clone();

@@ -329,6 +329,34 @@ fn the_reject_gate_counts_and_samples_the_batch_it_stops() {
     assert_eq!(read_rows(&dest.join("data")).len(), 24);
 }
 
+/// Values that would make a run crawl or fail late are refused before anything is done.
+#[test]
+fn flag_values_out_of_range_are_refused_up_front() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("out");
+    for (flag, value) in [
+        ("--row-group-rows", "0"),
+        ("--row-group-rows", "1000"),
+        ("--zstd-level", "0"),
+        ("--zstd-level", "23"),
+        ("--threads", "0"),
+        ("--concurrency", "0"),
+        ("--upload-part-size", "1MiB"),
+        ("--lease-ttl", "0"),
+        ("--request-timeout", "0"),
+        ("--max-reject-ratio", "five"),
+        ("--target-file-size", "0"),
+    ] {
+        let out = convert(&testdata(), &dest, &[flag, value]);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {}", stderr(&out));
+        assert!(stderr(&out).contains(flag), "{flag} {value}: {}", stderr(&out));
+        assert!(!dest.exists(), "{flag} {value}: nothing written");
+    }
+    let out =
+        convert(&testdata(), &dest, &["--row-group-rows", "1024", "--zstd-level", "22", "--upload-part-size", "5MiB"]);
+    assert!(out.status.success(), "the bounds themselves are allowed: {}", stderr(&out));
+}
+
 #[test]
 fn io_and_usage_errors_are_one_clear_message_and_a_distinct_code() {
     let tmp = tempfile::tempdir().unwrap();
