@@ -16,6 +16,7 @@ use crate::parquet_sink::WrittenFile;
 use crate::pipeline::feed::BatchWindows;
 use crate::pipeline::feed::Feed;
 use crate::pipeline::options::ConvertOptions;
+use crate::pipeline::progress::Progress;
 use crate::pipeline::stats::{BatchTally, ObjectCounts, RunStats};
 use crate::pipeline::windows::parse_and_write;
 use crate::pipeline::windows::prepare_output;
@@ -51,17 +52,12 @@ pub fn batch_id(objects: &[SourceObject]) -> String {
 /// into the same files, which are published: nothing else can bring its rows back. One with only
 /// some files in the table stops the run with an error naming the others: converting its objects
 /// again would repeat the rows that did arrive.
-pub(crate) fn repair(
-    run: &Run,
-    ledger: &mut Ledger,
-    stats: &mut RunStats,
-    progress: &indicatif::ProgressBar,
-) -> Result<(), Error> {
+pub(crate) fn repair(run: &Run, ledger: &mut Ledger, stats: &mut RunStats) -> Result<(), Error> {
     let unverified: Vec<CommitRecord> = ledger.unverified().cloned().collect();
     for rec in unverified {
         let missing = missing_files(run.dest, &rec)?;
         if missing.len() == rec.files.len() && !missing.is_empty() {
-            recreate(run, ledger, &rec, &missing, stats, progress)?;
+            recreate(run, ledger, &rec, &missing, stats)?;
             tracing::warn!(seq = rec.seq, batch = rec.batch, "a committed batch's files were lost; converted again");
             stats.batches_recreated.push(rec.batch.clone());
         } else if !missing.is_empty() {
@@ -81,7 +77,6 @@ fn recreate(
     rec: &CommitRecord,
     missing: &[String],
     stats: &mut RunStats,
-    progress: &indicatif::ProgressBar,
 ) -> Result<(), Error> {
     let dest = run.dest;
     let fail = |why: String| lost(dest, rec, missing, why);
@@ -108,7 +103,9 @@ fn recreate(
     let mut feed = Feed::new(&mut listing);
     let opts = ConvertOptions { batch_bytes: u64::MAX, ..run.opts.clone() };
     let again = Run { opts: &opts, rt: run.rt, dest, lease: run.lease, owner: run.owner.clone() };
-    let Staged { staged, .. } = stage_batch(&again, &mut feed, &Ledger::default(), Some(&rec.batch), stats, progress)?
+    // Its objects are not among the new ones the bar counts.
+    let quiet = Progress::new(false);
+    let Staged { staged, .. } = stage_batch(&again, &mut feed, &Ledger::default(), Some(&rec.batch), stats, &quiet)?
         .ok_or_else(|| fail("its log objects gave no lines when converted again".into()))?;
     let shape = |mut v: Vec<(String, u64)>| {
         v.sort();
@@ -160,7 +157,7 @@ fn stage_batch<'d>(
     ledger: &Ledger,
     name: Option<&str>,
     stats: &mut RunStats,
-    progress: &indicatif::ProgressBar,
+    progress: &Progress,
 ) -> Result<Option<Staged<'d>>, Error> {
     let (opts, dest) = (run.opts, run.dest);
     let provisional = format!("new-{}-{}", std::process::id(), stats.commits.len() + stats.batches_recreated.len());
@@ -179,7 +176,6 @@ fn stage_batch<'d>(
             taken: Vec::new(),
             taken_bytes: 0,
             tally: BatchTally::default(),
-            objects_before: stats.objects_read,
         };
         let written = prepare_output(dest, local.folder())
             .and_then(|()| parse_and_write(&mut windows, run.rt, opts, local.folder(), local.provisional(), progress));
@@ -252,7 +248,7 @@ pub(crate) fn convert_batch(
     feed: &mut Feed,
     ledger: &mut Ledger,
     stats: &mut RunStats,
-    progress: &indicatif::ProgressBar,
+    progress: &Progress,
 ) -> Result<bool, Error> {
     let Some(Staged { staged, objects, counts, missing, quarantined, started }) =
         stage_batch(run, feed, ledger, None, stats, progress)?

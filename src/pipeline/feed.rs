@@ -21,34 +21,77 @@ pub(crate) struct Feed<'a> {
     pub(crate) seen: std::collections::HashSet<String>,
     pub(crate) skipped: u64,
     pub(crate) changed: Vec<String>,
+    /// New objects the listing has handed over and that are not drawn yet, in listing order.
+    pub(crate) ahead: std::collections::VecDeque<SourceObject>,
+    /// New objects found so far, and their stored bytes (for the progress bar).
+    pub(crate) found: (u64, u64),
 }
 
 impl<'a> Feed<'a> {
     pub(crate) fn new(listing: &'a mut Listing) -> Self {
         let (replay, seen) = (Default::default(), Default::default());
-        Feed { listing, replay, peeked: None, retry_quarantined: false, seen, skipped: 0, changed: Vec::new() }
+        let (ahead, changed) = (Default::default(), Vec::new());
+        Feed {
+            listing,
+            replay,
+            peeked: None,
+            retry_quarantined: false,
+            seen,
+            skipped: 0,
+            changed,
+            ahead,
+            found: (0, 0),
+        }
     }
 
     /// The next object `ledger` does not hold, waiting for the listing if need be.
     pub(crate) fn next_new(&mut self, ledger: &Ledger) -> Result<Option<SourceObject>, Error> {
-        if let Some(o) = self.replay.pop_front().or_else(|| self.peeked.take()) {
+        if let Some(o) = self.replay.pop_front().or_else(|| self.peeked.take()).or_else(|| self.ahead.pop_front()) {
             return Ok(Some(o));
         }
         while let Some(o) = self.listing.next_object()? {
-            if !o.is_stdin() && !self.seen.insert(o.name.clone()) {
-                self.skipped += 1;
-                continue;
-            }
-            match ledger.classify(&o, self.retry_quarantined) {
-                Verdict::New => return Ok(Some(o)),
-                Verdict::Skip => self.skipped += 1,
-                Verdict::Changed => {
-                    tracing::warn!(object = o.name, "changed since it was converted; not converted again");
-                    self.changed.push(o.name);
-                }
+            if let Some(o) = self.classify(o, ledger) {
+                return Ok(Some(o));
             }
         }
         Ok(None)
+    }
+
+    /// Classifies what the listing has handed over already, without waiting for more: the new
+    /// objects wait in `ahead`, and `found` counts them (the progress bar's total).
+    pub(crate) fn look_ahead(&mut self, ledger: &Ledger) -> Result<(), Error> {
+        while let Some(o) = self.listing.ready_object()? {
+            if let Some(o) = self.classify(o, ledger) {
+                self.ahead.push_back(o);
+            }
+        }
+        Ok(())
+    }
+
+    /// `o` if it is new: not held by `ledger`, nor taken by this run already.
+    fn classify(&mut self, o: SourceObject, ledger: &Ledger) -> Option<SourceObject> {
+        if !o.is_stdin() && !self.seen.insert(o.name.clone()) {
+            self.skipped += 1;
+            return None;
+        }
+        match ledger.classify(&o, self.retry_quarantined) {
+            Verdict::New => {
+                self.found = (self.found.0 + 1, self.found.1 + o.size);
+                return Some(o);
+            }
+            Verdict::Skip => self.skipped += 1,
+            Verdict::Changed => {
+                tracing::warn!(object = o.name, "changed since it was converted; not converted again");
+                self.changed.push(o.name);
+            }
+        }
+        None
+    }
+
+    /// `o`, found new, turned out to be converted already (by a run that finished meanwhile).
+    pub(crate) fn skip_found(&mut self, o: &SourceObject) {
+        self.skipped += 1;
+        self.found = (self.found.0 - 1, self.found.1 - o.size);
     }
 }
 
@@ -64,8 +107,6 @@ pub(crate) struct BatchWindows<'f, 'a> {
     pub(crate) taken_bytes: u64,
     /// What the objects taken gave, for the batch's commit record and the run's stats.
     pub(crate) tally: BatchTally,
-    /// Objects the run read before this batch (for the progress bar).
-    pub(crate) objects_before: u64,
 }
 
 impl BatchWindows<'_, '_> {

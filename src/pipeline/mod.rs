@@ -18,6 +18,7 @@ mod feed;
 mod options;
 mod parse;
 mod prefetch;
+mod progress;
 mod stats;
 mod windows;
 
@@ -35,8 +36,8 @@ use crate::pipeline::batch::Run;
 use crate::pipeline::batch::convert_batch;
 use crate::pipeline::batch::repair;
 use crate::pipeline::feed::Feed;
+use crate::pipeline::progress::Progress;
 use crate::pipeline::stats::RunStats;
-use crate::pipeline::stats::progress_bar;
 use crate::report::{PlannedObject, Report, TransferFigures};
 use crate::source::listing::Listing;
 
@@ -135,18 +136,18 @@ fn convert_listed(
     stats.batches_discarded.extend(recovered.discarded);
     stats.stage_seconds.state += state_started.elapsed().as_secs_f64();
     let run = Run { opts, rt, dest, lease: &lease, owner: lease.owner().to_string() };
-    let progress = progress_bar(opts.progress);
-    repair(&run, &mut ledger, stats, &progress)?;
+    let progress = Progress::new(opts.progress);
+    repair(&run, &mut ledger, stats)?;
     match first {
         Some(o) if ledger.classify(&o, opts.retry_quarantined) == Verdict::New => feed.peeked = Some(o),
-        Some(_) => feed.skipped += 1,
+        Some(o) => feed.skip_found(&o),
         None => {}
     }
     let mut outcome = Ok(true);
     while let Ok(true) = outcome {
         outcome = convert_batch(&run, &mut feed, &mut ledger, stats, &progress);
     }
-    progress.finish_and_clear();
+    progress.finish();
     finish(&feed, stats);
     stats.retries = opts.store.retry.metrics.retries();
     outcome?;

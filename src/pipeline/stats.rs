@@ -1,7 +1,6 @@
 //! What a run counts as it goes: each attempt at a batch in its own tally (objects, lines, rows,
 //! rejects by reason, per object for the commit record), added to the run's stats once the
-//! attempt stands; the report is built from the run's stats once, when the run ends. And the
-//! progress bar.
+//! attempt stands; the report is built from the run's stats once, when the run ends.
 
 use std::collections::BTreeMap;
 
@@ -9,20 +8,6 @@ use crate::parquet_sink::WrittenFile;
 use crate::pipeline::parse::ObjectOutput;
 use crate::report::{PlannedObject, Quarantined, Report, StageSeconds, TransferFigures};
 use crate::rows::builder::{ChunkOutput, MAX_SAMPLES, RejectSample};
-
-/// A progress bar of bytes and objects, with rate and ETA, when asked for (stderr is a terminal);
-/// otherwise one that draws nothing. Its total grows as the listing goes on.
-pub(crate) fn progress_bar(show: bool) -> indicatif::ProgressBar {
-    if !show {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}")
-            .expect("the template is valid"),
-    );
-    bar
-}
 
 /// One object's line counts.
 #[derive(Debug, Clone, Copy, Default)]

@@ -21,6 +21,7 @@ use crate::pipeline::parse::parse_in_chunks;
 use crate::pipeline::parse::process_group;
 use crate::pipeline::prefetch::fetched;
 use crate::pipeline::prefetch::spawn_prefetch;
+use crate::pipeline::progress::Progress;
 use crate::pipeline::stats::BatchTally;
 use crate::rows::builder::ChunkOutput;
 use crate::rows::builder::reject_only;
@@ -78,7 +79,7 @@ pub(crate) fn parse_and_write(
     opts: &ConvertOptions,
     staging: &Path,
     run: &str,
-    progress: &indicatif::ProgressBar,
+    progress: &Progress,
 ) -> Result<Written, Error> {
     let mut pool = rayon::ThreadPoolBuilder::new();
     if let Some(n) = opts.threads {
@@ -102,7 +103,9 @@ pub(crate) fn parse_and_write(
             let this = pending.take();
             next = windows.next_window()?;
             pending = next.as_deref().and_then(|w| spawn_prefetch(w, rt, opts));
-            progress.set_length(windows.feed.listing.bytes);
+            windows.feed.look_ahead(windows.ledger)?;
+            let (objects, bytes) = windows.feed.found;
+            progress.found(objects, bytes, windows.feed.listing.is_done());
             if let Some(big) = opts.streamed(&window) {
                 if let Some(p) = parsed.take() {
                     write_parsed(p, &pool, &mut data, &mut rejects, windows, progress)?;
@@ -110,7 +113,7 @@ pub(crate) fn parse_and_write(
                 let started = Instant::now();
                 stream_object(big, rt, &pool, opts, &mut data, &mut rejects, &mut windows.tally)?;
                 windows.tally.read_parse_seconds += started.elapsed().as_secs_f64();
-                progress.inc(big.size);
+                progress.converted(1, big.size);
                 continue;
             }
             let started = Instant::now();
@@ -204,10 +207,9 @@ fn encode_parsed(
     Ok(Encoded { objects: p.objects, bytes: p.bytes, seconds: started.elapsed().as_secs_f64() })
 }
 
-fn finish_window(w: Encoded, windows: &mut BatchWindows, progress: &indicatif::ProgressBar) {
+fn finish_window(w: Encoded, windows: &mut BatchWindows, progress: &Progress) {
     windows.tally.encode_seconds += w.seconds;
-    progress.inc(w.bytes);
-    progress.set_message(format!("{} objects", windows.objects_before + windows.tally.objects_read));
+    progress.converted(w.objects as u64, w.bytes);
     tracing::debug!(objects = w.objects, rows = windows.tally.lines.rows, "window written");
 }
 
@@ -218,7 +220,7 @@ fn write_parsed(
     data: &mut PartitionedWriter,
     rejects: &mut PartitionedWriter,
     windows: &mut BatchWindows,
-    progress: &indicatif::ProgressBar,
+    progress: &Progress,
 ) -> Result<(), Error> {
     let w = encode_parsed(p, pool, data, rejects)?;
     finish_window(w, windows, progress);

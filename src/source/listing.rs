@@ -187,6 +187,20 @@ impl Listing {
 
     /// The next object, waiting for the listing if need be; `None` once everything was handed over.
     pub fn next_object(&mut self) -> Result<Option<SourceObject>, Error> {
+        self.next(true)
+    }
+
+    /// The next object if the listing has handed it over already; `None` if it has not (yet).
+    pub fn ready_object(&mut self) -> Result<Option<SourceObject>, Error> {
+        self.next(false)
+    }
+
+    /// The listing has ended: every object it will give has been handed over.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    fn next(&mut self, wait: bool) -> Result<Option<SourceObject>, Error> {
         loop {
             if let Some(o) = self.buf.pop_front() {
                 return Ok(Some(o));
@@ -194,21 +208,30 @@ impl Listing {
             if self.done {
                 return Ok(None);
             }
-            match self.rx.recv() {
-                Ok(Listed::Objects(v)) => {
+            let received = if wait {
+                self.rx.recv().ok()
+            } else {
+                match self.rx.try_recv() {
+                    Ok(m) => Some(m),
+                    Err(std::sync::mpsc::TryRecvError::Empty) => return Ok(None),
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => None,
+                }
+            };
+            match received {
+                Some(Listed::Objects(v)) => {
                     self.objects += v.len() as u64;
                     self.bytes += v.iter().map(|o| o.size).sum::<u64>();
                     self.buf.extend(v);
                 }
-                Ok(Listed::Done) => {
+                Some(Listed::Done) => {
                     self.done = true;
                     self.seconds = self.started.elapsed().as_secs_f64();
                 }
-                Ok(Listed::Failed(e)) => {
+                Some(Listed::Failed(e)) => {
                     self.done = true;
                     return Err(e);
                 }
-                Err(_) => return Err(Error::Internal("the listing thread stopped unexpectedly".into())),
+                None => return Err(Error::Internal("the listing thread stopped unexpectedly".into())),
             }
         }
     }
