@@ -11,7 +11,7 @@ use crate::ddl::{self, DdlOptions, Dialect, TableKind};
 use crate::error::{EXIT_IO, EXIT_OK, Error};
 use crate::parquet_sink::SinkOptions;
 use crate::pipeline::{self, ConvertOptions};
-use crate::report::Report;
+use crate::report::{Report, ReportTarget};
 use crate::source::KeyDates;
 use crate::store::StoreOptions;
 use crate::store::retry::RetryPolicy;
@@ -109,9 +109,10 @@ struct ConvertArgs {
     /// to DEST/rejects/.
     #[arg(short, long, value_name = "DEST")]
     output: PathBuf,
-    /// Write a JSON report of the run to FILE.
+    /// Write a JSON report of the run to FILE: a path, - for standard output, or s3://bucket/key.
+    /// It is checked before any work (an S3 report gets a placeholder until the run ends).
     #[arg(long, value_name = "FILE")]
-    report: Option<PathBuf>,
+    report: Option<String>,
     /// Fail (exit 65, the batch not committed) when more than this share of a batch's lines is
     /// rejected, and more than --max-rejects of them: `0.05` or `5%`.
     #[arg(long, default_value = "0.05", value_parser = parse_ratio, value_name = "RATIO")]
@@ -223,15 +224,26 @@ enum LogFormat {
     Json,
 }
 
+/// Whether the command line asks for JSON logs, read from the raw arguments (for errors found
+/// before they are parsed).
+fn json_logs_asked() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().any(|a| a == "--log-format=json") || args.windows(2).any(|w| w[0] == "--log-format" && w[1] == "json")
+}
+
 /// Logs on stderr: warnings by default, more with RUST_LOG (for example RUST_LOG=s3logs=info).
 fn init_logs(format: LogFormat) {
     // The AWS SDK's own warnings are left out by default: they repeat what s3logs' error says, and
     // a failing credential_process's output (which may hold a secret) is among them. RUST_LOG
     // brings them back.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("warn,aws_config=off,aws_smithy_runtime=off,aws_credential_types=off")
+        tracing_subscriber::EnvFilter::new(
+            "warn,s3logs::summary=info,aws_config=off,aws_smithy_runtime=off,aws_credential_types=off",
+        )
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only for a person at a terminal: redirected logs stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -370,30 +382,53 @@ fn print_or_fail(result: Result<String, Error>) -> i32 {
     }
 }
 
-fn write_report(path: &PathBuf, report: &Report) -> Result<(), Error> {
-    let json = serde_json::to_vec_pretty(report).expect("the report serializes");
-    std::fs::write(path, json).map_err(|e| Error::write(path, e))
+/// Says an error on stderr: a line of text, or one JSON object with `--log-format json`.
+fn say_error(format: LogFormat, message: &str, exit_code: i32) {
+    let message = crate::store::redact::redact(message);
+    match format {
+        LogFormat::Text => eprintln!("s3logs: error: {message}"),
+        LogFormat::Json => tracing::error!(target: "s3logs::error", exit_code, "{message}"),
+    }
 }
 
-/// Checks that the report can be written before any work is done: a run that commits and then
-/// cannot write its report would exit non-zero for a batch it did convert.
-fn check_report_path(path: &PathBuf) -> Result<(), Error> {
-    std::fs::OpenOptions::new().append(true).create(true).open(path).map(drop).map_err(|e| Error::write(path, e))
+/// Says what a run did on stderr: the summary's lines, or one JSON object holding them and the
+/// main counts with `--log-format json`.
+fn say_summary(format: LogFormat, report: &Report) {
+    match format {
+        LogFormat::Text => eprint!("{}", report.summary()),
+        LogFormat::Json => tracing::info!(
+            target: "s3logs::summary",
+            objects_read = report.objects_read,
+            lines_read = report.lines_read,
+            rows_written = report.rows_written,
+            lines_rejected = report.lines_rejected,
+            commits = report.commits.len(),
+            committed = report.committed,
+            duration_s = report.duration_s,
+            "{}",
+            report.summary().trim_end()
+        ),
+    }
 }
 
 fn convert(args: &ConvertArgs) -> i32 {
-    init_logs(args.log_format);
-    if let Some(path) = &args.report
-        && let Err(e) = check_report_path(path)
+    let format = args.log_format;
+    init_logs(format);
+    let target = args.report.as_deref().map(ReportTarget::parse);
+    let options = args.options();
+    let store = options.as_ref().map(|o| o.store.clone()).unwrap_or_default();
+    if let Some(t) = &target
+        && let Err(e) = t.check(&store)
     {
-        eprintln!("s3logs: error: {e} (--report); nothing was done");
+        say_error(format, &format!("{e} (--report); nothing was done"), e.exit_code());
         return e.exit_code();
     }
-    let (report, result) = match args.options() {
+    let (report, result) = match options {
         Ok(o) => pipeline::run_reporting(&o),
         Err(e) => (Report::default(), Err(e)),
     };
-    if report.dry_run {
+    // With `--report -` the report is standard output's, and it lists the objects anyway.
+    if report.dry_run && target != Some(ReportTarget::Stdout) {
         for o in &report.would_convert {
             println!("{}\t{}", o.name, o.size);
         }
@@ -402,13 +437,13 @@ fn convert(args: &ConvertArgs) -> i32 {
     // when objects were quarantined (the rest was committed).
     let done = matches!(result, Ok(()) | Err(Error::TooManyRejects { .. } | Error::Quarantined { .. }));
     if !args.quiet && done {
-        eprint!("{}", report.summary());
+        say_summary(format, &report);
     }
     // The report is written whatever the outcome: a scheduler reads what was committed.
-    if let Some(path) = &args.report
-        && let Err(e) = write_report(path, &report)
+    if let Some(t) = &target
+        && let Err(e) = t.write(&report, &store)
     {
-        eprintln!("s3logs: error: {e}");
+        say_error(format, &format!("{e} (--report)"), EXIT_IO);
         if result.is_ok() {
             return EXIT_IO;
         }
@@ -416,7 +451,7 @@ fn convert(args: &ConvertArgs) -> i32 {
     match result {
         Ok(()) => EXIT_OK,
         Err(e) => {
-            eprintln!("s3logs: error: {}", crate::store::redact::redact(&e.to_string()));
+            say_error(format, &e.to_string(), e.exit_code());
             e.exit_code()
         }
     }
@@ -424,7 +459,17 @@ fn convert(args: &ConvertArgs) -> i32 {
 
 /// Parses the command line, runs the command, and returns the process exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() && json_logs_asked() => {
+            // A scheduler parsing JSON logs gets the usage error as one JSON object too.
+            init_logs(LogFormat::Json);
+            let message = e.render().to_string();
+            say_error(LogFormat::Json, message.trim_end(), e.exit_code());
+            return e.exit_code();
+        }
+        Err(e) => e.exit(),
+    };
     match &cli.command {
         Command::Convert(args) => convert(args),
         Command::Ddl(args) => print_ddl(args),

@@ -5,8 +5,12 @@
 //! its counts always satisfy `lines_read == rows_written + lines_rejected`.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use serde::Serialize;
+
+use crate::error::Error;
+use crate::store::StoreOptions;
 
 use crate::parquet_sink::WrittenFile;
 use crate::rows::builder::RejectSample;
@@ -224,4 +228,68 @@ impl Report {
         }
         s
     }
+}
+
+/// Where `--report` goes: a file, standard output (`-`), or an S3 object (`s3://bucket/key`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportTarget {
+    File(PathBuf),
+    Stdout,
+    S3(String),
+}
+
+impl ReportTarget {
+    pub fn parse(v: &str) -> ReportTarget {
+        match v {
+            "-" => ReportTarget::Stdout,
+            v if v.starts_with("s3://") => ReportTarget::S3(v.to_string()),
+            v => ReportTarget::File(PathBuf::from(v)),
+        }
+    }
+
+    /// Checks that the report can be written, before any work: a run that commits and then
+    /// cannot write its report would exit non-zero for a batch it did convert. An S3 report gets
+    /// a placeholder (`{"running": true}`) that the report replaces when the run ends.
+    pub fn check(&self, store: &StoreOptions) -> Result<(), Error> {
+        match self {
+            ReportTarget::File(path) => std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(path)
+                .map(drop)
+                .map_err(|e| Error::write(path, e)),
+            ReportTarget::Stdout => Ok(()),
+            ReportTarget::S3(url) => put_s3(url, b"{\"running\": true}\n".to_vec(), store),
+        }
+    }
+
+    pub fn write(&self, report: &Report, store: &StoreOptions) -> Result<(), Error> {
+        let mut json = serde_json::to_vec_pretty(report).expect("the report serializes");
+        json.push(b'\n');
+        match self {
+            ReportTarget::File(path) => std::fs::write(path, json).map_err(|e| Error::write(path, e)),
+            ReportTarget::Stdout => {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                out.write_all(&json).and_then(|()| out.flush()).map_err(|e| Error::write("standard output", e))
+            }
+            ReportTarget::S3(url) => put_s3(url, json, store),
+        }
+    }
+}
+
+/// Puts `body` at `s3://bucket/key`, tried again on transient failures as every request is.
+fn put_s3(url: &str, body: Vec<u8>, store: &StoreOptions) -> Result<(), Error> {
+    use object_store::ObjectStoreExt;
+    let (bucket, key) = crate::store::split_s3_url(url)
+        .filter(|(_, key)| !key.is_empty() && !key.ends_with('/'))
+        .ok_or_else(|| Error::Usage(format!("{url}: a report goes to an s3://bucket/key URL naming an object")))?;
+    let rt = crate::store::runtime()?;
+    let mut store = store.clone();
+    crate::store::resolve_region(&mut store, &rt);
+    let client = crate::store::s3_store(bucket, &store).map_err(|cause| Error::Store { url: url.into(), cause })?;
+    let key = object_store::path::Path::from(key);
+    rt.block_on(crate::store::retry::with_retries(&store.retry, || client.put(&key, body.clone().into())))
+        .map(drop)
+        .map_err(|e| crate::store::store_error(url, &e))
 }

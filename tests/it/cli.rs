@@ -357,6 +357,55 @@ fn flag_values_out_of_range_are_refused_up_front() {
     assert!(out.status.success(), "the bounds themselves are allowed: {}", stderr(&out));
 }
 
+/// For schedulers: with `--log-format json` every stderr line is one JSON object, the summary
+/// and errors (usage errors too) included; `--report -` puts the report alone on stdout; text
+/// logs written to a file or pipe carry no colour codes.
+#[test]
+fn logs_and_reports_for_machines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let json_lines = |o: &Output| -> Vec<Value> {
+        let err = stderr(o);
+        assert!(!err.trim().is_empty(), "something is said");
+        err.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}"))).collect()
+    };
+    let dest = tmp.path().join("out");
+    let out = convert(&testdata(), &dest, &["--log-format", "json", "--report", "-"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    let summary = lines.iter().find(|l| l["target"] == "s3logs::summary").expect("a summary object");
+    assert_eq!(
+        (summary["fields"]["rows_written"].as_u64(), summary["fields"]["committed"].as_bool()),
+        (Some(23), Some(true))
+    );
+    assert!(summary["fields"]["message"].as_str().unwrap().contains("23 rows"));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("stdout is the report");
+    assert_eq!((report["rows_written"].as_u64(), report["lines_read"].as_u64()), (Some(23), Some(24)));
+
+    // A dry run's list is in the report, and stdout holds only the report.
+    let out = convert(&testdata(), &tmp.path().join("dry"), &["--dry-run", "--report", "-"]);
+    let report: Value = serde_json::from_slice(&out.stdout).expect("stdout is the report alone");
+    assert_eq!(report["would_convert"].as_array().map(Vec::len), Some(3));
+
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = convert(&empty, &dest, &["--log-format", "json"]);
+    assert_eq!(out.status.code(), Some(66));
+    let lines = json_lines(&out);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!((lines[0]["level"].as_str(), lines[0]["fields"]["exit_code"].as_i64()), (Some("ERROR"), Some(66)));
+    let out = convert(&testdata(), &dest, &["--log-format", "json", "--zstd-level", "99"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(json_lines(&out)[0]["fields"]["message"].as_str().unwrap().contains("--zstd-level"));
+
+    let out = bin()
+        .args(["convert", testdata().to_str().unwrap(), "--output", tmp.path().join("text").to_str().unwrap()])
+        .env("RUST_LOG", "s3logs=info")
+        .output()
+        .unwrap();
+    assert!(out.status.success() && stderr(&out).contains("committed"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains('\x1b'), "no colour codes in redirected logs: {:?}", stderr(&out));
+}
+
 #[test]
 fn io_and_usage_errors_are_one_clear_message_and_a_distinct_code() {
     let tmp = tempfile::tempdir().unwrap();

@@ -203,8 +203,21 @@ fn s3_sources_give_the_same_rows_as_local_files() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let out = s3logs(&["convert", "s3://logs-bucket/logs/", "--output", remote.to_str().unwrap()], &moto.endpoint);
+    // The report goes to S3 too: a bucket that does not exist is refused before any work.
+    let args = ["convert", "s3://logs-bucket/logs/", "--output", remote.to_str().unwrap(), "--report"];
+    let out = s3logs(&[&args[..], &["s3://no-such-reports/r.json"]].concat(), &moto.endpoint);
+    assert_eq!(out.status.code(), Some(74), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing was done"));
+    assert!(!remote.exists());
+    let out = s3logs(&[&args[..], &["s3://logs-bucket/"]].concat(), &moto.endpoint);
+    assert_eq!(out.status.code(), Some(2), "a report names an object: {}", String::from_utf8_lossy(&out.stderr));
+    let out = s3logs(&[&args[..], &["s3://logs-bucket/reports/run.json"]].concat(), &moto.endpoint);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = moto.python(
+        "import json\nr = json.loads(s3.get_object(Bucket='logs-bucket', Key='reports/run.json')['Body'].read())\n\
+         print(r['rows_written'], r['committed'])\n",
+    );
+    assert_eq!(report, vec!["23 True".to_string()]);
 
     for folder in ["data", "rejects"] {
         let (l, r) = (rows(&local.join(folder)), rows(&remote.join(folder)));
