@@ -382,6 +382,22 @@ fn print_or_fail(result: Result<String, Error>) -> i32 {
     }
 }
 
+/// SIGTERM (how Kubernetes, AWS Batch and systemd stop a task) and SIGINT ask the run to stop at
+/// its next safe point, so that it releases DEST's lease and the task's retry elsewhere can start
+/// at once; a second one ends the process there and then (with 128 + the signal).
+fn stop_on_signals(stop: &crate::StopFlag) {
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        // Handlers run in the order they were registered: the first signal finds `asked` false.
+        let registered = signal_hook::flag::register_conditional_shutdown(signal, 128 + signal, asked.clone())
+            .and_then(|_| signal_hook::flag::register(signal, asked.clone()))
+            .and_then(|_| signal_hook::flag::register_usize(signal, stop.atomic(), signal as usize));
+        if let Err(e) = registered {
+            tracing::warn!(signal, error = %e, "cannot handle the signal; it ends the run at once");
+        }
+    }
+}
+
 /// Says an error on stderr: a line of text, or one JSON object with `--log-format json`.
 fn say_error(format: LogFormat, message: &str, exit_code: i32) {
     let message = crate::store::redact::redact(message);
@@ -424,7 +440,10 @@ fn convert(args: &ConvertArgs) -> i32 {
         return e.exit_code();
     }
     let (report, result) = match options {
-        Ok(o) => pipeline::run_reporting(&o),
+        Ok(o) => {
+            stop_on_signals(&o.stop);
+            pipeline::run_reporting(&o)
+        }
         Err(e) => (Report::default(), Err(e)),
     };
     // With `--report -` the report is standard output's, and it lists the objects anyway.

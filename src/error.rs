@@ -112,6 +112,12 @@ pub enum Error {
          --max-rejects {floor}; that batch was not committed (first reject: {first})"
     )]
     TooManyRejects { rejected: u64, lines: u64, ratio: f64, max: f64, floor: u64, first: String },
+    #[error(
+        "stopped by {} at a safe point: the batch being made was not committed (batches committed \
+         before it stay), and DEST's lease was released",
+        signal_name(*signal)
+    )]
+    Stopped { signal: i32 },
 }
 
 /// A committed batch whose files are not all in the table, and why its rows cannot be put back.
@@ -169,9 +175,19 @@ impl Error {
             Error::Busy { .. } | Error::LeaseLost { .. } => EXIT_BUSY,
             Error::TooManyRejects { .. } => EXIT_TOO_MANY_REJECTS,
             Error::NoInput { .. } => EXIT_NOINPUT,
+            // As a shell reports a process ended by the signal: 143 for SIGTERM, 130 for SIGINT.
+            Error::Stopped { signal } => 128 + signal,
             Error::Quarantined { .. } => EXIT_QUARANTINED,
             Error::Temporary { .. } | Error::Unpublished { .. } => EXIT_TEMPFAIL,
         }
+    }
+}
+
+fn signal_name(signal: i32) -> String {
+    match signal {
+        libc::SIGTERM => "SIGTERM".into(),
+        libc::SIGINT => "SIGINT".into(),
+        n => format!("signal {n}"),
     }
 }
 

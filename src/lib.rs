@@ -24,6 +24,7 @@ mod rows;
 pub mod schema;
 mod source;
 pub mod status;
+mod stop;
 mod store;
 
 pub use commit::lease::LeaseOptions;
@@ -32,6 +33,7 @@ pub use parquet_sink::SinkOptions;
 pub use pipeline::{ConvertOptions, run, run_reporting};
 pub use report::Report;
 pub use source::KeyDates;
+pub use stop::StopFlag;
 pub use store::retry::{RequestMetrics, RetryPolicy};
 pub use store::{StoreLayer, StoreOptions, WrapStore};
 

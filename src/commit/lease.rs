@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::commit::destination::Destination;
 use crate::error::Error;
+use crate::stop::StopFlag;
 
 pub const LEASES: &str = "_state/lease";
 
@@ -151,11 +152,13 @@ fn write(dest: &Destination, rec: &LeaseRecord) -> Result<bool, Error> {
     dest.create(&name(rec.generation), &serde_json::to_vec_pretty(rec).expect("a lease serializes"))
 }
 
-/// Takes the lease of `dest`, waiting up to `opts.wait` for another run's to end or expire.
-pub fn acquire(dest: &Destination, opts: LeaseOptions) -> Result<Lease, Error> {
+/// Takes the lease of `dest`, waiting up to `opts.wait` for another run's to end or expire (or
+/// until `stop` is set).
+pub fn acquire(dest: &Destination, opts: LeaseOptions, stop: &StopFlag) -> Result<Lease, Error> {
     let owner = format!("{}:{}:{:016x}", host(), std::process::id(), rand_token());
     let deadline = std::time::Instant::now() + opts.wait;
     loop {
+        stop.check()?;
         let latest = current(dest)?;
         let generation = latest.as_ref().map_or(1, |r| r.generation + 1);
         match &latest {
@@ -283,15 +286,15 @@ mod tests {
     fn a_held_lease_is_refused_until_released() {
         let (_tmp, d) = dest();
         let opts = LeaseOptions { ttl: Duration::from_secs(60), wait: Duration::ZERO };
-        let lease = acquire(&d, opts).unwrap();
+        let lease = acquire(&d, opts, &StopFlag::default()).unwrap();
         lease.check().unwrap();
-        match acquire(&d, opts) {
+        match acquire(&d, opts, &StopFlag::default()) {
             Err(Error::Busy { holder, .. }) => assert!(holder.contains(&std::process::id().to_string())),
             Err(e) => panic!("{e}"),
             Ok(_) => panic!("a held lease was taken twice"),
         }
         lease.release();
-        let again = acquire(&d, opts).unwrap();
+        let again = acquire(&d, opts, &StopFlag::default()).unwrap();
         assert_eq!(current(&d).unwrap().unwrap().generation, 3);
         drop(again);
         assert!(current(&d).unwrap().unwrap().released);
@@ -304,13 +307,13 @@ mod tests {
         foreign.host = "another-host".into();
         assert!(write(&d, &foreign).unwrap());
         let opts = LeaseOptions { ttl: Duration::from_secs(60), wait: Duration::ZERO };
-        assert!(matches!(acquire(&d, opts), Err(Error::Busy { .. })));
+        assert!(matches!(acquire(&d, opts, &StopFlag::default()), Err(Error::Busy { .. })));
 
         // Expired: taken.
         let mut expired = foreign.clone();
         (expired.generation, expired.expires_at_ms) = (2, now_ms() - 1);
         assert!(write(&d, &expired).unwrap());
-        drop(acquire(&d, opts).unwrap());
+        drop(acquire(&d, opts, &StopFlag::default()).unwrap());
 
         // A live lease of a process of this host that is gone (a pid that cannot exist now
         // with that start time): taken at once.
@@ -318,10 +321,10 @@ mod tests {
         let mut dead = record("here:dead:0", latest + 1, Duration::from_secs(3600), false);
         dead.pid_start = Some(u64::MAX);
         assert!(write(&d, &dead).unwrap());
-        drop(acquire(&d, opts).unwrap());
+        drop(acquire(&d, opts, &StopFlag::default()).unwrap());
         // A live one of this very process is not.
         let latest = current(&d).unwrap().unwrap().generation;
         assert!(write(&d, &record("here:live:0", latest + 1, Duration::from_secs(3600), false)).unwrap());
-        assert!(matches!(acquire(&d, opts), Err(Error::Busy { .. })));
+        assert!(matches!(acquire(&d, opts, &StopFlag::default()), Err(Error::Busy { .. })));
     }
 }

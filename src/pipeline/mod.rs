@@ -126,7 +126,7 @@ fn convert_listed(
         return Ok(());
     }
 
-    let lease = lease::acquire(dest, opts.lease)?;
+    let lease = lease::acquire(dest, opts.lease, &opts.stop)?;
     dest.prune_dead_local_staging();
     // Under the lease the ledger is read again: a run that just finished may have converted some.
     let state_started = Instant::now();

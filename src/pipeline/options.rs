@@ -50,6 +50,8 @@ pub struct ConvertOptions {
     pub retry_quarantined: bool,
     /// A source that lists no object is not an error (it is, exit 66, by default).
     pub allow_empty: bool,
+    /// Set, the run stops at its next safe point (the CLI sets it on SIGTERM and SIGINT).
+    pub stop: crate::stop::StopFlag,
     /// A record more than this many days from its object's key date is a reject; `None`: no
     /// bound.
     pub key_date_slack: Option<u32>,
@@ -120,6 +122,7 @@ impl Default for ConvertOptions {
             dry_run: false,
             retry_quarantined: false,
             allow_empty: false,
+            stop: Default::default(),
             key_date_slack: Some(31),
             lease: LeaseOptions::default(),
         }

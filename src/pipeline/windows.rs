@@ -100,6 +100,8 @@ pub(crate) fn parse_and_write(
         let mut next = windows.next_window()?;
         let mut pending = next.as_deref().and_then(|w| spawn_prefetch(w, rt, opts));
         while let Some(window) = next.take() {
+            // A safe point: what this batch wrote so far is local, and dropped with it.
+            opts.stop.check()?;
             let this = pending.take();
             next = windows.next_window()?;
             pending = next.as_deref().and_then(|w| spawn_prefetch(w, rt, opts));
@@ -267,6 +269,7 @@ pub(crate) fn stream_object(
     };
     let mut block = Vec::with_capacity(READ_BYTES);
     loop {
+        opts.stop.check()?;
         block.clear();
         let eof = fill(&mut reader, &mut block, READ_BYTES, o)?;
         framer.push(&block, &mut take)?;

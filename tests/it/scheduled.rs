@@ -493,3 +493,66 @@ fn lease_files_of_killed_runs_do_not_pile_up() {
     let leases = walkdir_files(&dest.join("_state/lease"));
     assert_eq!(leases.len(), 1, "{leases:?}");
 }
+
+/// How Kubernetes, AWS Batch and systemd stop a task: SIGTERM. The run stops at its next safe
+/// point with 143, releasing DEST's lease (its record says so: a retry on another host need not
+/// wait for it to expire), with nothing half-made left, and the next run finishes the table
+/// exactly. A run waiting for the lease stops too (130 for SIGINT), instead of waiting on.
+#[test]
+fn sigterm_stops_at_a_safe_point_and_releases_the_lease() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, dest) = (tmp.path().join("logs"), tmp.path().join("table"));
+    let objects = corpus(&src, 64, 96 << 20, 11);
+    let signal = |child: &std::process::Child, sig: i32| {
+        // SAFETY: sends a signal to a child process this test started and has not reaped.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+    };
+    let wait = |mut child: std::process::Child| -> Output {
+        // A guard against a run that never stops, not a timing claim.
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while child.try_wait().unwrap().is_none() {
+            assert!(std::time::Instant::now() < deadline, "the run did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().unwrap()
+    };
+    let mut run = convert(&src, &dest, &["--batch-size", "8MiB", "--quiet"]);
+    let child = run.stderr(std::process::Stdio::piped()).spawn().unwrap();
+    // Once it has committed a batch, it is in the middle of the next one.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !dest.join("_state/commits").read_dir().is_ok_and(|mut d| d.next().is_some()) {
+        assert!(std::time::Instant::now() < deadline, "no batch was committed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    signal(&child, libc::SIGTERM);
+    let out = wait(child);
+    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    assert!(stderr(&out).contains("stopped by SIGTERM at a safe point"), "{}", stderr(&out));
+    let leases: Vec<PathBuf> = walkdir_files(&dest.join("_state/lease"));
+    let latest = leases.iter().max().expect("a lease record");
+    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(latest).unwrap()).unwrap();
+    assert_eq!(record["released"], true, "{record}");
+    assert!(walkdir_files(&dest.join("_staging")).is_empty(), "nothing half-made is left");
+    let committed = table_ids(&dest).len();
+    assert!(committed > 0 && committed < expected_ids(&objects).len(), "stopped in the middle: {committed}");
+
+    // Another run holds the lease: one that waits for it stops on SIGINT instead.
+    let holder = convert(&src, &dest, &["--batch-size", "8MiB", "--quiet"]).spawn().unwrap();
+    while !walkdir_files(&dest.join("_state/lease")).iter().any(|p| {
+        std::fs::read(p)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|r| r["released"] == false && r["pid"] == holder.id())
+    }) {
+        assert!(std::time::Instant::now() < deadline, "the second run never took the lease");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let waiter = convert(&src, &dest, &["--lease-wait", "600"]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&waiter, libc::SIGINT);
+    let out = wait(waiter);
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    let out = wait(holder);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_exactly_once(&dest, &objects);
+}
