@@ -165,6 +165,10 @@ fn resolve(o: &DdlOptions) -> Result<Table, Error> {
                     days.extend(partition_values(&dir, PARTITION_COLUMN).iter().filter_map(|v| parse_day(v)));
                 }
             }
+            if !is_url(local_dest) && !Path::new(local_dest).is_dir() {
+                let why = "no such folder: convert into it first, or give --projection-start YYYY-MM-DD";
+                return Err(Error::read(local_dest, std::io::Error::new(std::io::ErrorKind::NotFound, why)));
+            }
             *days.iter().min().ok_or_else(|| {
                 Error::Usage(format!("no dt= partitions found under {location}; give --projection-start YYYY-MM-DD"))
             })?

@@ -82,7 +82,8 @@ pub fn render(dest: &str, opts: &StoreOptions, json: bool) -> Result<String, Err
     if let Destination::Local(p) = &d
         && !p.is_dir()
     {
-        return Err(Error::read(p, std::io::Error::from(std::io::ErrorKind::NotFound)));
+        let why = "no such folder (is DEST right? s3logs creates it when it first converts into it)";
+        return Err(Error::read(p, std::io::Error::new(std::io::ErrorKind::NotFound, why)));
     }
     let s = status(&d)?;
     if json {

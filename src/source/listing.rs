@@ -21,6 +21,7 @@ use crate::source::absolute;
 use crate::source::file_object;
 use crate::source::resolved;
 use crate::store::StoreOptions;
+use crate::store::describe;
 use crate::store::first_line;
 use crate::store::retry::back_off;
 use crate::store::retry::is_permanent;
@@ -394,7 +395,7 @@ pub(crate) async fn stream_s3(
                         Ok(m) => metas.push(m),
                         Err(e) if is_permanent(&e) => return Err(store_error(url, &e)),
                         Err(e) => {
-                            error = Some(first_line(&e.to_string()));
+                            error = Some(describe(&e));
                             break;
                         }
                     }

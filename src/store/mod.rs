@@ -48,6 +48,33 @@ pub(crate) fn first_line(message: &str) -> String {
     crate::store::redact::redact(message.lines().next().unwrap_or(""))
 }
 
+/// A store error in one line, as an operator needs it: S3's own error code and message where the
+/// server sent them (`NoSuchBucket: The specified bucket does not exist (HTTP 404 Not Found)`,
+/// `AccessDenied`, `SlowDown`), which object_store's text carries only in an XML body after its
+/// first line; missing credentials without the empty path object_store names.
+pub(crate) fn describe(e: &object_store::Error) -> String {
+    if let object_store::Error::Unauthenticated { source, .. } = e {
+        return first_line(&source.to_string());
+    }
+    let text = e.to_string();
+    let tag = |name: &str| {
+        let start = text.find(&format!("<{name}>"))? + name.len() + 2;
+        let len = text[start..].find(&format!("</{name}>"))?;
+        Some(text[start..start + len].trim().to_string()).filter(|v| !v.is_empty())
+    };
+    let status = text
+        .find("status code: ")
+        .map(|i| &text[i + "status code: ".len()..])
+        .and_then(|rest| rest.split(':').next())
+        .map(|s| format!(" (HTTP {})", s.trim()))
+        .unwrap_or_default();
+    match (tag("Code"), tag("Message")) {
+        (Some(code), Some(message)) => crate::store::redact::redact(&format!("{code}: {message}{status}")),
+        (Some(code), None) => crate::store::redact::redact(&format!("{code}{status}")),
+        _ => first_line(&text),
+    }
+}
+
 /// An async runtime for S3 requests (two worker threads: requests wait, they do not compute).
 pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_multi_thread()
@@ -60,7 +87,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 /// A store error as this crate's error: `Temporary` (exit 75) when retrying did not help but a
 /// later run may, `Store` (exit 74) when the request cannot succeed as it is.
 pub fn store_error(url: &str, e: &object_store::Error) -> Error {
-    let cause = first_line(&e.to_string());
+    let cause = describe(e);
     if is_permanent(e) {
         Error::Store { url: url.to_string(), cause }
     } else {
@@ -126,4 +153,34 @@ pub fn s3_stores(
         None => store,
     };
     Ok((store, s3))
+}
+
+#[cfg(test)]
+mod describe_tests {
+    use super::describe;
+
+    fn generic(text: &str) -> object_store::Error {
+        object_store::Error::Generic { store: "S3", source: text.to_string().into() }
+    }
+
+    /// What object_store says about an S3 error answer: the request, then the body on the next
+    /// lines. The code and message are what an operator acts on.
+    #[test]
+    fn s3_error_codes_are_named() {
+        let e = generic(
+            "Error performing list request: Error performing GET http://h/b?list-type=2 in 15ms - Server \
+             returned non-2xx status code: 404 Not Found: <?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error>\
+             <Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message>\
+             <BucketName>b</BucketName></Error>",
+        );
+        assert_eq!(describe(&e), "NoSuchBucket: The specified bucket does not exist (HTTP 404 Not Found)");
+        let e = generic(
+            "Server returned non-2xx status code: 503 Service Unavailable: <Error><Code>SlowDown</Code></Error>",
+        );
+        assert_eq!(describe(&e), "SlowDown (HTTP 503 Service Unavailable)");
+        let e = generic("connection refused\nmore");
+        assert_eq!(describe(&e), "Generic S3 error: connection refused");
+        let e = object_store::Error::Unauthenticated { path: String::new(), source: "no AWS credentials found".into() };
+        assert_eq!(describe(&e), "no AWS credentials found");
+    }
 }

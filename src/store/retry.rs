@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::store::first_line;
+use crate::store::describe;
 
 /// How often a failed request is tried again, with exponential backoff from `base_delay`, and
 /// how long one attempt may take before it counts as failed.
@@ -87,7 +87,7 @@ where
             Err(e) if is_permanent(&e) || attempt + 1 >= policy.attempts.max(1) => return Err(e),
             Err(e) => {
                 attempt += 1;
-                back_off(policy, attempt, &first_line(&e.to_string())).await;
+                back_off(policy, attempt, &describe(&e)).await;
             }
         }
     }

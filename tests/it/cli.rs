@@ -1266,5 +1266,10 @@ mod as_users_see_it {
         snapshot!("error_bad_output_url", tmp.path(), &["convert", "logs", "--output", "ftp://host/x"]);
         snapshot!("error_bad_ratio", tmp.path(), &["convert", "logs", "--output", "out", "--max-reject-ratio", "2"]);
         snapshot!("error_unknown_flag", tmp.path(), &["convert", "--no-such-flag"]);
+        std::fs::create_dir(tmp.path().join("empty")).unwrap();
+        snapshot!("error_empty_source", tmp.path(), &["convert", "empty", "--output", "out"]);
+        snapshot!("error_bad_zstd_level", tmp.path(), &["convert", "logs", "--output", "out", "--zstd-level", "0"]);
+        snapshot!("error_status_missing_dest", tmp.path(), &["status", "missing"]);
+        snapshot!("error_ddl_missing_dest", tmp.path(), &["ddl", "missing"]);
     }
 }

@@ -385,6 +385,12 @@ fn since_and_until_select_objects_by_key_date_in_both_formats() {
     assert_eq!(got, want);
     assert_eq!(rows(&dest.join("data")).len(), 5 * 8);
 
+    // A misspelled bucket: S3's error code, in one line.
+    let out = s3logs(&["convert", "s3://no-such-bucket/logs/", "--output", "out"], &moto.endpoint);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(74), "{err}");
+    assert!(err.contains("s3://no-such-bucket/logs/: NoSuchBucket: The specified bucket does not exist"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
     // A misspelled prefix lists nothing: exit 66 naming it, not "nothing new" for ever.
     let typo = tmp.path().join("typo");
     let out = s3logs(&["convert", "s3://dated/lgos/", "--output", typo.to_str().unwrap()], &moto.endpoint);
