@@ -26,7 +26,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Convert log objects into DEST/data/dt=YYYY-MM-DD/*.parquet (rejected lines: DEST/rejects/).
-    Convert(ConvertArgs),
+    Convert(Box<ConvertArgs>),
     /// Print the table definition (Athena, Glue, Spark or DuckDB) for a dataset written by convert.
     Ddl(DdlArgs),
     /// Show what has been converted into DEST: objects, rows, rejects, the last commit, the lease.
@@ -163,12 +163,26 @@ struct ConvertArgs {
     /// Parser threads (default: one per core).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
     threads: Option<u64>,
-    /// S3-compatible endpoint for s3:// sources [default: AWS_ENDPOINT_URL, else AWS].
+    /// S3-compatible endpoint for s3:// sources and DEST [default: AWS_ENDPOINT_URL_S3, else
+    /// AWS_ENDPOINT_URL, else AWS].
     #[arg(long, value_name = "URL")]
     endpoint_url: Option<String>,
-    /// AWS region for s3:// sources [default: AWS_REGION or AWS_DEFAULT_REGION].
+    /// AWS region for s3:// sources and DEST [default: AWS_REGION or AWS_DEFAULT_REGION, else the
+    /// profile's].
     #[arg(long, value_name = "REGION")]
     region: Option<String>,
+    /// The endpoint of the s3:// sources, where they are not DEST's (logs in one account or
+    /// provider, the table in another) [default: --endpoint-url's].
+    #[arg(long, value_name = "URL")]
+    source_endpoint_url: Option<String>,
+    /// The region of the s3:// sources, where it is not DEST's (a logging bucket in one region,
+    /// the analytics bucket in another) [default: --region's].
+    #[arg(long, value_name = "REGION")]
+    source_region: Option<String>,
+    /// The AWS profile for credentials and region, ahead of AWS_PROFILE and of keys in the
+    /// environment, as the AWS CLI's --profile.
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
     /// Only objects whose key date (the date their file name starts with, in both S3 key formats)
     /// is on or after this day.
     #[arg(long, value_name = "YYYY-MM-DD")]
@@ -292,9 +306,12 @@ impl ConvertArgs {
             max_object_bytes: self.max_object_bytes,
             threads: self.threads.map(|n| n as usize),
             partition_by_bucket: self.partition_by.bucket,
+            source_endpoint_url: self.source_endpoint_url.clone(),
+            source_region: self.source_region.clone(),
             store: StoreOptions {
                 endpoint_url: self.endpoint_url.clone(),
                 region: self.region.clone(),
+                profile: self.profile.clone(),
                 retry: RetryPolicy {
                     attempts: self.retries + 1,
                     timeout: std::time::Duration::from_secs(self.request_timeout),

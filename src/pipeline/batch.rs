@@ -86,7 +86,7 @@ fn recreate(
         return Err(fail("its input was standard input, which cannot be read again".into()));
     }
     let names: Vec<String> = entries.iter().map(|o| o.name.clone()).collect();
-    let found = crate::source::find_recorded(&names, &run.opts.store, run.rt)?;
+    let found = crate::source::find_recorded(&names, &run.opts.source_store(), run.rt)?;
     let mut objects = Vec::with_capacity(found.len());
     for (entry, now) in entries.into_iter().zip(found) {
         match now {

@@ -84,8 +84,9 @@ fn run_into(opts: &ConvertOptions, stats: &mut RunStats) -> Result<(), Error> {
     let opts = &ConvertOptions { store: store.clone(), ..opts.clone() };
     let dest = Destination::parse(&opts.output.to_string_lossy(), &store, rt.as_ref())?;
     stats.output = dest.display();
+    let source_store = opts.source_store();
     let mut listing =
-        Listing::start(&opts.sources, dest.local_root(), &store, rt.as_ref(), opts.key_dates, opts.allow_empty);
+        Listing::start(&opts.sources, dest.local_root(), &source_store, rt.as_ref(), opts.key_dates, opts.allow_empty);
     let outcome = convert_listed(opts, rt.as_ref(), &dest, &mut listing, stats);
     stats.listing = TransferFigures { objects: listing.objects, bytes: listing.bytes, seconds: listing.seconds };
     tracing::info!(objects = listing.objects, bytes = listing.bytes, seconds = listing.seconds, "listed");

@@ -52,6 +52,9 @@ pub struct ConvertOptions {
     pub allow_empty: bool,
     /// Set, the run stops at its next safe point (the CLI sets it on SIGTERM and SIGINT).
     pub stop: crate::stop::StopFlag,
+    /// The endpoint and region of the `s3://` sources where they are not DEST's (`store`'s).
+    pub source_endpoint_url: Option<String>,
+    pub source_region: Option<String>,
     /// A record more than this many days from its object's key date is a reject; `None`: no
     /// bound.
     pub key_date_slack: Option<u32>,
@@ -59,6 +62,17 @@ pub struct ConvertOptions {
 }
 
 impl ConvertOptions {
+    /// How the `s3://` sources are reached: DEST's store options (`store`, the same retries and
+    /// request counts), with the sources' own endpoint and region where given.
+    pub(crate) fn source_store(&self) -> crate::store::StoreOptions {
+        let store = &self.store;
+        crate::store::StoreOptions {
+            endpoint_url: self.source_endpoint_url.clone().or_else(|| store.endpoint_url.clone()),
+            region: self.source_region.clone().or_else(|| store.region.clone()),
+            ..store.clone()
+        }
+    }
+
     /// How the lines of `o` are parsed: its records' days are bounded by its key date, or, when
     /// its name has none, by the day of the first record in `head` (the start of its content).
     pub(crate) fn parse_options(&self, o: &SourceObject, head: &[u8]) -> ParseOptions {
@@ -123,6 +137,8 @@ impl Default for ConvertOptions {
             retry_quarantined: false,
             allow_empty: false,
             stop: Default::default(),
+            source_endpoint_url: None,
+            source_region: None,
             key_date_slack: Some(31),
             lease: LeaseOptions::default(),
         }

@@ -19,8 +19,16 @@ use tokio::sync::{Mutex, OnceCell};
 /// The AWS SDK's default credential chain, as an object_store credential provider.
 #[derive(Debug, Default)]
 pub struct SdkCredentials {
+    /// The profile to read (otherwise `AWS_PROFILE`, else `default`).
+    profile: Option<String>,
     chain: OnceCell<Option<SharedCredentialsProvider>>,
     cached: Mutex<Option<(Arc<AwsCredential>, Option<SystemTime>)>>,
+}
+
+impl SdkCredentials {
+    pub fn for_profile(profile: Option<String>) -> Self {
+        SdkCredentials { profile, ..SdkCredentials::default() }
+    }
 }
 
 fn unavailable(message: String) -> object_store::Error {
@@ -42,7 +50,11 @@ impl CredentialProvider for SdkCredentials {
         let chain = self
             .chain
             .get_or_init(|| async {
-                aws_config::defaults(BehaviorVersion::latest()).load().await.credentials_provider()
+                let mut config = aws_config::defaults(BehaviorVersion::latest());
+                if let Some(p) = &self.profile {
+                    config = config.profile_name(p);
+                }
+                config.load().await.credentials_provider()
             })
             .await
             .as_ref()

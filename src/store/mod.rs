@@ -32,10 +32,13 @@ impl std::fmt::Debug for StoreLayer {
 /// How to reach object stores.
 #[derive(Debug, Clone, Default)]
 pub struct StoreOptions {
-    /// S3-compatible endpoint (otherwise `AWS_ENDPOINT_URL`, otherwise AWS).
+    /// S3-compatible endpoint (otherwise `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`, otherwise AWS).
     pub endpoint_url: Option<String>,
     /// AWS region (otherwise `AWS_REGION` / `AWS_DEFAULT_REGION`).
     pub region: Option<String>,
+    /// The AWS profile credentials and region come from (otherwise `AWS_PROFILE`, else `default`),
+    /// ahead of credentials in the environment, as the AWS CLI's `--profile`.
+    pub profile: Option<String>,
     /// Access key id and secret, instead of the environment's credential chain.
     pub static_credentials: Option<(String, String)>,
     /// Our retries, on top of object_store's own: they also cover failures a layer injects.
@@ -103,7 +106,11 @@ pub fn resolve_region(opts: &mut StoreOptions, rt: &tokio::runtime::Runtime) {
         return;
     }
     use aws_config::meta::region::ProvideRegion;
-    let provider = aws_config::profile::ProfileFileRegionProvider::new();
+    let mut provider = aws_config::profile::ProfileFileRegionProvider::builder();
+    if let Some(p) = &opts.profile {
+        provider = provider.profile_name(p);
+    }
+    let provider = provider.build();
     if let Some(region) = rt.block_on(provider.region()) {
         tracing::info!(region = %region, "region from the AWS profile");
         opts.region = Some(region.to_string());
@@ -132,14 +139,22 @@ pub fn s3_stores(
     let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
     match &opts.static_credentials {
         Some((id, secret)) => b = b.with_access_key_id(id).with_secret_access_key(secret),
-        // Keys in the environment are read by object_store itself; otherwise the AWS SDK's chain
-        // (profiles, SSO, web identity, ECS, instance metadata) supplies them.
-        None if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() => {
-            b = b.with_credentials(Arc::new(crate::store::credentials::SdkCredentials::default()));
+        // Keys in the environment are read by object_store itself (unless a profile is named);
+        // otherwise the AWS SDK's chain (profiles, SSO, web identity, ECS, instance metadata)
+        // supplies them.
+        None if opts.profile.is_some() || std::env::var_os("AWS_ACCESS_KEY_ID").is_none() => {
+            let chain = crate::store::credentials::SdkCredentials::for_profile(opts.profile.clone());
+            b = b.with_credentials(Arc::new(chain));
         }
         None => {}
     }
-    let endpoint = opts.endpoint_url.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+    // As the AWS CLI: the service's own variable before the general one.
+    let endpoint = opts
+        .endpoint_url
+        .clone()
+        .or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok())
+        .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+        .filter(|e| !e.is_empty());
     if let Some(e) = endpoint {
         b = b.with_allow_http(e.starts_with("http://")).with_endpoint(e);
     }

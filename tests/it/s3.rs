@@ -146,6 +146,7 @@ fn moto_store(moto: &Moto, layer: Option<s3logs::StoreLayer>) -> s3logs::StoreOp
             ..Default::default()
         },
         layer,
+        profile: None,
     }
 }
 
@@ -1080,6 +1081,58 @@ fn credentials_come_from_a_named_profile() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no AWS credentials") && err.lines().count() == 1, "{err}");
     assert!(!err.contains("profile-secret-do-not-print") && !err.contains("AKIAPROFILEEXAMPLE"), "{err}");
+
+    // --profile names the profile ahead of AWS_PROFILE (here one that does not exist) and of keys
+    // in the environment (here wrong ones), as the AWS CLI's does: credentials and region.
+    let out = Command::new(env!("CARGO_BIN_EXE_s3logs"))
+        .args(["convert", "s3://logs-bucket/logs/", "--output", tmp.path().join("flag").to_str().unwrap()])
+        .args(["--endpoint-url", &moto.endpoint, "--retries", "0", "--profile", "s3logs-test"])
+        .env("AWS_PROFILE", "no-such-profile")
+        .env("AWS_ACCESS_KEY_ID", "AKIAWRONGKEYEXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", "wrong-secret")
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+        .env("AWS_CONFIG_FILE", &config)
+        .env("HOME", tmp.path())
+        .env("RUST_LOG", "s3logs=info")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("region from the AWS profile") && err.contains("eu-west-1"), "{err}");
+    assert_eq!(rows(&tmp.path().join("flag/data")).len(), 8);
+}
+
+/// Logs in one place, the table in another: the sources' endpoint (and region) can differ from
+/// DEST's. Here two S3 servers: the logs on one, DEST on the other; and AWS_ENDPOINT_URL_S3 (the
+/// AWS CLI's service-specific variable) reaches a server without --endpoint-url.
+#[test]
+fn sources_and_dest_on_different_endpoints() {
+    let (logs, table) = (Moto::start(), Moto::start());
+    logs.upload("logs-bucket", &sample_keys());
+    table.upload("analytics", &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let args = ["convert", "s3://logs-bucket/logs/", "--output", "s3://analytics/t", "--source-endpoint-url"];
+    let out = s3logs(&[&args[..], &[logs.endpoint.as_str()]].concat(), &table.endpoint);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    table.download("analytics", "t", &tmp.path().join("t"));
+    assert_eq!(rows(&tmp.path().join("t/data")).len(), 23);
+    assert_eq!(logs.keys("logs-bucket", "").len(), sample_keys().len(), "nothing written beside the logs");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_s3logs"))
+        .args(["convert", "s3://logs-bucket/logs/", "--output", tmp.path().join("local").to_str().unwrap()])
+        .env("AWS_ENDPOINT_URL_S3", &logs.endpoint)
+        .env_remove("AWS_ENDPOINT_URL")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(rows(&tmp.path().join("local/data")).len(), 23);
 }
 
 /// Objects larger than a window are streamed from their GET response instead of held whole.
