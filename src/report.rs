@@ -288,7 +288,7 @@ fn put_s3(url: &str, body: Vec<u8>, store: &StoreOptions) -> Result<(), Error> {
     let mut store = store.clone();
     crate::store::resolve_region(&mut store, &rt);
     let client = crate::store::s3_store(bucket, &store).map_err(|cause| Error::Store { url: url.into(), cause })?;
-    let key = object_store::path::Path::from(key);
+    let key = crate::store::key_path(key);
     rt.block_on(crate::store::retry::with_retries(&store.retry, || client.put(&key, body.clone().into())))
         .map(drop)
         .map_err(|e| crate::store::store_error(url, &e))

@@ -23,6 +23,7 @@ use crate::source::resolved;
 use crate::store::StoreOptions;
 use crate::store::describe;
 use crate::store::first_line;
+use crate::store::key_path;
 use crate::store::retry::back_off;
 use crate::store::retry::is_permanent;
 use crate::store::retry::with_retries;
@@ -42,12 +43,12 @@ pub(crate) fn list_prefix(
 ) -> futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>> {
     use futures::StreamExt;
     let folder = match prefix.rfind('/') {
-        Some(i) if i > 0 => Some(StorePath::from(&prefix[..i])),
+        Some(i) if i > 0 => Some(key_path(&prefix[..i])),
         _ => None,
     };
     let start = (!prefix.is_empty() && !prefix.ends_with('/')).then(|| just_before(prefix));
     let listing = match after.map(str::to_string).or(start).as_deref() {
-        Some(s) => store.list_with_offset(folder.as_ref(), &StorePath::from(s)),
+        Some(s) => store.list_with_offset(folder.as_ref(), &key_path(s)),
         None => store.list(folder.as_ref()),
     };
     let (p, q) = (prefix.to_string(), prefix.to_string());
@@ -94,7 +95,7 @@ pub(crate) async fn key_ranges(
     use crate::access_log::time::{civil_from_days, format_day};
     let mut out: Vec<String> = (dates.first..=dates.last).map(|d| format!("{prefix}{}", format_day(d))).collect();
     if prefix.is_empty() || prefix.ends_with('/') {
-        let root = (!prefix.is_empty()).then(|| StorePath::from(prefix.trim_end_matches('/')));
+        let root = (!prefix.is_empty()).then(|| key_path(prefix.trim_end_matches('/')));
         let children = |p: Option<StorePath>| async move { store.list_with_delimiter(p.as_ref()).await };
         for account in children(root).await?.common_prefixes {
             if !account.filename().is_some_and(is_account) {

@@ -202,7 +202,7 @@ pub fn find_recorded(
                 }
             };
             let rt = rt.ok_or_else(|| Error::Internal(format!("{name} needs the async runtime")))?;
-            let path = StorePath::from(key);
+            let path = crate::store::key_path(key);
             match rt.block_on(with_retries(&opts.retry, || store.head(&path))) {
                 Ok(m) => found.push(Some(SourceObject {
                     name: name.clone(),

@@ -117,6 +117,13 @@ pub fn resolve_region(opts: &mut StoreOptions, rt: &tokio::runtime::Runtime) {
     }
 }
 
+/// An S3 key (or key prefix) as object_store's path, character for character. object_store's
+/// `Path::from` percent-encodes characters such as `%`, `#`, `[` and `{`, which S3 allows in keys:
+/// `logs%2024/` would become `logs%252024/`, another prefix, which lists nothing.
+pub(crate) fn key_path(key: &str) -> object_store::path::Path {
+    object_store::path::Path::parse(key).unwrap_or_else(|_| object_store::path::Path::from(key))
+}
+
 /// Splits `s3://bucket/key/prefix` into bucket and key prefix.
 pub fn split_s3_url(url: &str) -> Option<(&str, &str)> {
     let rest = url.strip_prefix("s3://")?;

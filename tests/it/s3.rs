@@ -1105,6 +1105,28 @@ fn credentials_come_from_a_named_profile() {
     assert_eq!(rows(&tmp.path().join("flag/data")).len(), 8);
 }
 
+/// Prefixes with characters S3 allows in keys but object_store would percent-encode (`%`, `#`,
+/// `[`, `{`, a space): each lists exactly its own objects.
+#[test]
+fn prefixes_with_any_characters_s3_allows() {
+    let moto = Moto::start();
+    let object = testdata().join("2024-03-15-00-10-11-4C3B2A1908F7E6D5");
+    let prefixes = ["logs%2024/", "we#ird [x]/", "{a} b^c/"];
+    let files: Vec<(String, PathBuf)> =
+        prefixes.iter().map(|p| (format!("{p}2024-03-15-00-10-11-4C3B2A1908F7E6D5"), object.clone())).collect();
+    moto.upload("odd-names", &files);
+    let tmp = tempfile::tempdir().unwrap();
+    for (i, p) in prefixes.iter().enumerate() {
+        let dest = tmp.path().join(format!("out{i}"));
+        let out =
+            s3logs(&["convert", &format!("s3://odd-names/{p}"), "--output", dest.to_str().unwrap()], &moto.endpoint);
+        assert!(out.status.success(), "{p}: {}", String::from_utf8_lossy(&out.stderr));
+        let got = rows(&dest.join("data"));
+        assert_eq!(got.len(), 8, "{p}");
+        assert!(got.iter().all(|r| r["source_object"].as_str().unwrap().starts_with(&format!("s3://odd-names/{p}"))));
+    }
+}
+
 /// Logs in one place, the table in another: the sources' endpoint (and region) can differ from
 /// DEST's. Here two S3 servers: the logs on one, DEST on the other; and AWS_ENDPOINT_URL_S3 (the
 /// AWS CLI's service-specific variable) reaches a server without --endpoint-url.
