@@ -19,7 +19,8 @@ use tokio::sync::{Mutex, OnceCell};
 /// The AWS SDK's default credential chain, as an object_store credential provider.
 #[derive(Debug, Default)]
 pub struct SdkCredentials {
-    /// The profile to read (otherwise `AWS_PROFILE`, else `default`).
+    /// The profile named by `--profile`: only its credentials are used. Otherwise the default
+    /// chain, with `AWS_PROFILE` (else `default`).
     profile: Option<String>,
     chain: OnceCell<Option<SharedCredentialsProvider>>,
     cached: Mutex<Option<(Arc<AwsCredential>, Option<SystemTime>)>>,
@@ -50,19 +51,24 @@ impl CredentialProvider for SdkCredentials {
         let chain = self
             .chain
             .get_or_init(|| async {
-                let mut config = aws_config::defaults(BehaviorVersion::latest());
-                if let Some(p) = &self.profile {
-                    config = config.profile_name(p);
+                match &self.profile {
+                    // A profile named on the command line is the one used, not keys in the
+                    // environment (the AWS CLI drops them from its chain then, too).
+                    Some(p) => Some(SharedCredentialsProvider::new(
+                        aws_config::profile::ProfileFileCredentialsProvider::builder().profile_name(p).build(),
+                    )),
+                    None => aws_config::defaults(BehaviorVersion::latest()).load().await.credentials_provider(),
                 }
-                config.load().await.credentials_provider()
             })
             .await
             .as_ref()
             .ok_or_else(|| unavailable("no AWS credential provider is configured".into()))?;
         let c = chain.provide_credentials().await.map_err(|e| {
-            unavailable(crate::store::redact::redact(&format!(
-                "no AWS credentials found (environment, AWS_PROFILE, SSO, web identity, ECS, instance metadata): {e}"
-            )))
+            let tried = match &self.profile {
+                Some(p) => format!("profile {p}"),
+                None => "environment, AWS_PROFILE, SSO, web identity, ECS, instance metadata".into(),
+            };
+            unavailable(crate::store::redact::redact(&format!("no AWS credentials found ({tried}): {e}")))
         })?;
         crate::store::redact::register(c.secret_access_key());
         if let Some(token) = c.session_token() {

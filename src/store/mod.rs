@@ -98,23 +98,47 @@ pub fn store_error(url: &str, e: &object_store::Error) -> Error {
     }
 }
 
-/// Fills in the region from the AWS profile (`AWS_PROFILE`, else `default`, in the shared config
-/// file) when neither `--region` nor `AWS_REGION` / `AWS_DEFAULT_REGION` gives one, as the AWS CLI
-/// does. Without any, object_store uses us-east-1.
+/// Fills in what the AWS configuration gives and the options do not, as the AWS CLI reads it:
+/// the region from the profile (`--profile`, else `AWS_PROFILE`, else `default`, in the shared
+/// config file) when neither `--region` nor `AWS_REGION` / `AWS_DEFAULT_REGION` gives one
+/// (without any, object_store uses us-east-1); and the endpoint, when `--endpoint-url` gives
+/// none, from `AWS_ENDPOINT_URL_S3`, the profile's `services` section for `s3`, `AWS_ENDPOINT_URL`
+/// or the profile's `endpoint_url`, in that order.
 pub fn resolve_region(opts: &mut StoreOptions, rt: &tokio::runtime::Runtime) {
-    if opts.region.is_some() || ["AWS_REGION", "AWS_DEFAULT_REGION"].iter().any(|v| std::env::var_os(v).is_some()) {
-        return;
+    if opts.region.is_none() && !["AWS_REGION", "AWS_DEFAULT_REGION"].iter().any(|v| std::env::var_os(v).is_some()) {
+        use aws_config::meta::region::ProvideRegion;
+        let mut provider = aws_config::profile::ProfileFileRegionProvider::builder();
+        if let Some(p) = &opts.profile {
+            provider = provider.profile_name(p);
+        }
+        if let Some(region) = rt.block_on(provider.build().region()) {
+            tracing::info!(region = %region, "region from the AWS profile");
+            opts.region = Some(region.to_string());
+        }
     }
-    use aws_config::meta::region::ProvideRegion;
-    let mut provider = aws_config::profile::ProfileFileRegionProvider::builder();
-    if let Some(p) = &opts.profile {
-        provider = provider.profile_name(p);
+    if opts.endpoint_url.is_none() {
+        opts.endpoint_url = configured_endpoint(opts.profile.as_deref(), rt);
     }
-    let provider = provider.build();
-    if let Some(region) = rt.block_on(provider.region()) {
-        tracing::info!(region = %region, "region from the AWS profile");
-        opts.region = Some(region.to_string());
+}
+
+/// The S3 endpoint the AWS configuration names, as the AWS SDK's S3 client resolves it.
+fn configured_endpoint(profile: Option<&str>, rt: &tokio::runtime::Runtime) -> Option<String> {
+    use aws_types::service_config::ServiceConfigKey;
+    // A fixed region: the loader would otherwise look for one, as far as instance metadata.
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_types::region::Region::from_static("us-east-1"));
+    if let Some(p) = profile {
+        loader = loader.profile_name(p);
     }
+    let config = rt.block_on(loader.load());
+    let key =
+        ServiceConfigKey::builder().service_id("S3").profile("endpoint_url").env("AWS_ENDPOINT_URL").build().ok()?;
+    let endpoint =
+        config.service_config().and_then(|c| c.load_config(key)).or_else(|| config.endpoint_url().map(str::to_string));
+    if let Some(e) = &endpoint {
+        tracing::info!(endpoint = %e, "S3 endpoint from the AWS configuration");
+    }
+    endpoint.filter(|e| !e.is_empty())
 }
 
 /// An S3 key (or key prefix) as object_store's path, character for character. object_store's

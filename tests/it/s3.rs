@@ -1083,7 +1083,24 @@ fn credentials_come_from_a_named_profile() {
     assert!(!err.contains("profile-secret-do-not-print") && !err.contains("AKIAPROFILEEXAMPLE"), "{err}");
 
     // --profile names the profile ahead of AWS_PROFILE (here one that does not exist) and of keys
-    // in the environment (here wrong ones), as the AWS CLI's does: credentials and region.
+    // in the environment, as the AWS CLI's does: credentials (here the SSO profile's, so the
+    // portal is asked although keys are in the environment) and region (the other profile's).
+    let asked = sso.requests();
+    let out = Command::new(env!("CARGO_BIN_EXE_s3logs"))
+        .args(["convert", "s3://logs-bucket/logs/", "--output", tmp.path().join("flag-sso").to_str().unwrap()])
+        .args(["--endpoint-url", &moto.endpoint, "--retries", "0", "--profile", "s3logs-sso"])
+        .env("AWS_PROFILE", "no-such-profile")
+        .env("AWS_ACCESS_KEY_ID", "AKIAWRONGKEYEXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", "wrong-secret")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+        .env("AWS_CONFIG_FILE", &config)
+        .env("AWS_ENDPOINT_URL_SSO", &sso.endpoint)
+        .env("HOME", tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(sso.requests() > asked, "the named profile's credentials were not used");
     let out = Command::new(env!("CARGO_BIN_EXE_s3logs"))
         .args(["convert", "s3://logs-bucket/logs/", "--output", tmp.path().join("flag").to_str().unwrap()])
         .args(["--endpoint-url", &moto.endpoint, "--retries", "0", "--profile", "s3logs-test"])
@@ -1155,6 +1172,38 @@ fn sources_and_dest_on_different_endpoints() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(rows(&tmp.path().join("local/data")).len(), 23);
+
+    // The endpoint from the AWS config file: a profile's `endpoint_url`, and a `services`
+    // section's `s3` endpoint, which wins over the profile's own (the AWS CLI's order).
+    let config = tmp.path().join("config");
+    std::fs::write(
+        &config,
+        format!(
+            "[profile plain]\nendpoint_url = {}\naws_access_key_id = test\naws_secret_access_key = test\n\n\
+             [profile by-service]\nendpoint_url = http://127.0.0.1:9\nservices = moto\n\
+             aws_access_key_id = test\naws_secret_access_key = test\n\n[services moto]\ns3 =\n  endpoint_url = {}\n",
+            logs.endpoint, logs.endpoint
+        ),
+    )
+    .unwrap();
+    for profile in ["plain", "by-service"] {
+        let dest = tmp.path().join(profile);
+        let out = Command::new(env!("CARGO_BIN_EXE_s3logs"))
+            .args(["convert", "s3://logs-bucket/logs/", "--output", dest.to_str().unwrap(), "--profile", profile])
+            .args(["--retries", "0"])
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_ENDPOINT_URL_S3")
+            .env("AWS_CONFIG_FILE", &config)
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env("HOME", tmp.path())
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{profile}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(rows(&dest.join("data")).len(), 23, "{profile}");
+    }
 }
 
 /// Objects larger than a window are streamed from their GET response instead of held whole.
