@@ -22,6 +22,15 @@ pub struct Quarantined {
     pub reason: String,
 }
 
+/// A log delivery not converted because it was converted from another place: a copied or moved
+/// folder, or a download of the bucket.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Elsewhere {
+    pub name: String,
+    /// The name it was converted as.
+    pub converted_as: String,
+}
+
 /// Listing and fetching figures (remote objects only for `fetch`).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TransferFigures {
@@ -55,6 +64,11 @@ pub struct Report {
     /// Objects converted before under the same name but listed now with another ETag or size:
     /// not converted again (that would duplicate the first version's lines).
     pub objects_changed: Vec<String>,
+    /// Log deliveries (named `YYYY-MM-DD-HH-MM-SS-Unique`) found under another name than the one
+    /// they were converted as, same file name and size (and ETag where both have one): not
+    /// converted again.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub objects_elsewhere: Vec<Elsewhere>,
     /// Nothing was new: the run wrote nothing at all.
     pub nothing_new: bool,
     /// `--dry-run`: nothing was written; `would_convert` lists the objects a run would convert.
@@ -144,9 +158,18 @@ impl Report {
             );
         }
         if self.nothing_new {
+            let elsewhere = match self.objects_elsewhere.first() {
+                Some(e) => format!(
+                    " ({} of them from another place, e.g. {} converted as {})",
+                    self.objects_elsewhere.len(),
+                    e.name,
+                    e.converted_as
+                ),
+                None => String::new(),
+            };
             return format!(
-                "s3logs: nothing new: {} listed, all converted before; nothing written to {}\n",
-                objects(self.objects_skipped),
+                "s3logs: nothing new: {} listed, all converted before{elsewhere}; nothing written to {}\n",
+                objects(self.objects_skipped + self.objects_elsewhere.len() as u64),
                 self.output
             );
         }
@@ -201,6 +224,14 @@ impl Report {
                 "s3logs: {} changed since their conversion, not converted again, e.g. {}\n",
                 objects(self.objects_changed.len() as u64),
                 self.objects_changed[0]
+            ));
+        }
+        if let Some(e) = self.objects_elsewhere.first() {
+            s.push_str(&format!(
+                "s3logs: {} converted before from another place, not converted again, e.g. {} (converted as {})\n",
+                objects(self.objects_elsewhere.len() as u64),
+                e.name,
+                e.converted_as
             ));
         }
         if !self.batches_finished.is_empty() || !self.batches_discarded.is_empty() {

@@ -120,7 +120,7 @@ struct Checkpoint {
 }
 
 /// What a run does with a listed object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Not converted yet.
     New,
@@ -129,12 +129,18 @@ pub enum Verdict {
     /// Converted before under the same name, but now with another ETag or size: not converted
     /// again (that would duplicate the first version's lines), reported.
     Changed,
+    /// The same log delivery (file name, size, and ETag where both have one) was converted from
+    /// another place, named here: a copied or moved folder, or a download of the bucket. Not
+    /// converted again, reported.
+    Elsewhere(String),
 }
 
 /// The state of a DEST as read at one moment.
 #[derive(Debug, Default)]
 pub struct Ledger {
     pub objects: HashMap<String, ObjectEntry>,
+    /// The names of the objects converted from S3 log deliveries, by delivery file name.
+    deliveries: HashMap<String, String>,
     /// The highest commit sequence number seen (0: none).
     pub last_seq: u64,
     pub checkpoint_seq: u64,
@@ -174,7 +180,9 @@ impl Ledger {
             ledger.checkpoint_seq = cp.seq;
             ledger.last_seq = cp.seq;
             ledger.last_commit = cp.last_commit;
-            ledger.objects = cp.objects.into_iter().map(|o| (o.name.clone(), o)).collect();
+            for o in cp.objects {
+                ledger.insert(o);
+            }
         }
         let after = (ledger.checkpoint_seq > 0).then(|| seq_name(COMMITS, ledger.checkpoint_seq));
         for rel in dest.list(COMMITS, after.as_deref())? {
@@ -206,9 +214,23 @@ impl Ledger {
         self.last_seq = self.last_seq.max(rec.seq);
         self.last_commit = Some(rec.summary());
         for o in &rec.objects {
-            self.objects.insert(o.name.clone(), o.clone());
+            self.insert(o.clone());
         }
         self.recent.push(rec);
+    }
+
+    fn insert(&mut self, o: ObjectEntry) {
+        if let Some(d) = crate::source::delivery_name(&o.name) {
+            self.deliveries.insert(d.to_string(), o.name.clone());
+        }
+        self.objects.insert(o.name.clone(), o);
+    }
+
+    /// The name under which the same log delivery as `o` was converted, from another place.
+    fn converted_elsewhere(&self, o: &SourceObject) -> Option<&str> {
+        let first = self.objects.get(self.deliveries.get(crate::source::delivery_name(&o.name)?)?)?;
+        let same = first.size == o.size && (first.etag.is_none() || o.etag.is_none() || first.etag == o.etag);
+        (same && first.quarantined.is_none()).then_some(first.name.as_str())
     }
 
     /// Whether `o` is to be converted. Standard input has no identity across runs, so it is
@@ -218,7 +240,10 @@ impl Ledger {
             return Verdict::New;
         }
         match self.objects.get(&o.name) {
-            None => Verdict::New,
+            None => match self.converted_elsewhere(o) {
+                Some(first) => Verdict::Elsewhere(first.to_string()),
+                None => Verdict::New,
+            },
             Some(done) => {
                 let same = done.size == o.size && (done.etag.is_none() || done.etag == o.etag);
                 match (same, done.quarantined.is_some()) {

@@ -21,6 +21,11 @@ pub(crate) struct Feed<'a> {
     pub(crate) seen: std::collections::HashSet<String>,
     pub(crate) skipped: u64,
     pub(crate) changed: Vec<String>,
+    /// Objects not converted because the same log delivery was converted from another place
+    /// (by an earlier run, or earlier in this one): `(name, converted as)`.
+    pub(crate) elsewhere: Vec<(String, String)>,
+    /// The log deliveries this run took, by file name: `(name, size)`.
+    pub(crate) deliveries: std::collections::HashMap<String, (String, u64)>,
     /// New objects the listing has handed over and that are not drawn yet, in listing order.
     pub(crate) ahead: std::collections::VecDeque<SourceObject>,
     /// New objects found so far, and their stored bytes (for the progress bar).
@@ -30,7 +35,7 @@ pub(crate) struct Feed<'a> {
 impl<'a> Feed<'a> {
     pub(crate) fn new(listing: &'a mut Listing) -> Self {
         let (replay, seen) = (Default::default(), Default::default());
-        let (ahead, changed) = (Default::default(), Vec::new());
+        let (ahead, changed, elsewhere, deliveries) = (Default::default(), Vec::new(), Vec::new(), Default::default());
         Feed {
             listing,
             replay,
@@ -39,6 +44,8 @@ impl<'a> Feed<'a> {
             seen,
             skipped: 0,
             changed,
+            elsewhere,
+            deliveries,
             ahead,
             found: (0, 0),
         }
@@ -76,9 +83,22 @@ impl<'a> Feed<'a> {
         }
         match ledger.classify(&o, self.retry_quarantined) {
             Verdict::New => {
+                if let Some(d) = crate::source::delivery_name(&o.name) {
+                    match self.deliveries.get(d) {
+                        Some((first, size)) if *size == o.size => {
+                            let first = first.clone();
+                            self.converted_elsewhere(o, first);
+                            return None;
+                        }
+                        _ => {
+                            self.deliveries.insert(d.to_string(), (o.name.clone(), o.size));
+                        }
+                    }
+                }
                 self.found = (self.found.0 + 1, self.found.1 + o.size);
                 return Some(o);
             }
+            Verdict::Elsewhere(first) => self.converted_elsewhere(o, first),
             Verdict::Skip => self.skipped += 1,
             Verdict::Changed => {
                 tracing::warn!(object = o.name, "changed since it was converted; not converted again");
@@ -86,6 +106,12 @@ impl<'a> Feed<'a> {
             }
         }
         None
+    }
+
+    fn converted_elsewhere(&mut self, o: SourceObject, first: String) {
+        let why = "the same log delivery was converted from another place; not converted again";
+        tracing::warn!(object = o.name, converted_as = first, "{why}");
+        self.elsewhere.push((o.name, first));
     }
 
     /// `o`, found new, turned out to be converted already (by a run that finished meanwhile).

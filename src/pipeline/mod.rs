@@ -38,7 +38,7 @@ use crate::pipeline::batch::repair;
 use crate::pipeline::feed::Feed;
 use crate::pipeline::progress::Progress;
 use crate::pipeline::stats::RunStats;
-use crate::report::{PlannedObject, Report, TransferFigures};
+use crate::report::{Elsewhere, PlannedObject, Report, TransferFigures};
 use crate::source::listing::Listing;
 
 fn runtime_if_needed(opts: &ConvertOptions) -> Result<Option<tokio::runtime::Runtime>, Error> {
@@ -110,6 +110,11 @@ fn convert_listed(
     let finish = |feed: &Feed, stats: &mut RunStats| {
         stats.objects_skipped = feed.skipped;
         stats.objects_changed = feed.changed.clone();
+        stats.objects_elsewhere = feed
+            .elsewhere
+            .iter()
+            .map(|(name, first)| Elsewhere { name: name.clone(), converted_as: first.clone() })
+            .collect();
     };
     if opts.dry_run {
         stats.dry_run = true;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::parquet_sink::WrittenFile;
 use crate::pipeline::parse::ObjectOutput;
-use crate::report::{PlannedObject, Quarantined, Report, StageSeconds, TransferFigures};
+use crate::report::{Elsewhere, PlannedObject, Quarantined, Report, StageSeconds, TransferFigures};
 use crate::rows::builder::{ChunkOutput, MAX_SAMPLES, RejectSample};
 
 /// One object's line counts.
@@ -108,6 +108,7 @@ pub(crate) struct RunStats {
     pub(crate) nothing_new: bool,
     pub(crate) objects_skipped: u64,
     pub(crate) objects_changed: Vec<String>,
+    pub(crate) objects_elsewhere: Vec<Elsewhere>,
     pub(crate) commits: Vec<u64>,
     pub(crate) batches_finished: Vec<String>,
     pub(crate) batches_discarded: Vec<String>,
@@ -155,6 +156,7 @@ impl RunStats {
             output: self.output,
             objects_skipped: self.objects_skipped,
             objects_changed: self.objects_changed,
+            objects_elsewhere: self.objects_elsewhere,
             nothing_new: self.nothing_new,
             dry_run: self.dry_run,
             would_convert: self.would_convert,

@@ -55,6 +55,19 @@ pub fn key_day(key: &str) -> Option<i32> {
     crate::access_log::time::parse_day(date)
 }
 
+/// The file name of an S3 log delivery (`2024-03-15-00-10-11-4C3B2A1908F7E6D5`, in both key
+/// formats, with any extension): a date and time and a unique string, the same wherever the
+/// object is copied or downloaded to. `None` for other names, which identify nothing beyond
+/// their place.
+pub fn delivery_name(name: &str) -> Option<&str> {
+    let base = name.rsplit('/').next()?;
+    let b = base.as_bytes();
+    let shape = b.len() >= 28
+        && (0..19).all(|i| if [4, 7, 10, 13, 16].contains(&i) { b[i] == b'-' } else { b[i].is_ascii_digit() })
+        && b[19] == b'-';
+    (shape && key_day(base).is_some()).then_some(base)
+}
+
 /// A remote object's bytes, or the news that it is gone.
 pub enum Fetched {
     /// A local object: the parser threads read it.
@@ -275,6 +288,25 @@ pub(crate) fn resolved(p: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delivery_names_are_the_s3_log_file_names() {
+        let name = "2024-03-15-00-10-11-4C3B2A1908F7E6D5";
+        assert_eq!(delivery_name(&format!("s3://b/logs/{name}")), Some(name));
+        assert_eq!(
+            delivery_name(&format!("/data/1111/us-east-1/b/2024/03/15/{name}.gz")),
+            Some(&*format!("{name}.gz"))
+        );
+        for other in [
+            "access.log",
+            "2024-03-15.log",
+            "2024-03-15-00-10-11",
+            "2024-13-15-00-10-11-4C3B2A1908F7E6D5",
+            "x/2024-03-15T00-10-11-4C3B2A19",
+        ] {
+            assert_eq!(delivery_name(other), None, "{other}");
+        }
+    }
 
     #[test]
     fn key_dates_come_from_the_file_name_in_both_key_formats() {

@@ -406,6 +406,50 @@ fn logs_and_reports_for_machines() {
     assert!(!stderr(&out).contains('\x1b'), "no colour codes in redirected logs: {:?}", stderr(&out));
 }
 
+/// A copied or moved folder of logs converted into the same DEST, or the same deliveries named
+/// twice in one run: recognised by the delivery's file name and size, converted once, and
+/// reported with both places. Files named otherwise are known by their path only.
+#[test]
+fn the_same_log_deliveries_from_a_second_place_are_converted_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (copy, dest) = (tmp.path().join("copy"), tmp.path().join("out"));
+    std::fs::create_dir(&copy).unwrap();
+    for f in std::fs::read_dir(testdata()).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, copy.join(f.file_name().unwrap())).unwrap();
+    }
+    assert!(convert(&testdata(), &dest, &[]).status.success());
+    let out = convert(&copy, &dest, &["--report", "-"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (report["nothing_new"].as_bool(), report["objects_elsewhere"].as_array().map(Vec::len)),
+        (Some(true), Some(3))
+    );
+    assert!(stderr(&out).contains("3 of them from another place"), "{}", stderr(&out));
+    assert_eq!(read_rows(&dest.join("data")).len(), 23);
+
+    // Both places in one run into a new DEST: the first is converted, the second reported.
+    let both = tmp.path().join("both");
+    let out =
+        run(&["convert", testdata().to_str().unwrap(), copy.to_str().unwrap(), "--output", both.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(read_rows(&both.join("data")).len(), 23);
+    assert!(stderr(&out).contains("3 objects converted before from another place"), "{}", stderr(&out));
+
+    // A changed copy (another size) is another object; a file not named like a delivery is
+    // known by its path.
+    let other = tmp.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let a = std::fs::read_to_string(testdata().join(OBJ_A)).unwrap();
+    std::fs::write(other.join(OBJ_A), format!("{a}{a}")).unwrap();
+    std::fs::write(other.join("plain.log"), &a).unwrap();
+    std::fs::write(copy.join("plain.log"), &a).unwrap();
+    let out = run(&["convert", other.to_str().unwrap(), copy.to_str().unwrap(), "--output", dest.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(read_rows(&dest.join("data")).len(), 23 + 16 + 8 + 8);
+}
+
 #[test]
 fn io_and_usage_errors_are_one_clear_message_and_a_distinct_code() {
     let tmp = tempfile::tempdir().unwrap();

@@ -220,6 +220,19 @@ fn s3_sources_give_the_same_rows_as_local_files() {
     );
     assert_eq!(report, vec!["23 True".to_string()]);
 
+    // A local download of the bucket converted into the DEST that holds the bucket's objects:
+    // the same deliveries (file name and size), not converted twice.
+    let out = Command::new(env!("CARGO_BIN_EXE_s3logs"))
+        .args(["convert", testdata().to_str().unwrap(), "--output", remote.to_str().unwrap(), "--report", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["nothing_new"], true, "{report}");
+    let elsewhere = report["objects_elsewhere"].as_array().unwrap();
+    assert_eq!(elsewhere.len(), 3, "{report}");
+    assert!(elsewhere.iter().all(|e| e["converted_as"].as_str().unwrap().starts_with("s3://logs-bucket/logs/")));
+
     for folder in ["data", "rejects"] {
         let (l, r) = (rows(&local.join(folder)), rows(&remote.join(folder)));
         assert_eq!(l.len(), r.len(), "{folder}");
