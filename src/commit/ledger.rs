@@ -47,6 +47,10 @@ pub struct ObjectEntry {
     /// table, and runs skip it until it changes or `--retry-quarantined` is given. The reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quarantined: Option<String>,
+    /// Standard input or a pipe: read once, recorded for its counts (its name carries the batch,
+    /// so each such run is its own entry), never matched by a later listing, never read again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_once: bool,
 }
 
 /// One committed batch.
@@ -315,7 +319,17 @@ mod tests {
 
     fn entry(name: &str, commit: u64) -> ObjectEntry {
         let etag = Some("\"e\"".into());
-        ObjectEntry { name: name.into(), etag, size: 10, lines: 3, rows: 2, rejects: 1, commit, quarantined: None }
+        ObjectEntry {
+            name: name.into(),
+            etag,
+            size: 10,
+            lines: 3,
+            rows: 2,
+            rejects: 1,
+            commit,
+            quarantined: None,
+            read_once: false,
+        }
     }
 
     fn record(seq: u64, names: &[&str]) -> CommitRecord {

@@ -82,7 +82,7 @@ fn recreate(
     let fail = |why: String| lost(dest, rec, missing, why);
     // Quarantined objects gave no lines to the batch's files.
     let entries: Vec<&ObjectEntry> = rec.objects.iter().filter(|o| o.quarantined.is_none()).collect();
-    if entries.is_empty() {
+    if entries.is_empty() || entries.iter().any(|o| o.read_once) {
         return Err(fail("its input was standard input, which cannot be read again".into()));
     }
     let names: Vec<String> = entries.iter().map(|o| o.name.clone()).collect();
@@ -258,11 +258,13 @@ pub(crate) fn convert_batch(
     let missing: std::collections::HashSet<&str> = missing.iter().map(String::as_str).collect();
     let entries = objects
         .iter()
-        .filter(|o| !o.is_stdin() && !missing.contains(o.name.as_str()))
+        .filter(|o| !missing.contains(o.name.as_str()))
         .map(|o| {
             let c = counts.get(&o.name).copied().unwrap_or_default();
+            let read_once = o.is_stdin();
             ObjectEntry {
-                name: o.name.clone(),
+                // Standard input and pipes have no identity across runs: each run's is its own.
+                name: if read_once { format!("{} (batch {})", o.name, staged.name()) } else { o.name.clone() },
                 etag: o.etag.clone(),
                 size: o.size,
                 lines: c.lines,
@@ -270,6 +272,7 @@ pub(crate) fn convert_batch(
                 rejects: c.rejects,
                 commit: ledger.last_seq + 1,
                 quarantined: None,
+                read_once,
             }
         })
         .chain(quarantined.iter().map(|(o, reason)| ObjectEntry {
@@ -281,6 +284,7 @@ pub(crate) fn convert_batch(
             rejects: 0,
             commit: ledger.last_seq + 1,
             quarantined: Some(reason.clone()),
+            read_once: false,
         }))
         .collect();
     let rec = CommitRecord {

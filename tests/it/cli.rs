@@ -256,6 +256,25 @@ fn stdin_and_zstd_objects() {
     let rows = read_rows(&dest.join("data"));
     assert_eq!(rows.len(), 8);
     assert!(rows.iter().all(|r| r["source_object"] == "stdin"));
+    // Each standard-input run counts in `status`, as its own entry (it has no identity to skip).
+    let status = |dest: &Path| -> Value {
+        let out = run(&["status", dest.to_str().unwrap(), "--json"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let s = status(&dest);
+    assert_eq!((s["objects"].as_u64(), s["rows"].as_u64(), s["lines"].as_u64()), (Some(1), Some(8), Some(8)), "{s}");
+    let mut again = bin()
+        .args(["convert", "-", "--output", dest.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    again.stdin.take().unwrap().write_all(&plain).unwrap();
+    assert!(again.wait_with_output().unwrap().status.success());
+    let s = status(&dest);
+    assert_eq!((s["objects"].as_u64(), s["rows"].as_u64()), (Some(2), Some(16)), "{s}");
+    assert_eq!(read_rows(&dest.join("data")).len(), 16);
 
     let zst = tmp.path().join("obj.zst");
     std::fs::write(&zst, zstd::stream::encode_all(plain.as_slice(), 3).unwrap()).unwrap();
