@@ -6,7 +6,7 @@
 //! stages, commits and publishes them exactly once. `pipeline` runs those steps in parallel;
 //! [`cli`] is the command line over it, [`status`] reads a DEST's state back, [`ddl`] renders the
 //! table definitions, and [`report`] says what a run did. [`schema`] is the one field table
-//! everything else derives its columns from.
+//! everything else derives its columns from; `stop` is the flag that stops a run at a safe point.
 //!
 //! The public API is this page: a conversion's options and [`run`], its [`Report`] and [`Error`],
 //! [`ddl`], [`status`], the field table, and the [`parser`] (for benchmarks and tests). Everything
