@@ -1,7 +1,8 @@
 //! Stopping a run from outside: a flag that a signal handler (or another thread) sets, and that
 //! the run looks at in its safe points (between windows, between blocks of a streamed object,
-//! while it waits for the lease). A run that sees it abandons the batch it is making (nothing of
-//! it is committed) and ends with [`Error::Stopped`]; a batch whose commit has begun is finished.
+//! while it waits for the lease). A run that sees it drops the batch it is parsing (nothing of it
+//! is committed) and ends with [`Error::Stopped`]; a batch already being staged or committed is
+//! finished first.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
