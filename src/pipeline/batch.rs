@@ -163,8 +163,7 @@ fn stage_batch<'d>(
     // Unique in the process: two runs in one process (a library caller's, or tests') must not
     // share a local folder, which the first to finish would remove under the other.
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let provisional =
-        format!("new-{}-{}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let provisional = format!("new-{}-{}", std::process::id(), NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     // An object that cannot be read (corrupt, unreadable) is quarantined, and the batch is made
     // again without it from the start: its other objects are drawn again, and the attempt's
     // tally is dropped, so no line of the bad object reaches the batch's files or the run's stats.
