@@ -30,6 +30,18 @@ pub(crate) struct LineCounts {
 }
 
 impl LineCounts {
+    /// The counts of one parsed chunk.
+    fn of(c: &ChunkOutput) -> LineCounts {
+        LineCounts {
+            read: c.lines,
+            rows: c.rows,
+            rejected: c.rejected(),
+            lossy_utf8: c.lossy_utf8,
+            reasons: c.reject_codes.clone(),
+            samples: c.samples.iter().take(MAX_SAMPLES).cloned().collect(),
+        }
+    }
+
     fn add(&mut self, other: LineCounts) {
         self.read += other.read;
         self.rows += other.rows;
@@ -84,16 +96,7 @@ impl BatchTally {
             counts.lines += c.lines;
             counts.rows += c.rows;
             counts.rejects += c.rejected();
-            let lines = &mut self.lines;
-            lines.read += c.lines;
-            lines.rows += c.rows;
-            lines.rejected += c.rejected();
-            lines.lossy_utf8 += c.lossy_utf8;
-            for (code, n) in &c.reject_codes {
-                *lines.reasons.entry(code).or_default() += n;
-            }
-            let room = MAX_SAMPLES.saturating_sub(lines.samples.len());
-            lines.samples.extend(c.samples.iter().take(room).cloned());
+            self.lines.add(LineCounts::of(c));
         }
     }
 }
