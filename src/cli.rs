@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::access_log::time::parse_day;
 use crate::commit::lease::LeaseOptions;
 use crate::ddl::{self, DdlOptions, Dialect, TableKind};
 use crate::error::{EXIT_IO, EXIT_OK, Error};
@@ -31,6 +30,11 @@ enum Command {
     Ddl(DdlArgs),
     /// Show what has been converted into DEST: objects, rows, rejects, the last commit, the lease.
     Status(StatusArgs),
+    /// List the units of work (a source's key-day) of log sources, with their objects and bytes.
+    Plan(crate::backfill::PlanArgs),
+    /// Maintain DEST's state.
+    #[command(subcommand)]
+    State(crate::backfill::StateCommand),
 }
 
 #[derive(Debug, Args)]
@@ -230,6 +234,8 @@ struct ConvertArgs {
     /// Log format on stderr: text, or json (one object per line, for schedulers).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    #[command(flatten)]
+    shards: crate::backfill::ShardArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -275,28 +281,11 @@ fn parse_slack(v: &str) -> Result<Slack, String> {
     }
 }
 
-fn day(flag: &str, v: &str) -> Result<i32, Error> {
-    parse_day(v).ok_or_else(|| Error::Usage(format!("{flag} {v:?} is not a date like 2024-01-31")))
-}
-
 impl ConvertArgs {
-    /// The key-date range of --since/--until, the end widened by the lookback.
-    fn key_dates(&self) -> Result<Option<KeyDates>, Error> {
-        if self.since.is_none() && self.until.is_none() {
-            return Ok(None);
-        }
-        let first = self.since.as_deref().map(|v| day("--since", v)).transpose()?.unwrap_or(0);
-        let today = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| (d.as_secs() / 86_400) as i32);
-        let last = self.until.as_deref().map(|v| day("--until", v)).transpose()?.unwrap_or(today);
-        if first > last {
-            return Err(Error::Usage("--since is after --until".into()));
-        }
-        Ok(Some(KeyDates { first, last: last + self.lookback_days as i32 }))
-    }
-
     fn options(&self) -> Result<ConvertOptions, Error> {
+        let selection = self.shards.selection(|k| std::env::var(k).ok())?;
+        let key_dates = KeyDates::from_flags(self.since.as_deref(), self.until.as_deref(), self.lookback_days)?
+            .or_else(|| crate::backfill::dates_of_units(&selection, self.lookback_days));
         Ok(ConvertOptions {
             sources: self.sources.clone(),
             output: self.output.clone(),
@@ -319,7 +308,7 @@ impl ConvertArgs {
                 },
                 ..StoreOptions::default()
             },
-            key_dates: self.key_dates()?,
+            key_dates,
             concurrency: self.concurrency as usize,
             upload_part_bytes: self.upload_part_size as usize,
             progress: !self.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
@@ -339,6 +328,7 @@ impl ConvertArgs {
                 ttl: std::time::Duration::from_secs(self.lease_ttl),
                 wait: std::time::Duration::from_secs(self.lease_wait),
             },
+            selection,
             ..ConvertOptions::default()
         })
     }
@@ -471,7 +461,10 @@ fn convert(args: &ConvertArgs) -> i32 {
     }
     // The summary says what was done: on success, when a batch was refused for its rejects, and
     // when objects were quarantined (the rest was committed).
-    let done = matches!(result, Ok(()) | Err(Error::TooManyRejects { .. } | Error::Quarantined { .. }));
+    let done = matches!(
+        result,
+        Ok(()) | Err(Error::TooManyRejects { .. } | Error::Quarantined { .. } | Error::UnitsBusy { .. })
+    );
     if !args.quiet && done {
         say_summary(format, &report);
     }
@@ -517,6 +510,8 @@ pub fn main() -> i32 {
             };
             print_or_fail(crate::status::render(&args.dest, &opts, args.json))
         }
+        Command::Plan(args) => print_or_fail(args.run()),
+        Command::State(cmd) => print_or_fail(cmd.run()),
     }
 }
 

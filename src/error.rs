@@ -88,6 +88,11 @@ pub enum Error {
          over); stopped before committing. Nothing is lost: the next run converts what was left"
     )]
     LeaseLost { dest: String },
+    #[error(
+        "other runs hold {count} of the units listed (e.g. {first}); this run converted the rest. Try again \
+         later: a retry converts what they leave"
+    )]
+    UnitsBusy { count: usize, first: String },
     #[error("the state in {path} cannot be read: {cause}")]
     State { path: String, cause: String },
     #[error("{0}")]
@@ -172,7 +177,7 @@ impl Error {
             | Error::Parquet { .. }
             | Error::State { .. }
             | Error::CommittedFilesMissing(_) => EXIT_IO,
-            Error::Busy { .. } | Error::LeaseLost { .. } => EXIT_BUSY,
+            Error::Busy { .. } | Error::LeaseLost { .. } | Error::UnitsBusy { .. } => EXIT_BUSY,
             Error::TooManyRejects { .. } => EXIT_TOO_MANY_REJECTS,
             Error::NoInput { .. } => EXIT_NOINPUT,
             // As a shell reports a process ended by the signal: 143 for SIGTERM, 130 for SIGINT.

@@ -7,12 +7,15 @@
 //! [`cli`] is the command line over it, [`status`] reads a DEST's state back, [`ddl`] renders the
 //! table definitions, and [`report`] says what a run did. [`schema`] is the one field table
 //! everything else derives its columns from; `stop` is the flag that stops a run at a safe point.
+//! `source::unit` cuts the work into units (a source's key-day), each with its own state in DEST,
+//! and `backfill` holds what splits them over many processes (`--shard`, `plan`, `state migrate`).
 //!
 //! The public API is this page: a conversion's options and [`run`], its [`Report`] and [`Error`],
 //! [`ddl`], [`status`], the field table, and the [`parser`] (for benchmarks and tests). Everything
 //! else is the crate's own.
 
 mod access_log;
+mod backfill;
 pub mod cli;
 mod commit;
 pub mod ddl;
@@ -27,12 +30,14 @@ pub mod status;
 mod stop;
 mod store;
 
+pub use commit::destination::DestRequests;
 pub use commit::lease::LeaseOptions;
 pub use error::Error;
 pub use parquet_sink::SinkOptions;
 pub use pipeline::{ConvertOptions, run, run_reporting};
 pub use report::Report;
 pub use source::KeyDates;
+pub use source::unit::unit_of;
 pub use stop::StopFlag;
 pub use store::retry::{RequestMetrics, RetryPolicy};
 pub use store::{StoreLayer, StoreOptions, WrapStore};

@@ -123,7 +123,21 @@ pub struct Report {
     pub stage_seconds: StageSeconds,
     /// Whether the files were moved into place (false when the run stopped at the reject gate).
     pub committed: bool,
+    /// Objects listed in units this run does not take (`--shard`, `--units-file`): other runs'.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub objects_other_units: u64,
+    /// Units another live run held: left to it (the run exits 73, retry later).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub units_busy: Vec<String>,
+    /// The requests made to DEST: GETs of state (and their bytes), LISTs, and writes (state
+    /// records, staged uploads, publishing copies, deletes). A run with nothing new makes no
+    /// writes, and its reads grow with the units it lists, not with DEST's history.
+    pub dest_requests: crate::commit::destination::DestRequests,
     pub duration_s: f64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// `n` and the noun, singular or plural: "1 line", "2 lines".

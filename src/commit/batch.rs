@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::commit::destination::{Destination, STAGING};
+use crate::commit::destination::Destination;
 use crate::commit::lease::Lease;
 use crate::commit::ledger::{CommitRecord, Ledger};
 use crate::error::Error;
@@ -88,7 +88,7 @@ impl Drop for LocalBatch<'_> {
         }
         let _ = std::fs::remove_dir_all(&self.folder);
         if let Some(root) = self.dest.local_root() {
-            let _ = std::fs::remove_dir(root.join(STAGING));
+            self.dest.remove_empty_staging(root);
         }
     }
 }
@@ -150,7 +150,7 @@ impl Drop for StagedBatch<'_> {
         // An S3 DEST's local folder (a local DEST's is its staging folder, handled above).
         self.dest.remove_local_staging(&self.local);
         if let Some(root) = self.dest.local_root() {
-            let _ = std::fs::remove_dir(root.join(STAGING));
+            self.dest.remove_empty_staging(root);
         }
     }
 }

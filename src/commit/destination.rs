@@ -21,11 +21,14 @@ use sha2::Digest;
 
 use crate::error::Error;
 use crate::parquet_sink::WrittenFile;
-use crate::store::retry::{RetryPolicy, with_retries};
+use crate::store::retry::{RetryPolicy, back_off, with_retries};
 use crate::store::{StoreOptions, s3_stores, split_s3_url, store_error};
 
 /// The folder (relative to DEST) holding staged batches.
 pub const STAGING: &str = "_staging";
+
+/// The folder (relative to DEST) holding each unit's state.
+pub const UNITS: &str = "_state/units";
 
 /// The folder, inside a staged batch, recording the multipart uploads of that batch that may not
 /// have finished: discarding the batch aborts them, so a killed run leaves no parts behind.
@@ -34,9 +37,43 @@ pub const UPLOADS: &str = "_uploads";
 /// Parts of one file uploaded at the same time.
 const PARTS_IN_FLIGHT: usize = 4;
 
-/// The output root of a run.
+/// The output root of a run, seen from one unit's state (or, with no unit, from the DEST-wide
+/// state that versions before per-unit state kept: the legacy ledger).
 #[derive(Debug, Clone)]
-pub enum Destination {
+pub struct Destination {
+    root: Root,
+    /// The unit whose state and staging this view reads and writes.
+    unit: Option<String>,
+    /// The requests made to DEST, shared by every view of it.
+    counts: Arc<Counts>,
+}
+
+/// The requests a run makes to DEST (GETs and their bytes, LISTs, and writes: creates, uploads,
+/// copies, renames, deletes), counted where they are made, for the report.
+#[derive(Debug, Default)]
+pub struct Counts {
+    gets: std::sync::atomic::AtomicU64,
+    get_bytes: std::sync::atomic::AtomicU64,
+    lists: std::sync::atomic::AtomicU64,
+    writes: std::sync::atomic::AtomicU64,
+}
+
+/// [`Counts`] as read at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DestRequests {
+    pub gets: u64,
+    pub get_bytes: u64,
+    pub lists: u64,
+    pub writes: u64,
+}
+
+fn add(counter: &std::sync::atomic::AtomicU64, n: u64) {
+    counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Where the output root is.
+#[derive(Debug, Clone)]
+pub enum Root {
     Local(PathBuf),
     Store(Remote),
 }
@@ -82,41 +119,90 @@ impl Destination {
             let prefix = prefix.to_string();
             let rt =
                 rt.ok_or_else(|| Error::Internal("an s3:// output needs the async runtime".into()))?.handle().clone();
-            return Ok(Destination::Store(Remote { url, store, parts, prefix, rt, retry: opts.retry.clone() }));
+            let remote = Remote { url, store, parts, prefix, rt, retry: opts.retry.clone() };
+            return Ok(Destination { root: Root::Store(remote), unit: None, counts: Default::default() });
         }
         let local = output.strip_prefix("file://").unwrap_or(output);
         if local.contains("://") {
             return Err(Error::Usage(format!("--output {output}: use a local folder, file:// or s3://bucket/prefix")));
         }
-        Ok(Destination::Local(PathBuf::from(local)))
+        Ok(Destination::local(PathBuf::from(local)))
+    }
+
+    /// A local folder as DEST.
+    pub fn local(path: PathBuf) -> Self {
+        Destination { root: Root::Local(path), unit: None, counts: Default::default() }
+    }
+
+    /// The same DEST seen from `unit`'s state: its ledger and lease under `_state/units/<unit>/`,
+    /// its staging under `_staging/<unit>/`. The table is the same.
+    pub fn for_unit(&self, unit: &str) -> Self {
+        Destination { root: self.root.clone(), unit: Some(unit.to_string()), counts: self.counts.clone() }
+    }
+
+    /// The same DEST seen from its legacy DEST-wide state.
+    pub fn legacy(&self) -> Self {
+        Destination { root: self.root.clone(), unit: None, counts: self.counts.clone() }
+    }
+
+    /// The unit this view belongs to (`None`: the legacy DEST-wide state).
+    pub fn unit(&self) -> Option<&str> {
+        self.unit.as_deref()
+    }
+
+    /// The folder (relative to DEST) of this view's state called `name` (`commits`, `lease`...).
+    pub fn state_dir(&self, name: &str) -> String {
+        match &self.unit {
+            Some(u) => format!("{UNITS}/{u}/{name}"),
+            None => format!("_state/{name}"),
+        }
+    }
+
+    /// The folder (relative to DEST) of this view's staged batches.
+    pub fn staging_dir(&self) -> String {
+        match &self.unit {
+            Some(u) => format!("{STAGING}/{u}"),
+            None => STAGING.to_string(),
+        }
+    }
+
+    /// The requests made to DEST so far, through any view of it.
+    pub fn requests(&self) -> DestRequests {
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        let c = &self.counts;
+        DestRequests { gets: get(&c.gets), get_bytes: get(&c.get_bytes), lists: get(&c.lists), writes: get(&c.writes) }
+    }
+
+    fn wrote(&self, n: u64) {
+        add(&self.counts.writes, n);
     }
 
     pub fn is_remote(&self) -> bool {
-        matches!(self, Destination::Store(_))
+        matches!(self.root, Root::Store(_))
     }
 
     /// The root as the user named it.
     pub fn display(&self) -> String {
-        match self {
-            Destination::Local(p) => p.display().to_string(),
-            Destination::Store(r) => r.url.clone(),
+        match &self.root {
+            Root::Local(p) => p.display().to_string(),
+            Root::Store(r) => r.url.clone(),
         }
     }
 
     /// A local root that listing must skip (the output folder itself).
     pub fn local_root(&self) -> Option<&Path> {
-        match self {
-            Destination::Local(p) => Some(p),
-            Destination::Store(_) => None,
+        match &self.root {
+            Root::Local(p) => Some(p),
+            Root::Store(_) => None,
         }
     }
 
     /// The local folder Parquet files of `batch` are written in: DEST's staging area itself for
     /// a local DEST, a folder of this process in the system's temporary folder for an S3 DEST.
     pub fn local_staging(&self, batch: &str) -> PathBuf {
-        match self {
-            Destination::Local(p) => p.join(STAGING).join(batch),
-            Destination::Store(_) => {
+        match &self.root {
+            Root::Local(p) => p.join(self.staging_dir()).join(batch),
+            Root::Store(_) => {
                 std::env::temp_dir().join("s3logs-staging").join(format!("{batch}-{}", std::process::id()))
             }
         }
@@ -141,7 +227,7 @@ impl Destination {
 
     /// Creates what must exist before files are written (a local DEST's `data/`).
     pub fn prepare(&self) -> Result<(), Error> {
-        if let Destination::Local(p) = self {
+        if let Root::Local(p) = &self.root {
             let data = p.join("data");
             std::fs::create_dir_all(&data).map_err(|e| Error::write(&data, e))?;
         }
@@ -150,13 +236,20 @@ impl Destination {
 
     /// Reads a small object (relative to DEST); `None` when it does not exist.
     pub fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, Error> {
-        match self {
-            Destination::Local(root) => match std::fs::read(root.join(rel)) {
+        add(&self.counts.gets, 1);
+        let got = self.read_uncounted(rel)?;
+        add(&self.counts.get_bytes, got.as_ref().map_or(0, |b| b.len() as u64));
+        Ok(got)
+    }
+
+    fn read_uncounted(&self, rel: &str) -> Result<Option<Vec<u8>>, Error> {
+        match &self.root {
+            Root::Local(root) => match std::fs::read(root.join(rel)) {
                 Ok(b) => Ok(Some(b)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(Error::read(root.join(rel), e)),
             },
-            Destination::Store(r) => {
+            Root::Store(r) => {
                 let key = r.key(rel);
                 let got = r.rt.block_on(with_retries(&r.retry, || async { r.store.get(&key).await?.bytes().await }));
                 match got {
@@ -170,13 +263,14 @@ impl Destination {
 
     /// Whether an object (relative to DEST) exists.
     pub fn exists(&self, rel: &str) -> Result<bool, Error> {
-        match self {
-            Destination::Local(root) => match std::fs::symlink_metadata(root.join(rel)) {
+        add(&self.counts.gets, 1);
+        match &self.root {
+            Root::Local(root) => match std::fs::symlink_metadata(root.join(rel)) {
                 Ok(_) => Ok(true),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
                 Err(e) => Err(Error::read(root.join(rel), e)),
             },
-            Destination::Store(r) => {
+            Root::Store(r) => {
                 let key = r.key(rel);
                 match r.rt.block_on(with_retries(&r.retry, || r.store.head(&key))) {
                     Ok(_) => Ok(true),
@@ -190,29 +284,51 @@ impl Destination {
     /// Creates a small object only if nothing is there yet, durably: `true` when this call
     /// created it. A create that failed but may have succeeded (an ambiguous answer) is
     /// resolved by reading back: the same bytes mean it was ours.
+    ///
+    /// In S3 a refused create is read back too: `409 ConditionalRequestConflict` (a conditional
+    /// write racing another on the same key) comes back as "already exists" while the key may be
+    /// absent; then the create is tried again, and only a key that exists means another run won.
     pub fn create(&self, rel: &str, bytes: &[u8]) -> Result<bool, Error> {
-        let created = match self {
-            Destination::Local(root) => create_local(&root.join(rel), bytes)?,
-            Destination::Store(r) => {
-                let key = r.key(rel);
-                let opts = || PutOptions { mode: PutMode::Create, ..PutOptions::default() };
-                let put =
-                    r.rt.block_on(with_retries(&r.retry, || r.store.put_opts(&key, bytes.to_vec().into(), opts())));
-                match put {
-                    Ok(_) => true,
-                    Err(object_store::Error::AlreadyExists { .. }) => false,
-                    Err(e) => return Err(store_error(&r.url_of(rel), &e)),
+        let (root, mut attempt) = (&self.root, 0u32);
+        loop {
+            self.wrote(1);
+            let created = match root {
+                Root::Local(root) => create_local(&root.join(rel), bytes)?,
+                Root::Store(r) => {
+                    let key = r.key(rel);
+                    let opts = || PutOptions { mode: PutMode::Create, ..PutOptions::default() };
+                    let put =
+                        r.rt.block_on(with_retries(&r.retry, || r.store.put_opts(&key, bytes.to_vec().into(), opts())));
+                    match put {
+                        Ok(_) => true,
+                        Err(object_store::Error::AlreadyExists { .. }) => false,
+                        Err(e) => return Err(store_error(&r.url_of(rel), &e)),
+                    }
                 }
+            };
+            let there = if created { return Ok(true) } else { self.read(rel)? };
+            match (there, root) {
+                (Some(found), _) => return Ok(found == bytes),
+                (None, Root::Store(r)) if attempt + 1 < r.retry.attempts.max(1) => {
+                    attempt += 1;
+                    r.rt.block_on(back_off(&r.retry, attempt, "a conditional create conflicted; the key is absent"));
+                }
+                (None, Root::Store(r)) => {
+                    let cause = "conditional creates kept conflicting (409) and the key stayed absent".to_string();
+                    return Err(Error::Temporary { url: r.url_of(rel), cause });
+                }
+                // A hard link that failed as "exists" leaves the name there.
+                (None, Root::Local(_)) => return Ok(false),
             }
-        };
-        Ok(created || self.read(rel)?.as_deref() == Some(bytes))
+        }
     }
 
     /// The objects under folder `rel` (relative to DEST), as paths relative to DEST, sorted.
     /// With `after`, only names sorting after it (S3's StartAfter: the listing starts there).
     pub fn list(&self, rel: &str, after: Option<&str>) -> Result<Vec<String>, Error> {
-        let mut out = match self {
-            Destination::Local(root) => {
+        add(&self.counts.lists, 1);
+        let mut out = match &self.root {
+            Root::Local(root) => {
                 let dir = root.join(rel);
                 if !dir.exists() {
                     return Ok(Vec::new());
@@ -227,7 +343,7 @@ impl Destination {
                 }
                 out
             }
-            Destination::Store(r) => {
+            Root::Store(r) => {
                 let folder = r.key(rel);
                 let metas: Vec<object_store::ObjectMeta> = r.run(rel, || {
                     let listing = match after {
@@ -247,14 +363,46 @@ impl Destination {
         Ok(out)
     }
 
+    /// The units with state in DEST whose ids start with `start` (all of them for `""`), sorted.
+    /// In S3 only the keys under those units are listed: a day's units cost a listing of that
+    /// day's state, however many days DEST holds.
+    pub fn units_starting(&self, start: &str) -> Result<Vec<String>, Error> {
+        add(&self.counts.lists, 1);
+        let mut units: std::collections::BTreeSet<String> = Default::default();
+        match &self.root {
+            Root::Local(root) => match std::fs::read_dir(root.join(UNITS)) {
+                Ok(entries) => units.extend(
+                    entries
+                        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                        .filter(|u| u.starts_with(start) && !u.starts_with('.')),
+                ),
+                // No units yet (or no DEST: a file where it would be, reported when written to).
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {}
+                Err(e) => return Err(Error::read(root.join(UNITS), e)),
+            },
+            Root::Store(r) => {
+                let prefix = r.key(&format!("{UNITS}/{start}")).to_string();
+                let prefix = if start.is_empty() { format!("{prefix}/") } else { prefix };
+                let metas: Vec<object_store::ObjectMeta> =
+                    r.run(UNITS, || crate::source::listing::list_prefix(&r.store, &prefix, None).try_collect())?;
+                let skip = r.key(UNITS).as_ref().len() + 1;
+                units.extend(
+                    metas.iter().filter_map(|m| Some(m.location.as_ref().get(skip..)?.split('/').next()?.to_string())),
+                );
+            }
+        }
+        Ok(units.into_iter().collect())
+    }
+
     /// Deletes a small object; one that is already gone is not an error.
     pub fn delete(&self, rel: &str) -> Result<(), Error> {
-        match self {
-            Destination::Local(root) => match std::fs::remove_file(root.join(rel)) {
+        self.wrote(1);
+        match &self.root {
+            Root::Local(root) => match std::fs::remove_file(root.join(rel)) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::write(root.join(rel), e)),
                 _ => Ok(()),
             },
-            Destination::Store(r) => {
+            Root::Store(r) => {
                 let key = r.key(rel);
                 match r.rt.block_on(with_retries(&r.retry, || r.store.delete(&key))) {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -267,22 +415,24 @@ impl Destination {
     /// Makes the files of `batch` (written in `local`, paths relative to DEST such as
     /// `data/dt=.../part-....parquet`) durable in DEST's staging area.
     pub fn stage(&self, batch: &str, local: &Path, files: &[WrittenFile], part_size: usize) -> Result<(), Error> {
-        match self {
+        self.wrote(files.len() as u64);
+        match &self.root {
             // The writer fsynced each file; make their folder entries durable too.
-            Destination::Local(_) => {
+            Root::Local(_) => {
                 let dirs: std::collections::BTreeSet<PathBuf> = files
                     .iter()
                     .map(|f| local.join(&f.path).parent().expect("a file has a folder").to_path_buf())
                     .collect();
                 dirs.iter().try_for_each(|d| sync_dir(d))
             }
-            Destination::Store(r) => {
+            Root::Store(r) => {
                 for f in files {
-                    let rel = format!("{STAGING}/{batch}/{}", f.path);
+                    let folder = format!("{}/{batch}", self.staging_dir());
+                    let rel = format!("{folder}/{}", f.path);
                     let file = local.join(&f.path);
                     // Uploading the same bytes to the same key again is harmless, so a write that
                     // failed (or only seemed to) is simply repeated.
-                    r.run(&rel, || upload(r, batch, &file, &rel, part_size))?;
+                    r.run(&rel, || upload(r, &folder, &file, &rel, part_size))?;
                 }
                 Ok(())
             }
@@ -294,9 +444,10 @@ impl Destination {
     /// is finished by running it again); one in neither place is an error, never skipped.
     pub fn publish(&self, batch: &str, files: &[String]) -> Result<(), Error> {
         for path in files {
-            let staged = format!("{STAGING}/{batch}/{path}");
-            match self {
-                Destination::Local(root) => {
+            self.wrote(1);
+            let staged = format!("{}/{batch}/{path}", self.staging_dir());
+            match &self.root {
+                Root::Local(root) => {
                     let (from, to) = (root.join(&staged), root.join(path));
                     let dir = to.parent().expect("a file has a folder");
                     std::fs::create_dir_all(dir).map_err(|e| Error::write(dir, e))?;
@@ -306,7 +457,7 @@ impl Destination {
                         Err(e) => return Err(Error::write(&to, e)),
                     }
                 }
-                Destination::Store(r) => {
+                Root::Store(r) => {
                     let (from, to) = (r.key(&staged), r.key(path));
                     match r.rt.block_on(with_retries(&r.retry, || r.store.copy(&from, &to))) {
                         Ok(()) => {}
@@ -323,33 +474,42 @@ impl Destination {
 
     /// The batches that have something in the staging area.
     pub fn staged_batches(&self) -> Result<std::collections::BTreeSet<String>, Error> {
-        let batches = match self {
-            Destination::Local(root) => match std::fs::read_dir(root.join(STAGING)) {
+        add(&self.counts.lists, 1);
+        let batches: std::collections::BTreeSet<String> = match &self.root {
+            Root::Local(root) => match std::fs::read_dir(root.join(self.staging_dir())) {
                 Ok(entries) => entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect(),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
-                Err(e) => return Err(Error::read(root.join(STAGING), e)),
+                Err(e) => return Err(Error::read(root.join(self.staging_dir()), e)),
             },
-            Destination::Store(_) => {
-                self.list(STAGING, None)?.into_iter().filter_map(|p| p.split('/').nth(1).map(str::to_string)).collect()
+            Root::Store(_) => {
+                let dir = self.staging_dir();
+                let listed = self.list(&dir, None)?;
+                listed.iter().filter_map(|p| Some(p.get(dir.len() + 1..)?.split('/').next()?.to_string())).collect()
             }
         };
-        Ok(batches)
+        // The legacy staging area also holds the units' folders; its own batches are named by a
+        // 16-digit hash.
+        let legacy_batch = |b: &String| b.len() == 16 && b.bytes().all(|c| c.is_ascii_hexdigit());
+        Ok(if self.unit.is_none() { batches.into_iter().filter(legacy_batch).collect() } else { batches })
     }
 
     /// Removes `batch` from the staging area.
     pub fn discard_staged(&self, batch: &str) -> Result<(), Error> {
-        let rel = format!("{STAGING}/{batch}");
-        match self {
-            Destination::Local(root) => {
+        let rel = format!("{}/{batch}", self.staging_dir());
+        if !self.is_remote() {
+            self.wrote(1);
+        }
+        match &self.root {
+            Root::Local(root) => {
                 let dir = root.join(&rel);
                 match std::fs::remove_dir_all(&dir) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::write(&dir, e)),
                     _ => {}
                 }
-                let _ = std::fs::remove_dir(root.join(STAGING));
+                self.remove_empty_staging(root);
                 Ok(())
             }
-            Destination::Store(r) => {
+            Root::Store(r) => {
                 let listed = self.list(&rel, None)?;
                 // The uploads first, while their records (which alone find them) exist.
                 let uploads = format!("{rel}/{UPLOADS}/");
@@ -364,6 +524,12 @@ impl Destination {
                 Ok(())
             }
         }
+    }
+
+    /// Removes a local DEST's staging folders once they are empty.
+    pub fn remove_empty_staging(&self, root: &Path) {
+        let _ = std::fs::remove_dir(root.join(self.staging_dir()));
+        let _ = std::fs::remove_dir(root.join(STAGING));
     }
 
     /// Removes a local folder Parquet files were written in, when it is not DEST's staging area
@@ -438,10 +604,10 @@ fn abort_recorded(r: &Remote, record: &str, bytes: &[u8]) -> Result<(), Error> {
     }
 }
 
-/// Uploads one local file to `rel` (relative to DEST) for `batch`: a single PUT up to
-/// `part_size`, a multipart upload beyond, recorded in the batch's staging area from its creation
-/// to its completion, and aborted when it fails.
-async fn upload(r: &Remote, batch: &str, file: &Path, rel: &str, part_size: usize) -> object_store::Result<()> {
+/// Uploads one local file to `rel` (relative to DEST) for the batch staged in `folder`: a single
+/// PUT up to `part_size`, a multipart upload beyond, recorded in the batch's staging folder from
+/// its creation to its completion, and aborted when it fails.
+async fn upload(r: &Remote, folder: &str, file: &Path, rel: &str, part_size: usize) -> object_store::Result<()> {
     let local = |e: std::io::Error| object_store::Error::Generic { store: "local staging", source: Box::new(e) };
     let len = std::fs::metadata(file).map_err(local)?.len();
     let key = r.key(rel);
@@ -452,7 +618,7 @@ async fn upload(r: &Remote, batch: &str, file: &Path, rel: &str, part_size: usiz
     }
     let id = r.parts.create_multipart(&key).await?;
     let name: String = sha2::Sha256::digest(id.as_bytes()).iter().take(10).map(|b| format!("{b:02x}")).collect();
-    let record = r.key(&format!("{STAGING}/{batch}/{UPLOADS}/{name}.json"));
+    let record = r.key(&format!("{folder}/{UPLOADS}/{name}.json"));
     let body = serde_json::to_vec(&UploadRecord { key: rel.to_string(), upload_id: id.clone() }).expect("serializable");
     let uploaded = match r.store.put(&record, body.into()).await {
         Ok(_) => put_parts(r, &key, &id, file, len, part_size).await,

@@ -19,7 +19,7 @@ use crate::commit::destination::Destination;
 use crate::error::Error;
 use crate::stop::StopFlag;
 
-pub const LEASES: &str = "_state/lease";
+pub const LEASES: &str = "lease";
 
 /// How a run takes the lease.
 #[derive(Debug, Clone, Copy)]
@@ -81,15 +81,15 @@ fn process_start(pid: u32) -> Option<u64> {
     stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
 }
 
-fn name(generation: u64) -> String {
-    format!("{LEASES}/{generation:020}.json")
+fn name(dest: &Destination, generation: u64) -> String {
+    crate::commit::ledger::seq_name(dest, LEASES, generation)
 }
 
 /// The newest generation, when there is one. Generations listed but gone when read were pruned
 /// by a run that took a newer one: the listing is looked at again, never taken as "no lease".
 pub fn current(dest: &Destination) -> Result<Option<LeaseRecord>, Error> {
     for _ in 0..8 {
-        let names = dest.list(LEASES, None)?;
+        let names = dest.list(&dest.state_dir(LEASES), None)?;
         let mut listed = false;
         for rel in names.iter().rev().filter(|p| crate::commit::ledger::seq_of(p).is_some()) {
             listed = true;
@@ -103,14 +103,17 @@ pub fn current(dest: &Destination) -> Result<Option<LeaseRecord>, Error> {
             return Ok(None);
         }
     }
-    Err(Error::State { path: format!("{}/{LEASES}", dest.display()), cause: "lease records keep vanishing".into() })
+    Err(Error::State {
+        path: format!("{}/{}", dest.display(), dest.state_dir(LEASES)),
+        cause: "lease records keep vanishing".into(),
+    })
 }
 
 /// Deletes the generations before `generation - 1`: those of runs that were killed (a released
 /// or renewed lease cleans up after itself). Safe with [`current`], which looks again when a
 /// listed generation is gone.
 fn prune(dest: &Destination, generation: u64) {
-    let Ok(names) = dest.list(LEASES, None) else { return };
+    let Ok(names) = dest.list(&dest.state_dir(LEASES), None) else { return };
     for rel in names {
         if crate::commit::ledger::seq_of(&rel).is_some_and(|g| g + 1 < generation) {
             let _ = dest.delete(&rel);
@@ -149,7 +152,7 @@ fn record(owner: &str, generation: u64, ttl: Duration, released: bool) -> LeaseR
 }
 
 fn write(dest: &Destination, rec: &LeaseRecord) -> Result<bool, Error> {
-    dest.create(&name(rec.generation), &serde_json::to_vec_pretty(rec).expect("a lease serializes"))
+    dest.create(&name(dest, rec.generation), &serde_json::to_vec_pretty(rec).expect("a lease serializes"))
 }
 
 /// Takes the lease of `dest`, waiting up to `opts.wait` for another run's to end or expire (or
@@ -208,7 +211,7 @@ impl Lease {
                             shared.generation.store(generation, Ordering::SeqCst);
                             shared.expires_at_ms.store(rec.expires_at_ms, Ordering::SeqCst);
                             if generation > 2 {
-                                let _ = dest.delete(&name(generation - 2));
+                                let _ = dest.delete(&name(&dest, generation - 2));
                             }
                         }
                         Ok(false) => {
@@ -257,7 +260,7 @@ impl Lease {
         match write(&self.dest, &record(&self.owner, generation + 1, Duration::ZERO, true)) {
             Ok(true) => {
                 for g in generation.saturating_sub(1)..=generation {
-                    let _ = self.dest.delete(&name(g));
+                    let _ = self.dest.delete(&name(&self.dest, g));
                 }
             }
             Ok(false) => {}
@@ -278,7 +281,7 @@ mod tests {
 
     fn dest() -> (tempfile::TempDir, Destination) {
         let tmp = tempfile::tempdir().unwrap();
-        let d = Destination::Local(tmp.path().to_path_buf());
+        let d = Destination::local(tmp.path().to_path_buf());
         (tmp, d)
     }
 

@@ -22,9 +22,9 @@ use crate::error::Error;
 use crate::parquet_sink::WrittenFile;
 use crate::source::SourceObject;
 
-pub const COMMITS: &str = "_state/commits";
-pub const CHECKPOINTS: &str = "_state/checkpoints";
-pub const PUBLISHED: &str = "_state/published";
+pub const COMMITS: &str = "commits";
+pub const CHECKPOINTS: &str = "checkpoints";
+pub const PUBLISHED: &str = "published";
 /// A checkpoint is written once this many commits follow the last one.
 const CHECKPOINT_EVERY: usize = 16;
 
@@ -155,8 +155,9 @@ pub struct Ledger {
     pub last_commit: Option<CommitSummary>,
 }
 
-fn seq_name(dir: &str, seq: u64) -> String {
-    format!("{dir}/{seq:020}.json")
+/// The record numbered `seq` in `dest`'s state folder `dir` (relative to DEST).
+pub fn seq_name(dest: &Destination, dir: &str, seq: u64) -> String {
+    format!("{}/{seq:020}.json", dest.state_dir(dir))
 }
 
 pub fn seq_of(path: &str) -> Option<u64> {
@@ -177,7 +178,7 @@ impl Ledger {
     pub fn load(dest: &Destination) -> Result<Ledger, Error> {
         let mut ledger = Ledger::default();
         let checkpoints: Vec<String> =
-            dest.list(CHECKPOINTS, None)?.into_iter().filter(|p| seq_of(p).is_some()).collect();
+            dest.list(&dest.state_dir(CHECKPOINTS), None)?.into_iter().filter(|p| seq_of(p).is_some()).collect();
         if let Some(rel) = checkpoints.last() {
             let bytes = dest.read(rel)?.ok_or_else(|| corrupt(dest, rel, "listed but gone"))?;
             let cp: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| corrupt(dest, rel, e))?;
@@ -188,8 +189,8 @@ impl Ledger {
                 ledger.insert(o);
             }
         }
-        let after = (ledger.checkpoint_seq > 0).then(|| seq_name(COMMITS, ledger.checkpoint_seq));
-        for rel in dest.list(COMMITS, after.as_deref())? {
+        let after = (ledger.checkpoint_seq > 0).then(|| seq_name(dest, COMMITS, ledger.checkpoint_seq));
+        for rel in dest.list(&dest.state_dir(COMMITS), after.as_deref())? {
             if seq_of(&rel).is_none() {
                 continue;
             }
@@ -197,9 +198,33 @@ impl Ledger {
             let rec: CommitRecord = serde_json::from_slice(&bytes).map_err(|e| corrupt(dest, &rel, e))?;
             ledger.apply(rec);
         }
-        let after = (ledger.checkpoint_seq > 0).then(|| seq_name(PUBLISHED, ledger.checkpoint_seq));
-        ledger.published = dest.list(PUBLISHED, after.as_deref())?.iter().filter_map(|p| seq_of(p)).collect();
+        let after = (ledger.checkpoint_seq > 0).then(|| seq_name(dest, PUBLISHED, ledger.checkpoint_seq));
+        ledger.published =
+            dest.list(&dest.state_dir(PUBLISHED), after.as_deref())?.iter().filter_map(|p| seq_of(p)).collect();
         Ok(ledger)
+    }
+
+    /// Brings the ledger up to date with what other runs committed since it was read: the
+    /// commits after its last one (or, when a newer checkpoint was written, all of it again).
+    pub fn refresh(&mut self, dest: &Destination) -> Result<(), Error> {
+        let newest = dest.list(&dest.state_dir(CHECKPOINTS), None)?.iter().filter_map(|p| seq_of(p)).max();
+        if newest.unwrap_or(0) != self.checkpoint_seq {
+            *self = Ledger::load(dest)?;
+            return Ok(());
+        }
+        let after = (self.last_seq > 0).then(|| seq_name(dest, COMMITS, self.last_seq));
+        for rel in dest.list(&dest.state_dir(COMMITS), after.as_deref())? {
+            if seq_of(&rel).is_none() {
+                continue;
+            }
+            let bytes = dest.read(&rel)?.ok_or_else(|| corrupt(dest, &rel, "listed but gone"))?;
+            let rec: CommitRecord = serde_json::from_slice(&bytes).map_err(|e| corrupt(dest, &rel, e))?;
+            self.apply(rec);
+        }
+        let after = (self.checkpoint_seq > 0).then(|| seq_name(dest, PUBLISHED, self.checkpoint_seq));
+        self.published =
+            dest.list(&dest.state_dir(PUBLISHED), after.as_deref())?.iter().filter_map(|p| seq_of(p)).collect();
+        Ok(())
     }
 
     /// The commits after the checkpoint not yet known to have every file in the table.
@@ -209,7 +234,7 @@ impl Ledger {
 
     /// Records that every file of commit `seq` is in the table.
     pub fn mark_published(&mut self, dest: &Destination, seq: u64) -> Result<(), Error> {
-        dest.create(&seq_name(PUBLISHED, seq), b"{}\n")?;
+        dest.create(&seq_name(dest, PUBLISHED, seq), b"{}\n")?;
         self.published.insert(seq);
         Ok(())
     }
@@ -231,7 +256,7 @@ impl Ledger {
     }
 
     /// The name under which the same log delivery as `o` was converted, from another place.
-    fn converted_elsewhere(&self, o: &SourceObject) -> Option<&str> {
+    pub(crate) fn converted_elsewhere(&self, o: &SourceObject) -> Option<&str> {
         let first = self.objects.get(self.deliveries.get(crate::source::delivery_name(&o.name)?)?)?;
         let same = first.size == o.size && (first.etag.is_none() || o.etag.is_none() || first.etag == o.etag);
         (same && first.quarantined.is_none()).then_some(first.name.as_str())
@@ -268,7 +293,7 @@ impl Ledger {
     /// Writes `rec` as the next commit. `Ok(false)`: another run committed that number first.
     pub fn commit(&mut self, dest: &Destination, rec: CommitRecord) -> Result<bool, Error> {
         let bytes = serde_json::to_vec_pretty(&rec).expect("a commit serializes");
-        if !dest.create(&seq_name(COMMITS, rec.seq), &bytes)? {
+        if !dest.create(&seq_name(dest, COMMITS, rec.seq), &bytes)? {
             return Ok(false);
         }
         self.apply(rec);
@@ -301,15 +326,40 @@ impl Ledger {
             text.push_str(&serde_json::to_string(o).expect("an entry serializes"));
         }
         text.push_str("\n]}\n");
-        let rel = seq_name(CHECKPOINTS, self.last_seq);
+        let rel = seq_name(dest, CHECKPOINTS, self.last_seq);
         dest.create(&rel, text.as_bytes())?;
         self.checkpoint_seq = self.last_seq;
         self.recent.clear();
-        let all = dest.list(CHECKPOINTS, None)?;
+        let all = dest.list(&dest.state_dir(CHECKPOINTS), None)?;
         for old in all.iter().rev().skip(2) {
             dest.delete(old)?;
         }
         Ok(true)
+    }
+}
+
+/// The DEST-wide ledger that versions before per-unit state kept (`_state/commits`,
+/// `_state/checkpoints`): read by every run, when deciding what is new, until
+/// `s3logs state migrate` moves its objects into their units' ledgers.
+#[derive(Debug, Default)]
+pub struct Legacy {
+    pub ledger: Option<Ledger>,
+}
+
+impl Legacy {
+    /// Reads DEST's legacy ledger, when it has one.
+    pub fn load(dest: &Destination) -> Result<Legacy, Error> {
+        let ledger = Ledger::load(&dest.legacy())?;
+        if ledger.last_seq == 0 {
+            return Ok(Legacy::default());
+        }
+        tracing::warn!(
+            dest = dest.display(),
+            objects = ledger.objects.len(),
+            "DEST holds a ledger from before per-unit state, which every run reads whole; \
+             run `s3logs state migrate DEST` once no older s3logs writes to it"
+        );
+        Ok(Legacy { ledger: Some(ledger) })
     }
 }
 
@@ -348,7 +398,7 @@ mod tests {
     #[test]
     fn commits_fold_into_checkpoints_with_the_same_state() {
         let tmp = tempfile::tempdir().unwrap();
-        let dest = Destination::Local(tmp.path().to_path_buf());
+        let dest = Destination::local(tmp.path().to_path_buf());
         let mut ledger = Ledger::load(&dest).unwrap();
         assert_eq!(ledger.last_seq, 0);
         for seq in 1..=CHECKPOINT_EVERY as u64 {
@@ -369,7 +419,7 @@ mod tests {
         assert!(after.recent.is_empty());
         assert_eq!(after.objects, before.objects);
         assert_eq!(after.last_commit, before.last_commit);
-        let text = std::fs::read_to_string(tmp.path().join(seq_name(CHECKPOINTS, 16))).unwrap();
+        let text = std::fs::read_to_string(tmp.path().join(seq_name(&dest, CHECKPOINTS, 16))).unwrap();
         assert_eq!(text.lines().count(), CHECKPOINT_EVERY + 2, "one object per line:\n{text}");
     }
 
@@ -392,7 +442,7 @@ mod tests {
             }
         };
         copy(&fixture, &tmp.path().join("_state"));
-        let dest = Destination::Local(tmp.path().to_path_buf());
+        let dest = Destination::local(tmp.path().to_path_buf());
         let totals = |objects: &mut dyn Iterator<Item = &ObjectEntry>| {
             objects.fold((0, 0, 0), |(n, r, j), o| (n + 1, r + o.rows, j + o.rejects))
         };
@@ -404,7 +454,7 @@ mod tests {
         assert_eq!(ledger.last_commit.as_ref().map(|c| c.seq), Some(20));
 
         // Without the checkpoint: the 20 commit records, each with its files.
-        std::fs::remove_dir_all(tmp.path().join(CHECKPOINTS)).unwrap();
+        std::fs::remove_dir_all(tmp.path().join("_state").join(CHECKPOINTS)).unwrap();
         let ledger = Ledger::load(&dest).unwrap();
         assert_eq!((ledger.last_seq, ledger.recent.len()), (20, 20));
         let (objects, rows, rejects) = totals(&mut ledger.recent.iter().flat_map(|c| &c.objects));

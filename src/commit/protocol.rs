@@ -69,6 +69,6 @@ pub(crate) fn lost(dest: &Destination, rec: &CommitRecord, missing: &[String], w
         total: rec.files.len(),
         files,
         why,
-        record: format!("{}/{}/{:020}.json", dest.display(), crate::commit::ledger::COMMITS, rec.seq),
+        record: format!("{}/{}", dest.display(), crate::commit::ledger::seq_name(dest, "commits", rec.seq)),
     }))
 }

@@ -30,6 +30,21 @@ pub(crate) struct Feed<'a> {
     pub(crate) ahead: std::collections::VecDeque<SourceObject>,
     /// New objects found so far, and their stored bytes (for the progress bar).
     pub(crate) found: (u64, u64),
+    /// Only objects of this unit: the first of another is handed back to the listing, and the
+    /// feed ends there.
+    pub(crate) unit: Option<String>,
+    /// What else was converted: the legacy DEST-wide ledger, and the other units of the same day
+    /// (for log deliveries converted from another place).
+    pub(crate) known: Known<'a>,
+}
+
+/// The ledgers besides a unit's own that say whether an object was converted.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Known<'a> {
+    /// The ledger of a DEST written before per-unit state, until it is migrated.
+    pub(crate) legacy: Option<&'a Ledger>,
+    /// The ledgers of the other units of the unit's day.
+    pub(crate) neighbours: &'a [(String, Ledger)],
 }
 
 impl<'a> Feed<'a> {
@@ -48,6 +63,36 @@ impl<'a> Feed<'a> {
             deliveries,
             ahead,
             found: (0, 0),
+            unit: None,
+            known: Known::default(),
+        }
+    }
+
+    /// What the run does with `o`, from `ledger` (its unit's) and the other ledgers known.
+    pub(crate) fn verdict(&self, o: &SourceObject, ledger: &Ledger) -> Verdict {
+        if let Some(legacy) = self.known.legacy {
+            match legacy.classify(o, self.retry_quarantined) {
+                Verdict::New => {}
+                other => return other,
+            }
+        }
+        match ledger.classify(o, self.retry_quarantined) {
+            Verdict::New => match self.known.neighbours.iter().find_map(|(_, n)| n.converted_elsewhere(o)) {
+                Some(first) => Verdict::Elsewhere(first.to_string()),
+                None => Verdict::New,
+            },
+            other => other,
+        }
+    }
+
+    /// `o` if it belongs to this feed's unit; otherwise it goes back to the listing.
+    fn of_unit(&mut self, o: SourceObject) -> Option<SourceObject> {
+        match &self.unit {
+            Some(u) if *u != crate::source::unit::unit_of(&o.name) => {
+                self.listing.unread(o);
+                None
+            }
+            _ => Some(o),
         }
     }
 
@@ -57,6 +102,7 @@ impl<'a> Feed<'a> {
             return Ok(Some(o));
         }
         while let Some(o) = self.listing.next_object()? {
+            let Some(o) = self.of_unit(o) else { return Ok(None) };
             if let Some(o) = self.classify(o, ledger) {
                 return Ok(Some(o));
             }
@@ -68,6 +114,7 @@ impl<'a> Feed<'a> {
     /// objects wait in `ahead`, and `found` counts them (the progress bar's total).
     pub(crate) fn look_ahead(&mut self, ledger: &Ledger) -> Result<(), Error> {
         while let Some(o) = self.listing.ready_object()? {
+            let Some(o) = self.of_unit(o) else { return Ok(()) };
             if let Some(o) = self.classify(o, ledger) {
                 self.ahead.push_back(o);
             }
@@ -81,7 +128,7 @@ impl<'a> Feed<'a> {
             self.skipped += 1;
             return None;
         }
-        match ledger.classify(&o, self.retry_quarantined) {
+        match self.verdict(&o, ledger) {
             Verdict::New => {
                 if let Some(d) = crate::source::delivery_name(&o.name) {
                     match self.deliveries.get(d) {

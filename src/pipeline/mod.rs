@@ -28,6 +28,7 @@ use std::time::Instant;
 
 use crate::commit::destination::Destination;
 use crate::commit::lease;
+use crate::commit::ledger::Legacy;
 use crate::commit::ledger::{Ledger, Verdict};
 use crate::commit::protocol::needs_repair;
 use crate::commit::protocol::recover;
@@ -35,11 +36,12 @@ use crate::error::Error;
 use crate::pipeline::batch::Run;
 use crate::pipeline::batch::convert_batch;
 use crate::pipeline::batch::repair;
-use crate::pipeline::feed::Feed;
+use crate::pipeline::feed::{Feed, Known};
 use crate::pipeline::progress::Progress;
 use crate::pipeline::stats::RunStats;
 use crate::report::{Elsewhere, PlannedObject, Report, TransferFigures};
 use crate::source::listing::Listing;
+use crate::source::unit::unit_of;
 
 fn runtime_if_needed(opts: &ConvertOptions) -> Result<Option<tokio::runtime::Runtime>, Error> {
     let remote =
@@ -86,14 +88,17 @@ fn run_into(opts: &ConvertOptions, stats: &mut RunStats) -> Result<(), Error> {
     stats.output = dest.display();
     let source_store = opts.source_store();
     let mut listing =
-        Listing::start(&opts.sources, dest.local_root(), &source_store, rt.as_ref(), opts.key_dates, opts.allow_empty);
+        Listing::start(&opts.sources, dest.local_root(), &source_store, rt.as_ref(), opts.listing_scope());
     let outcome = convert_listed(opts, rt.as_ref(), &dest, &mut listing, stats);
+    stats.dest_requests = dest.requests();
     stats.listing = TransferFigures { objects: listing.objects, bytes: listing.bytes, seconds: listing.seconds };
     tracing::info!(objects = listing.objects, bytes = listing.bytes, seconds = listing.seconds, "listed");
     outcome
 }
 
-/// Converts the new objects as the listing hands them over.
+/// Converts the new objects as the listing hands them over, one unit (a source's key-day) at a
+/// time, each under its own lease and ledger. A unit another live run holds is left to it: the
+/// run converts its other units and then fails with [`Error::UnitsBusy`] (retry later).
 fn convert_listed(
     opts: &ConvertOptions,
     rt: Option<&tokio::runtime::Runtime>,
@@ -101,69 +106,179 @@ fn convert_listed(
     listing: &mut Listing,
     stats: &mut RunStats,
 ) -> Result<(), Error> {
+    let state_started = Instant::now();
+    let legacy = Legacy::load(dest)?;
+    stats.stage_seconds.state += state_started.elapsed().as_secs_f64();
+    let progress = Progress::new(opts.progress && !opts.dry_run);
+    let mut units = UnitRun { found: (0, 0), neighbours: Default::default(), busy: Vec::new() };
+    let mut outcome = Ok(());
+    while let Some(o) = listing.next_object()? {
+        let unit = unit_of(&o.name);
+        if !opts.selection.takes(&unit) {
+            stats.objects_other_units += 1;
+            continue;
+        }
+        listing.unread(o);
+        outcome = convert_unit(opts, rt, &dest.for_unit(&unit), &legacy, listing, &mut units, stats, &progress);
+        if outcome.is_err() || opts.stop.check().is_err() {
+            break;
+        }
+    }
+    progress.finish();
+    stats.retries = opts.store.retry.metrics.retries();
+    stats.units_busy = units.busy.clone();
+    outcome?;
+    opts.stop.check()?;
+    // A unit left to another run was not converted: the run did not commit all it listed.
+    stats.committed = units.busy.is_empty();
+    stats.nothing_new = !stats.dry_run
+        && stats.commits.is_empty()
+        && stats.batches_finished.is_empty()
+        && stats.batches_discarded.is_empty()
+        && stats.batches_recreated.is_empty()
+        && units.busy.is_empty();
+    if let Some(first) = units.busy.first() {
+        return Err(Error::UnitsBusy { count: units.busy.len(), first: first.clone() });
+    }
+    match stats.objects_quarantined.first() {
+        Some(q) => Err(Error::Quarantined { count: stats.objects_quarantined.len(), first: q.name.clone() }),
+        None => Ok(()),
+    }
+}
+
+/// What the units of one run share.
+struct UnitRun {
+    /// New objects found so far and their bytes, over all units (the progress bar's total).
+    found: (u64, u64),
+    /// The ledgers of the units of each day seen, by day: a log delivery converted from another
+    /// place is found in them.
+    neighbours: std::collections::HashMap<i32, Vec<(String, Ledger)>>,
+    /// Units another live run holds: left to it.
+    busy: Vec<String>,
+}
+
+/// Converts the new objects of the unit `dest` is the view of, as the listing hands them over
+/// (the feed ends at the first object of another unit).
+#[allow(clippy::too_many_arguments)]
+fn convert_unit(
+    opts: &ConvertOptions,
+    rt: Option<&tokio::runtime::Runtime>,
+    dest: &Destination,
+    legacy: &Legacy,
+    listing: &mut Listing,
+    units: &mut UnitRun,
+    stats: &mut RunStats,
+    progress: &Progress,
+) -> Result<(), Error> {
+    let unit = dest.unit().expect("a unit's view").to_string();
     // Look for new objects without the lease first: a run with nothing to do writes nothing at all.
     let state_started = Instant::now();
     let ledger = Ledger::load(dest)?;
-    stats.stage_seconds.state = state_started.elapsed().as_secs_f64();
+    // The other units of its day, taken out of the run's map while this one is converted.
+    let day = crate::source::unit::day_of(&unit);
+    let mut neighbours = match day {
+        Some(day) => match units.neighbours.remove(&day) {
+            Some(known) => known,
+            None => neighbour_ledgers(dest, day, &unit)?,
+        },
+        None => Vec::new(),
+    };
+    neighbours.retain(|(u, _)| *u != unit);
+    stats.stage_seconds.state += state_started.elapsed().as_secs_f64();
     let mut feed = Feed::new(listing);
     feed.retry_quarantined = opts.retry_quarantined;
-    let finish = |feed: &Feed, stats: &mut RunStats| {
-        stats.objects_skipped = feed.skipped;
-        stats.objects_changed = feed.changed.clone();
-        stats.objects_elsewhere = feed
-            .elsewhere
-            .iter()
-            .map(|(name, first)| Elsewhere { name: name.clone(), converted_as: first.clone() })
-            .collect();
+    feed.unit = Some(unit.clone());
+    feed.known = Known { legacy: legacy.ledger.as_ref(), neighbours: &neighbours };
+    feed.found = units.found;
+    // Later units of the same day see what this one converted.
+    let put_back = |units: &mut UnitRun, mut neighbours: Vec<(String, Ledger)>, ledger: Ledger| {
+        if let Some(day) = day {
+            neighbours.push((unit.clone(), ledger));
+            units.neighbours.insert(day, neighbours);
+        }
+    };
+    let finish = |feed: &Feed, units: &mut UnitRun, stats: &mut RunStats| {
+        stats.objects_skipped += feed.skipped;
+        stats.objects_changed.extend(feed.changed.iter().cloned());
+        stats.objects_elsewhere.extend(
+            feed.elsewhere.iter().map(|(name, first)| Elsewhere { name: name.clone(), converted_as: first.clone() }),
+        );
+        units.found = feed.found;
     };
     if opts.dry_run {
         stats.dry_run = true;
         while let Some(o) = feed.next_new(&ledger)? {
             stats.would_convert.push(PlannedObject { name: o.name.clone(), size: o.size });
         }
-        finish(&feed, stats);
+        finish(&feed, units, stats);
+        drop(feed);
+        put_back(units, neighbours, ledger);
         return Ok(());
     }
     let first = feed.next_new(&ledger)?;
     if first.is_none() && dest.staged_batches()?.is_empty() && !needs_repair(dest, &ledger)? {
-        finish(&feed, stats);
-        stats.nothing_new = true;
-        stats.committed = true;
+        // A run killed between emptying a local staging folder and removing it leaves it empty.
+        if let Some(root) = dest.local_root() {
+            dest.remove_empty_staging(root);
+        }
+        finish(&feed, units, stats);
+        drop(feed);
+        put_back(units, neighbours, ledger);
         return Ok(());
     }
 
-    let lease = lease::acquire(dest, opts.lease, &opts.stop)?;
+    let lease = match lease::acquire(dest, opts.lease, &opts.stop) {
+        Ok(lease) => lease,
+        Err(Error::Busy { holder, .. }) => {
+            tracing::warn!(unit, holder, "another run holds this unit; left to it (retry later)");
+            // Its objects are that run's: drawn here only to reach the next unit.
+            while feed.next_new(&ledger)?.is_some() {}
+            drop(feed);
+            units.busy.push(unit.clone());
+            put_back(units, neighbours, ledger);
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
     dest.prune_dead_local_staging();
-    // Under the lease the ledger is read again: a run that just finished may have converted some.
+    // Under the lease the ledger is brought up to date: a run that just finished may have
+    // converted some.
     let state_started = Instant::now();
-    let mut ledger = Ledger::load(dest)?;
+    let mut ledger = ledger;
+    ledger.refresh(dest)?;
     let recovered = recover(dest, &mut ledger)?;
     stats.batches_finished.extend(recovered.finished);
     stats.batches_discarded.extend(recovered.discarded);
     stats.stage_seconds.state += state_started.elapsed().as_secs_f64();
     let run = Run { opts, rt, dest, lease: &lease, owner: lease.owner().to_string() };
-    let progress = Progress::new(opts.progress);
     repair(&run, &mut ledger, stats)?;
     match first {
-        Some(o) if ledger.classify(&o, opts.retry_quarantined) == Verdict::New => feed.peeked = Some(o),
+        Some(o) if feed.verdict(&o, &ledger) == Verdict::New => feed.peeked = Some(o),
         Some(o) => feed.skip_found(&o),
         None => {}
     }
     let mut outcome = Ok(true);
     while let Ok(true) = outcome {
-        outcome = convert_batch(&run, &mut feed, &mut ledger, stats, &progress);
+        outcome = convert_batch(&run, &mut feed, &mut ledger, stats, progress);
     }
-    progress.finish();
-    finish(&feed, stats);
-    stats.retries = opts.store.retry.metrics.retries();
+    finish(&feed, units, stats);
     outcome?;
     if dest.staged_batches()?.is_empty() {
         ledger.maybe_checkpoint(dest)?;
     }
     lease.release();
-    stats.committed = true;
-    match stats.objects_quarantined.first() {
-        Some(q) => Err(Error::Quarantined { count: stats.objects_quarantined.len(), first: q.name.clone() }),
-        None => Ok(()),
+    drop(feed);
+    put_back(units, neighbours, ledger);
+    Ok(())
+}
+
+/// The ledgers of the units of `day` in DEST (every source prefix's) but `except`.
+fn neighbour_ledgers(dest: &Destination, day: i32, except: &str) -> Result<Vec<(String, Ledger)>, Error> {
+    let mut out = Vec::new();
+    let units = dest.units_starting(&format!("{}-", crate::access_log::time::format_day(day)))?;
+    for unit in units.into_iter().filter(|u| u != except) {
+        let ledger = Ledger::load(&dest.for_unit(&unit))?;
+        out.push((unit, ledger));
     }
+    Ok(out)
 }

@@ -59,6 +59,8 @@ pub struct ConvertOptions {
     /// bound.
     pub key_date_slack: Option<u32>,
     pub lease: LeaseOptions,
+    /// The units this run converts (`--shard`, `--units-file`): all by default.
+    pub selection: crate::source::unit::Selection,
 }
 
 impl ConvertOptions {
@@ -70,6 +72,15 @@ impl ConvertOptions {
             endpoint_url: self.source_endpoint_url.clone().or_else(|| store.endpoint_url.clone()),
             region: self.source_region.clone().or_else(|| store.region.clone()),
             ..store.clone()
+        }
+    }
+
+    /// What the listing selects besides the sources.
+    pub(crate) fn listing_scope(&self) -> crate::source::listing::Scope {
+        crate::source::listing::Scope {
+            dates: self.key_dates,
+            allow_empty: self.allow_empty,
+            selection: self.selection.clone(),
         }
     }
 
@@ -141,6 +152,7 @@ impl Default for ConvertOptions {
             source_region: None,
             key_date_slack: Some(31),
             lease: LeaseOptions::default(),
+            selection: Default::default(),
         }
     }
 }

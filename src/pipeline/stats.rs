@@ -129,6 +129,9 @@ pub(crate) struct RunStats {
     pub(crate) stage_seconds: StageSeconds,
     pub(crate) retries: u64,
     pub(crate) committed: bool,
+    pub(crate) objects_other_units: u64,
+    pub(crate) units_busy: Vec<String>,
+    pub(crate) dest_requests: crate::commit::destination::DestRequests,
 }
 
 impl RunStats {
@@ -179,6 +182,9 @@ impl RunStats {
             retries: self.retries,
             stage_seconds: self.stage_seconds,
             committed: self.committed,
+            objects_other_units: self.objects_other_units,
+            units_busy: self.units_busy,
+            dest_requests: self.dest_requests,
             duration_s,
         }
     }

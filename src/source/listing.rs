@@ -114,6 +114,20 @@ pub(crate) async fn key_ranges(
     Ok(out)
 }
 
+/// What a listing selects besides its sources.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// Only objects whose key date is in this range.
+    pub dates: Option<KeyDates>,
+    /// A source that lists nothing is not an error.
+    pub allow_empty: bool,
+    /// Only these units' key ranges are listed where the ranges tell (`--since/--until` over
+    /// `s3://`); objects of other units may still be handed over, for the caller to skip. With a
+    /// selection short of all units, a source that lists nothing is not an error: a shard may
+    /// own nothing.
+    pub selection: crate::source::unit::Selection,
+}
+
 /// What the listing thread hands over, in order.
 enum Listed {
     Objects(Vec<SourceObject>),
@@ -142,21 +156,20 @@ impl Listing {
     /// are skipped. With `dates`, only objects whose file name starts with a date in range are kept
     /// (standard input is always read). `rt` runs the listing of `s3://` sources. A source that
     /// lists no object (in the range) ends the listing with [`Error::NoInput`] unless
-    /// `allow_empty`.
+    /// `scope.allow_empty`.
     pub fn start(
         sources: &[String],
         exclude: Option<&Path>,
         store: &StoreOptions,
         rt: Option<&tokio::runtime::Runtime>,
-        dates: Option<KeyDates>,
-        allow_empty: bool,
+        scope: Scope,
     ) -> Listing {
         let (tx, rx) = std::sync::mpsc::channel();
         let (sources, store, rt) = (sources.to_vec(), store.clone(), rt.map(|r| r.handle().clone()));
         let exclude = exclude.map(resolved);
         std::thread::spawn(move || {
             let mut send = |objects: Vec<SourceObject>| tx.send(Listed::Objects(objects)).is_ok();
-            let end = match produce(&sources, exclude.as_deref(), &store, rt.as_ref(), dates, allow_empty, &mut send) {
+            let end = match produce(&sources, exclude.as_deref(), &store, rt.as_ref(), &scope, &mut send) {
                 Ok(()) => Listed::Done,
                 Err(e) => Listed::Failed(e),
             };
@@ -195,6 +208,11 @@ impl Listing {
     /// The next object if the listing has handed it over already; `None` if it has not (yet).
     pub fn ready_object(&mut self) -> Result<Option<SourceObject>, Error> {
         self.next(false)
+    }
+
+    /// Hands `o` (just taken) back: it is the next object again.
+    pub fn unread(&mut self, o: SourceObject) {
+        self.buf.push_front(o);
     }
 
     /// The listing has ended: every object it will give has been handed over.
@@ -245,21 +263,21 @@ fn produce(
     exclude: Option<&Path>,
     store: &StoreOptions,
     rt: Option<&tokio::runtime::Handle>,
-    dates: Option<KeyDates>,
-    allow_empty: bool,
+    scope: &Scope,
     send: &mut dyn FnMut(Vec<SourceObject>) -> bool,
 ) -> Result<(), Error> {
+    let dates = scope.dates;
     for s in sources {
         let mut listed = 0u64;
         let mut counted = |objects: Vec<SourceObject>| {
             listed += objects.len() as u64;
             send(objects)
         };
-        if !produce_one(s, sources, exclude, store, rt, dates, &mut counted)? {
+        if !produce_one(s, sources, exclude, store, rt, scope, &mut counted)? {
             return Ok(());
         }
         // A misspelled prefix or an empty folder must not look like "nothing new" for ever.
-        if listed == 0 && !allow_empty {
+        if listed == 0 && !scope.allow_empty && scope.selection.is_all() {
             let range = dates.map(|d| {
                 let last = d.last.min(time::days_from_civil(9999, 12, 31));
                 format!(" with a key date from {} to {}", time::format_day(d.first), time::format_day(last))
@@ -277,9 +295,10 @@ fn produce_one(
     exclude: Option<&Path>,
     store: &StoreOptions,
     rt: Option<&tokio::runtime::Handle>,
-    dates: Option<KeyDates>,
+    scope: &Scope,
     send: &mut dyn FnMut(Vec<SourceObject>) -> bool,
 ) -> Result<bool, Error> {
+    let dates = scope.dates;
     if s == "-" {
         if sources.iter().filter(|s| *s == "-").count() > 1 {
             return Err(Error::Usage("standard input (-) can be named only once".into()));
@@ -289,7 +308,7 @@ fn produce_one(
     }
     if s.starts_with("s3://") {
         let rt = rt.ok_or_else(|| Error::Internal("s3:// sources need the async runtime".into()))?;
-        rt.block_on(stream_s3(s, store, dates, send))?;
+        rt.block_on(stream_s3(s, store, scope, send))?;
         return Ok(true);
     }
     let local = s.strip_prefix("file://").unwrap_or(s);
@@ -358,14 +377,16 @@ fn produce_one(
 
 /// Lists `s3://bucket/prefix` page by page and hands each page's objects to `send` as it arrives,
 /// so fetching starts while the listing goes on. With `dates`, only those days' key ranges are
-/// listed. A page that fails is tried again from after the last key handed over, so nothing is
-/// handed over twice. `send` returns false when nobody listens any more.
+/// listed, and of those only the ranges of units `scope` selects. A page that fails is tried again
+/// from after the last key handed over, so nothing is handed over twice. `send` returns false
+/// when nobody listens any more.
 pub(crate) async fn stream_s3(
     url: &str,
     opts: &StoreOptions,
-    dates: Option<KeyDates>,
+    scope: &Scope,
     send: &mut dyn FnMut(Vec<SourceObject>) -> bool,
 ) -> Result<(), Error> {
+    let dates = scope.dates;
     use futures::StreamExt;
     let fail = |cause: String| Error::Store { url: url.to_string(), cause: first_line(&cause) };
     let (bucket, prefix) = split_s3_url(url).ok_or_else(|| fail("not an s3://bucket/prefix URL".into()))?;
@@ -378,6 +399,14 @@ pub(crate) async fn stream_s3(
         }
         _ => vec![prefix.to_string()],
     };
+    let bucket_url = format!("s3://{bucket}/");
+    let ranges: Vec<String> = ranges
+        .into_iter()
+        .filter(|r| {
+            dates.is_none()
+                || crate::source::unit::unit_of_range(&bucket_url, r).is_none_or(|u| scope.selection.takes(&u))
+        })
+        .collect();
     for range in ranges {
         let (mut after, mut attempt) = (None::<String>, 0u32);
         loop {

@@ -7,6 +7,7 @@
 
 pub mod listing;
 pub mod read;
+pub mod unit;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -42,6 +43,27 @@ pub struct KeyDates {
 }
 
 impl KeyDates {
+    /// The range of `--since`/`--until` (`YYYY-MM-DD`; an open end is the epoch or today), the
+    /// end widened by `lookback_days`; `None` when neither is given.
+    pub fn from_flags(since: Option<&str>, until: Option<&str>, lookback_days: u32) -> Result<Option<Self>, Error> {
+        if since.is_none() && until.is_none() {
+            return Ok(None);
+        }
+        let day = |flag: &str, v: &str| {
+            crate::access_log::time::parse_day(v)
+                .ok_or_else(|| Error::Usage(format!("{flag} {v:?} is not a date like 2024-01-31")))
+        };
+        let first = since.map(|v| day("--since", v)).transpose()?.unwrap_or(0);
+        let today = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| (d.as_secs() / 86_400) as i32);
+        let last = until.map(|v| day("--until", v)).transpose()?.unwrap_or(today);
+        if first > last {
+            return Err(Error::Usage("--since is after --until".into()));
+        }
+        Ok(Some(KeyDates { first, last: last + lookback_days as i32 }))
+    }
+
     pub fn contains_key(&self, key: &str) -> bool {
         key_day(key).is_some_and(|d| (self.first..=self.last).contains(&d))
     }

@@ -92,7 +92,8 @@ fn converts_the_sample_into_typed_partitioned_parquet() {
     assert_eq!(files.iter().filter(|f| f.starts_with("rejects/part-")).count(), 1);
     let table: Vec<&String> = files.iter().filter(|f| !f.starts_with("_state/")).collect();
     assert_eq!(table.len(), 3, "nothing else is written outside the state: {files:?}");
-    assert!(files.contains(&"_state/commits/00000000000000000001.json".to_string()), "{files:?}");
+    let commit = crate::sample_unit_state(&dest).join("commits/00000000000000000001.json");
+    assert!(commit.is_file(), "{files:?}");
 
     // Physical types as Athena wants them.
     let file = File::open(dest.join(data[0])).unwrap();
@@ -305,7 +306,8 @@ fn too_many_rejects_fails_with_its_own_code_and_commits_nothing() {
     assert!(stderr(&out).contains("2 of 10 lines were rejected"), "{}", stderr(&out));
     assert!(stderr(&out).contains("over --max-reject-ratio 0.1 and more than --max-rejects 1"), "{}", stderr(&out));
     assert!(stderr(&out).contains("junk.log:9"), "names the first rejected line: {}", stderr(&out));
-    let left: Vec<String> = files_under(&dest).into_iter().filter(|f| !f.starts_with("_state/lease/")).collect();
+    let left: Vec<String> =
+        files_under(&dest).into_iter().filter(|f| !(f.starts_with("_state/units/") && f.contains("/lease/"))).collect();
     assert_eq!(left, Vec::<String>::new(), "nothing committed, nothing staged, only the released lease");
     let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     assert_eq!(
@@ -563,7 +565,10 @@ fn since_and_until_filter_local_objects_by_the_date_in_their_names() {
         run(&["convert", testdata().to_str().unwrap(), empty.to_str().unwrap(), "--output", later.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(66), "{}", stderr(&out));
     assert!(stderr(&out).contains(&format!("{} lists no log object:", empty.display())), "{}", stderr(&out));
-    let left: Vec<String> = files_under(&later).into_iter().filter(|f| !f.starts_with("_state/lease/")).collect();
+    let left: Vec<String> = files_under(&later)
+        .into_iter()
+        .filter(|f| !(f.starts_with("_state/units/") && f.contains("/lease/")))
+        .collect();
     assert_eq!(left, Vec::<String>::new(), "nothing committed, nothing staged");
     let out = convert(&testdata(), &later, &["--since", "2024-03-16", "--until", "2024-03-15"]);
     assert_eq!(out.status.code(), Some(2));
@@ -965,7 +970,8 @@ fn the_report_is_written_on_every_exit_and_its_path_checked_first() {
     // A lease another live process holds: exit 73, and the report says nothing was committed.
     let src = tmp.path().join("logs");
     std::fs::create_dir(&src).unwrap();
-    std::fs::copy(testdata().join("2024-03-15-00-10-11-4C3B2A1908F7E6D5"), src.join("2024-03-15-00-10-11-A")).unwrap();
+    // A name with no date: the same unit (`undated`) as the holder's standard input.
+    std::fs::copy(testdata().join("2024-03-15-00-10-11-4C3B2A1908F7E6D5"), src.join("access.log")).unwrap();
     let mut holder = bin()
         .args(["convert", "-", "--output", dest.to_str().unwrap(), "--quiet"])
         .stdin(Stdio::piped())
@@ -975,7 +981,7 @@ fn the_report_is_written_on_every_exit_and_its_path_checked_first() {
     let mut stdin = holder.stdin.take().unwrap();
     // The holder takes the lease once it has a line to convert; wait until its lease file is there.
     stdin.write_all(b"x\n").unwrap();
-    let lease_dir = dest.join("_state/lease");
+    let lease_dir = crate::unit_state(&dest, "stdin").join("lease");
     while std::fs::read_dir(&lease_dir).map_or(true, |mut d| d.next().is_none()) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }

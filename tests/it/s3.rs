@@ -266,10 +266,13 @@ fn s3_sources_give_the_same_rows_as_local_files() {
     keys.sort();
     // The state is beside the table: one commit, the released lease, the commit's published mark;
     // no staging left.
+    let unit =
+        format!("_state/units/{}/", s3logs::unit_of("s3://logs-bucket/logs/2024-03-15-00-10-11-4C3B2A1908F7E6D5"));
     let state: Vec<&String> = keys.iter().filter(|k| k.starts_with("_state/")).collect();
     assert_eq!(state.len(), 3, "{keys:?}");
-    assert!(state[0].starts_with("_state/commits/") && state[1].starts_with("_state/lease/"), "{keys:?}");
-    assert_eq!(state[2], "_state/published/00000000000000000001.json", "{keys:?}");
+    assert!(state.iter().all(|k| k.starts_with(&unit)), "the sample's one unit: {keys:?}");
+    assert!(state[0].starts_with(&format!("{unit}commits/")) && state[1].starts_with(&format!("{unit}lease/")));
+    assert_eq!(state[2], &format!("{unit}published/00000000000000000001.json"), "{keys:?}");
     keys.retain(|k| !k.starts_with("_state/"));
     assert_eq!(keys.len(), 3, "{keys:?}");
     assert!(
@@ -447,6 +450,9 @@ mod faults {
         /// Every second write (put or copy) answers with an error after it succeeded.
         pub lie_every_other: bool,
         pub writes: Arc<AtomicUsize>,
+        /// The first creates of commit records are refused as S3's `409 ConditionalRequestConflict`
+        /// reaches object_store's callers ("already exists"), without writing anything.
+        pub conflicts: AtomicUsize,
     }
 
     impl Faulty {
@@ -476,6 +482,11 @@ mod faults {
     impl ObjectStore for Faulty {
         async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
             self.writes.fetch_add(1, Ordering::SeqCst);
+            let create = matches!(opts.mode, object_store::PutMode::Create);
+            if create && location.as_ref().contains("/commits/") && take_one(&self.conflicts) {
+                let source = "409 ConditionalRequestConflict (injected)".into();
+                return Err(object_store::Error::AlreadyExists { path: location.to_string(), source });
+            }
             let done = self.inner.put_opts(location, payload, opts).await?;
             if self.lies() {
                 return Err(injected("connection reset after the write was stored"));
@@ -684,7 +695,7 @@ mod stall {
         async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
             let steps = &self.steps;
             if self.stalling {
-                let commit = location.as_ref().contains("/_state/commits/") && matches!(opts.mode, PutMode::Create);
+                let commit = location.as_ref().contains("/commits/") && matches!(opts.mode, PutMode::Create);
                 if commit && !steps.stalled.swap(true, Ordering::SeqCst) {
                     until(&steps.took_over).await;
                     let done = self.inner.put_opts(location, payload, opts).await;
@@ -775,7 +786,11 @@ fn a_commit_stalled_past_the_lease_loses_nothing() {
         assert!(Instant::now() < deadline && !a.is_finished(), "run A never sent its commit");
         std::thread::sleep(Duration::from_millis(10));
     }
-    // A new object arrives meanwhile: B's batch is another one than A's.
+    // A new object arrives meanwhile, in the unit (the key-day) A is committing: B's batch there
+    // is another one than A's.
+    let mut objects = objects;
+    let day = objects[0].0["logs/".len().."logs/YYYY-MM-DD".len()].to_string();
+    objects[3].0 = format!("logs/{day}-23-59-59-LATE000000000000");
     upload_generated(&moto, &objects[3..]);
     let b = s3logs::run(&b_opts);
     let a = a.join().unwrap();
@@ -789,7 +804,29 @@ fn a_commit_stalled_past_the_lease_loses_nothing() {
     let c = s3logs::run(&options(false)).unwrap();
     assert_eq!((c.batches_recreated.len(), c.batches_discarded.len()), (1, 1), "{c:?}");
     let commits = assert_s3_table_exactly_once(&moto, "stalled", &objects, tmp.path());
-    assert_eq!(commits, 2, "A's batch, then the new object: B's commit never landed");
+    // A's batch and then the new object in A's unit, and one commit in each of the two other
+    // units: B's commit never landed.
+    assert_eq!(commits, 4, "{c:?}");
+}
+
+/// A commit record's conditional create refused as `409 ConditionalRequestConflict` (S3's answer
+/// to conditional writes racing on one key), with the key left absent, is tried again: the run
+/// commits, rather than taking the refusal for another run's commit (exit 73).
+#[test]
+fn a_conflicting_commit_create_is_tried_again() {
+    let moto = Moto::start();
+    moto.upload("analytics", &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let objects = generated(&tmp.path().join("gen"), 2, 64 << 10, 41);
+    upload_generated(&moto, &objects);
+    let report = convert_with(&moto, "s3://analytics/conflicts", |inner| faults::Faulty {
+        conflicts: AtomicUsize::new(2),
+        ..faulty(inner, 0, None, 0)
+    })
+    .unwrap();
+    assert!(report.retries >= 2, "{report:?}");
+    assert!(report.commits.iter().all(|&c| c == 1) && !report.commits.is_empty(), "{report:?}");
+    assert_s3_table_exactly_once(&moto, "conflicts", &objects, tmp.path());
 }
 
 /// `--since/--until` list only the key ranges of those days (one listing request per day, counted
@@ -898,6 +935,7 @@ fn faulty(
         lying_puts: AtomicUsize::new(lying_puts),
         lie_every_other: false,
         writes: Arc::default(),
+        conflicts: AtomicUsize::new(0),
     }
 }
 
@@ -1294,7 +1332,10 @@ fn assert_s3_table_exactly_once(
     let want = common::expected_ids(&named);
     assert_eq!(got.len(), want.len(), "{prefix}: lines in the table");
     assert!(got == want, "{prefix}: a line is missing or repeated");
-    common::walkdir_files(&local.join("_state/commits")).len()
+    common::walkdir_files(&local.join("_state/units"))
+        .iter()
+        .filter(|p| p.parent().is_some_and(|d| d.ends_with("commits")))
+        .count()
 }
 
 /// Promise 1 on S3: an s3 -> s3 job on a growing bucket, killed at random moments and at each
@@ -1389,8 +1430,14 @@ fn scheduled_s3_noop_dry_run_ambiguous_writes_and_lease() {
     })
     .unwrap();
     assert!(report.retries >= 3, "{}", report.retries);
-    assert_eq!(report.commits, [1]);
-    assert_eq!(assert_s3_table_exactly_once(&moto, "lying", &objects[..5], tmp.path()), 1);
+    // One commit in each unit (a key-day: the corpus spreads over days).
+    let units = |objects: &[(String, PathBuf, Vec<u8>)]| -> std::collections::BTreeSet<String> {
+        objects.iter().map(|(k, _, _)| s3logs::unit_of(&format!("s3://logs-bucket/{k}"))).collect()
+    };
+    let first_units = units(&objects[..5]);
+    assert!(first_units.len() > 1);
+    assert_eq!(report.commits, vec![1; first_units.len()]);
+    assert_eq!(assert_s3_table_exactly_once(&moto, "lying", &objects[..5], tmp.path()), first_units.len());
 
     // Nothing new: zero write requests. A dry run with one new object: zero as well.
     let writes = Arc::new(AtomicUsize::new(0));
@@ -1407,11 +1454,16 @@ fn scheduled_s3_noop_dry_run_ambiguous_writes_and_lease() {
     assert_eq!(writes.load(Ordering::SeqCst), 0, "a dry run wrote");
     // Converted for real: only the new object is read.
     let report = convert_with(&moto, "s3://analytics/lying", counted(&writes)).unwrap();
-    assert_eq!((report.objects_read, report.objects_skipped, report.commits.clone()), (1, 5, vec![2]));
-    assert_eq!(assert_s3_table_exactly_once(&moto, "lying", &objects, tmp.path()), 2);
+    let seq = if first_units.contains(&units(&objects[5..]).pop_first().unwrap()) { 2 } else { 1 };
+    assert_eq!((report.objects_read, report.objects_skipped, report.commits.clone()), (1, 5, vec![seq]));
+    assert_eq!(assert_s3_table_exactly_once(&moto, "lying", &objects, tmp.path()), first_units.len() + 1);
 
-    // A held lease on an S3 DEST: the binary exits 73 and writes nothing; released, it converts.
-    // The holder: a run converting standard input that has not ended yet.
+    // A held unit lease on an S3 DEST: the binary converts the other units, leaves that one, and
+    // exits 73; released, it converts it. The holder: a run converting standard input that has
+    // not ended yet, in the `undated` unit, as an object with no date in its name is.
+    let undated = tmp.path().join("access.log");
+    std::fs::write(&undated, &objects[0].2).unwrap();
+    moto.upload("logs-bucket", &[("undated/access.log".to_string(), undated)]);
     let mut held = s3logs_command(&["convert", "-", "--output", "s3://analytics/busy"], &moto.endpoint)
         .stdin(Stdio::piped())
         .stderr(Stdio::null())
@@ -1429,12 +1481,28 @@ fn scheduled_s3_noop_dry_run_ambiguous_writes_and_lease() {
     }
     let run = || {
         s3logs(
-            &["convert", "s3://logs-bucket/logs/", "--output", "s3://analytics/busy", "--max-reject-ratio", "0.5"],
+            &[
+                "convert",
+                "s3://logs-bucket/logs/",
+                "s3://logs-bucket/undated/",
+                "--output",
+                "s3://analytics/busy",
+                "--max-reject-ratio",
+                "0.5",
+            ],
             &moto.endpoint,
         )
     };
     let out = run();
     assert_eq!(out.status.code(), Some(73), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("(e.g. undated)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = s3logs(&["status", "s3://analytics/busy", "--json"], &moto.endpoint);
+    let s: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(s["objects"].as_u64(), Some(6), "every dated object, not the held unit's: {s}");
     // The holder ends (killed: its lease names a process of this host that is gone).
     held.kill().unwrap();
     held.wait().unwrap();
@@ -1444,7 +1512,7 @@ fn scheduled_s3_noop_dry_run_ambiguous_writes_and_lease() {
     let s: Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(
         (s["objects"].as_u64(), s["commits"].as_u64(), s["lease"].as_str()),
-        (Some(6), Some(1), Some("free")),
+        (Some(7), Some(units(&objects).len() as u64 + 1), Some("free")),
         "{s}"
     );
 }
