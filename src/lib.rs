@@ -37,7 +37,7 @@ pub use parquet_sink::SinkOptions;
 pub use pipeline::{ConvertOptions, run, run_reporting};
 pub use report::Report;
 pub use source::KeyDates;
-pub use source::unit::unit_of;
+pub use source::unit::{Selection, shard_of, unit_of};
 pub use stop::StopFlag;
 pub use store::retry::{RequestMetrics, RetryPolicy};
 pub use store::{StoreLayer, StoreOptions, WrapStore};

@@ -56,10 +56,10 @@ fn convert(src: &Path, dest: &Path, extra: &[&str]) -> Command {
     c
 }
 
-type Rows = Vec<serde_json::Map<String, Value>>;
+pub type Rows = Vec<serde_json::Map<String, Value>>;
 
 /// Data rows and rejects of a table, each sorted by `(source_object, source_line)`.
-fn table(dest: &Path) -> (Rows, Rows) {
+pub fn table(dest: &Path) -> (Rows, Rows) {
     let read = |dir: &Path| {
         let mut rows: Rows = common::walkdir_files(dir).iter().flat_map(|f| common::file_rows(f)).collect();
         let key = |r: &serde_json::Map<String, Value>| (r["source_object"].to_string(), r["source_line"].as_i64());
@@ -85,7 +85,7 @@ fn commit_records(dest: &Path) -> Vec<(String, Value)> {
 /// The table's invariants after any number of runs: each object in exactly one unit ledger (its
 /// own unit's), the staging area gone, and each file under `data/` and `rejects/` named by
 /// exactly one commit record.
-fn assert_state_consistent(dest: &Path, objects: &[(String, Vec<u8>)]) {
+pub fn assert_state_consistent(dest: &Path, objects: &[(String, Vec<u8>)]) {
     let records = commit_records(dest);
     let mut in_ledgers: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut named: BTreeMap<String, usize> = BTreeMap::new();
@@ -192,21 +192,9 @@ fn the_same_shard_twice_converts_once_and_a_third_run_writes_nothing() {
     assert!(r["dest_requests"]["gets"].as_u64() > Some(0), "the counts count: {r}");
 }
 
-/// The shard of 4 that takes the unit of object `name`, as s3logs decides it: found by asking
-/// `s3logs plan`, once per test process.
+/// The shard of 4 that takes the unit of object `name`.
 fn shard_of(name: &str) -> u64 {
-    static PLANS: std::sync::Mutex<BTreeMap<String, u64>> = std::sync::Mutex::new(BTreeMap::new());
-    let unit = s3logs::unit_of(name);
-    if let Some(k) = PLANS.lock().unwrap().get(&unit) {
-        return *k;
-    }
-    let out = bin().args(["plan", name, "--shards", "4", "--json"]).output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let k = plan[0]["shard"].as_u64().unwrap();
-    assert_eq!(plan[0]["unit"], Value::String(unit.clone()));
-    PLANS.lock().unwrap().insert(unit, k);
-    k
+    s3logs::shard_of(&s3logs::unit_of(name), 4)
 }
 
 /// Acceptance 4: an 8-shard backfill killed halfway, resumed with 3 shards, late objects added to
@@ -442,4 +430,186 @@ fn plan_lists_units_and_a_units_file_converts_exactly_them() {
         let out = convert(&src, &tmp.path().join("never"), bad).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", stderr(&out));
     }
+}
+
+/// Runs `cmd(k)` for shards `0..n` at once, each again (without the crash point) until it exits
+/// 0; returns how many runs crashed or were refused before that.
+fn shards_until_done(n: u64, cmd: impl Fn(u64) -> Command + Sync) -> usize {
+    std::thread::scope(|s| {
+        let runs: Vec<_> = (0..n)
+            .map(|k| {
+                let cmd = &cmd;
+                s.spawn(move || {
+                    let mut failed = 0;
+                    for attempt in 0.. {
+                        let mut c = cmd(k);
+                        if attempt > 0 {
+                            c.env_remove("S3LOGS_CRASH_AT");
+                        }
+                        let out = c.output().unwrap();
+                        if out.status.success() {
+                            return failed;
+                        }
+                        // A crash (no code), or 73 while another shard's crashed lease expires.
+                        assert!(matches!(out.status.code(), None | Some(73)), "shard {k}: {}", stderr(&out));
+                        assert!(attempt < 20, "shard {k} never finished: {}", stderr(&out));
+                        failed += 1;
+                    }
+                    unreachable!()
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).sum()
+    })
+}
+
+/// Acceptance 3: 8 shards at once, each aborted at every step of the commit protocol (`staged`,
+/// `committed`, `publishing`, `published`) in its 1st and its 3rd batch, then killed at seeded
+/// random moments, and restarted until they exit 0: the table is the one a single run makes.
+#[test]
+fn eight_shards_crashed_at_every_step_and_killed_at_random_make_the_table_of_one_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let all = tmp.path().join("all");
+    let (objects, _) = two_source_corpus(&all, 270, 30, 10);
+    let src = tmp.path().join("logs");
+    let dest = tmp.path().join("table");
+    let combos: Vec<(&str, &str)> =
+        ["staged", "committed", "publishing", "published"].into_iter().flat_map(|p| [(p, "1"), (p, "3")]).collect();
+    // Each round brings a ninth of the objects (in their folders), then crashes every shard.
+    let per_round = objects.len() / (combos.len() + 1);
+    let bring = |from: usize, to: usize| {
+        for (name, body) in &objects[from..to] {
+            let to = src.join(Path::new(name).strip_prefix(std::fs::canonicalize(&all).unwrap()).unwrap());
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::write(to, body).unwrap();
+        }
+    };
+    let shard = |k: u64| {
+        let mut c = convert(&src, &dest, &["--shard", &format!("{k}/8"), "--batch-size", "4KiB", "--lease-ttl", "2"]);
+        c.args(["--lease-wait", "5"]);
+        c
+    };
+    let mut crashed = 0;
+    for (round, (point, n)) in combos.iter().enumerate() {
+        bring(round * per_round, (round + 1) * per_round);
+        crashed += shards_until_done(8, |k| {
+            let mut c = shard(k);
+            c.env("S3LOGS_CRASH_AT", format!("{point}:{n}"));
+            c
+        });
+    }
+    assert!(crashed >= 8 * 4, "only {crashed} runs crashed");
+    // The rest, with every shard killed at seeded moments before it is let finish.
+    bring(combos.len() * per_round, objects.len());
+    let mut rng = common::Rng(0x5eed_0003);
+    let seeds: Vec<u64> = (0..8).map(|_| rng.below(u64::MAX)).collect();
+    std::thread::scope(|s| {
+        for (k, seed) in seeds.iter().enumerate() {
+            let shard = &shard;
+            s.spawn(move || {
+                let mut rng = common::Rng(*seed);
+                common::run_with_kills(|| shard(k as u64), 3, std::time::Duration::from_millis(400), &mut rng, || {});
+            });
+        }
+    });
+    let renamed: Vec<(String, Vec<u8>)> = objects
+        .iter()
+        .map(|(n, b)| {
+            let rel = Path::new(n).strip_prefix(std::fs::canonicalize(&all).unwrap()).unwrap().to_path_buf();
+            (std::fs::canonicalize(src.join(rel)).unwrap().display().to_string(), b.clone())
+        })
+        .collect();
+    let one = tmp.path().join("one");
+    let out = convert(&src, &one, &[]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(table(&dest) == table(&one), "the crashed shards' table is the one run's, row for row");
+    let (rows, rejects) = table(&dest);
+    let mut ids: Vec<(String, i64)> = rows
+        .iter()
+        .chain(&rejects)
+        .map(|r| (r["source_object"].as_str().unwrap().to_string(), r["source_line"].as_i64().unwrap()))
+        .collect();
+    ids.sort();
+    assert_eq!(ids, common::expected_ids(&renamed));
+    assert_state_consistent(&dest, &renamed);
+}
+
+/// The scheduler manifests in `deploy/` parse, use only flags `convert` has, and map exit codes
+/// as the README says: 73 and 75 retried, 65 and 74 failing at once.
+#[test]
+fn deploy_manifests_use_real_flags_and_map_exit_codes() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let help = String::from_utf8(bin().args(["convert", "--help"]).output().unwrap().stdout).unwrap();
+    let flags_of = |text: &str| -> BTreeSet<String> {
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .filter(|w| w.starts_with("--") && w.len() > 2)
+            .map(str::to_string)
+            .collect()
+    };
+    let known = flags_of(&help);
+    for file in [
+        "kubernetes/indexed-job.yaml",
+        "aws-batch/job-definition.json",
+        "aws-batch/submit-backfill.sh",
+        "step-functions/backfill.asl.json",
+    ] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        let used = flags_of(&text);
+        assert!(used.contains("--log-format"), "{file}");
+        let unknown: Vec<&String> = used
+            .iter()
+            .filter(|f| {
+                !known.contains(*f)
+                    && !f.starts_with("--job")
+                    && !["--array-properties", "--container-overrides", "--cli-input-json"].contains(&f.as_str())
+            })
+            .collect();
+        assert!(unknown.is_empty(), "{file} uses flags convert does not have: {unknown:?}");
+    }
+
+    let batch: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("aws-batch/job-definition.json")).unwrap()).unwrap();
+    let rules = batch["retryStrategy"]["evaluateOnExit"].as_array().unwrap();
+    assert!(rules.len() <= 5, "AWS Batch takes at most 5 evaluateOnExit rules");
+    let action = |code: &str| -> &str {
+        let hit = rules.iter().find(|r| {
+            r.get("onExitCode")
+                .and_then(Value::as_str)
+                .is_some_and(|p| p == code || p.strip_suffix('*').is_some_and(|s| code.starts_with(s)))
+                || r.get("onReason").is_some_and(|p| p == "*")
+        });
+        hit.and_then(|r| r["action"].as_str()).unwrap_or("EXIT")
+    };
+    for (code, want) in
+        [("73", "RETRY"), ("75", "RETRY"), ("143", "RETRY"), ("65", "EXIT"), ("74", "EXIT"), ("66", "EXIT")]
+    {
+        assert_eq!(action(code), want, "exit {code}");
+    }
+    let env = batch["containerProperties"]["environment"].as_array().unwrap();
+    assert!(env.iter().any(|e| e["name"] == "S3LOGS_SHARDS"));
+
+    let k8s = std::fs::read_to_string(root.join("kubernetes/indexed-job.yaml")).unwrap();
+    let rule = |action: &str| -> String {
+        let at =
+            k8s.find(&format!("action: {action}\n        onExitCodes")).unwrap_or_else(|| panic!("no {action} rule"));
+        k8s[at..].lines().find(|l| l.trim_start().starts_with("values:")).unwrap().to_string()
+    };
+    for code in ["65", "74", "66", "2"] {
+        assert!(rule("FailIndex").contains(code), "FailIndex misses {code}");
+    }
+    for code in ["73", "75", "143"] {
+        assert!(rule("Count").contains(code), "Count (retry) misses {code}");
+    }
+    assert!(k8s.contains("completionMode: Indexed") && k8s.contains("--shard-from-env"));
+    let completions = k8s.lines().find_map(|l| l.trim().strip_prefix("completions: ")).unwrap();
+    assert!(k8s.contains(&format!("value: \"{completions}\"")), "S3LOGS_SHARDS is the number of completions");
+
+    let sfn: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("step-functions/backfill.asl.json")).unwrap()).unwrap();
+    let map = &sfn["States"]["Units"];
+    assert_eq!(map["ItemProcessor"]["ProcessorConfig"]["Mode"], "DISTRIBUTED");
+    assert_eq!(map["ItemSelector"]["unit.$"], "$$.Map.Item.Value.unit", "the items are `plan --json`'s units");
+    let task = &map["ItemProcessor"]["States"]["Convert unit"];
+    assert_eq!(task["Resource"], "arn:aws:states:::batch:submitJob.sync");
+    assert!(task["Parameters"]["ContainerOverrides"]["Command.$"].as_str().unwrap().contains("'--unit', $.unit"));
 }

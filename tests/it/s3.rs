@@ -1516,3 +1516,118 @@ fn scheduled_s3_noop_dry_run_ambiguous_writes_and_lease() {
         "{s}"
     );
 }
+
+/// Acceptance 5 of sharded backfills: with `--since/--until`, shards list only the key ranges of
+/// their own units (simple keys' days, partitioned keys' bucket-days): together no more source
+/// listings than one run's, plus each shard's walk of the partitioned-key folders; together they
+/// read every object once and make the same rows.
+#[test]
+fn shards_list_only_their_own_key_ranges() {
+    use std::sync::Mutex;
+    let moto = Moto::start();
+    let body = testdata().join("2024-03-15-00-10-11-4C3B2A1908F7E6D5");
+    let mut keys: Vec<(String, PathBuf)> = Vec::new();
+    for d in 1..=12 {
+        keys.push((format!("logs/2024-03-{d:02}-00-00-00-ABCDEF0123456789"), body.clone()));
+        keys.push((format!("logs/2024-03-{d:02}-12-00-00-ABCDEF0123456789"), body.clone()));
+        // Each delivery's unique part is its own (two buckets' with one name would be one delivery).
+        for (bucket, unique) in [("app", "0123456789ABCDEF"), ("web", "FEDCBA9876543210")] {
+            let key = format!("logs/111122223333/us-east-1/{bucket}/2024/03/{d:02}/2024-03-{d:02}-06-00-00-{unique}");
+            keys.push((key, body.clone()));
+        }
+    }
+    moto.upload("logs-bucket", &keys);
+    moto.upload("analytics", &[]);
+    let day = |d: &str| s3logs::parser::parse_day(d).unwrap();
+    let dates = s3logs::KeyDates { first: day("2024-03-01"), last: day("2024-03-12") };
+    let run = |output: &str, shard: Option<(u64, u64)>| {
+        let events = Arc::new(Mutex::new(slow::Events::default()));
+        let e = events.clone();
+        let layer = s3logs::StoreLayer(Arc::new(move |inner| {
+            Arc::new(slow::SlowListing { inner, delay: Duration::ZERO, events: e.clone() })
+                as Arc<dyn object_store::ObjectStore>
+        }));
+        let opts = s3logs::ConvertOptions {
+            sources: vec!["s3://logs-bucket/logs/".into()],
+            output: output.into(),
+            key_dates: Some(dates),
+            selection: s3logs::Selection { shard, units: None },
+            key_date_slack: None,
+            store: moto_store(&moto, Some(layer)),
+            ..Default::default()
+        };
+        let report = s3logs::run(&opts).unwrap();
+        let events = std::mem::take(&mut *events.lock().unwrap());
+        (report, events)
+    };
+    // The unit a source listing was for: `logs after logs/<the day, lowered>z` for a simple-key day,
+    // the day folder itself for a partitioned bucket-day.
+    let unit_listed = |l: &str| -> String {
+        match l.strip_prefix("logs after logs/") {
+            // The listing starts just before the day: its last character one lower, then `z`.
+            Some(before) => {
+                let mut day: Vec<u8> = before.strip_suffix('z').unwrap().as_bytes().to_vec();
+                *day.last_mut().unwrap() += 1;
+                s3logs::unit_of(&format!("s3://logs-bucket/logs/{}-00-00-00-X", String::from_utf8(day).unwrap()))
+            }
+            None => s3logs::unit_of(&format!("s3://logs-bucket/{l}/x")),
+        }
+    };
+    let source_lists =
+        |e: &slow::Events| -> Vec<String> { e.lists.iter().filter(|l| l.starts_with("logs")).cloned().collect() };
+
+    let (single, events) = run("s3://analytics/single", None);
+    assert_eq!(single.objects_read, keys.len() as u64);
+    let single_lists = source_lists(&events);
+    assert_eq!(single_lists.len(), 36, "a listing per day and per bucket-day: {single_lists:?}");
+    let (mut read, mut lists, mut rows) = (0, Vec::new(), 0);
+    for k in 0..4 {
+        let (report, events) = run("s3://analytics/sharded", Some((k, 4)));
+        for l in source_lists(&events) {
+            assert_eq!(s3logs::shard_of(&unit_listed(&l), 4), k, "shard {k} listed {l}, another shard's");
+            lists.push(l);
+        }
+        assert_eq!(events.delimiter_lists, 3, "the folder walk: logs/, the account, the region");
+        read += report.objects_read;
+        rows += report.rows_written;
+    }
+    lists.sort();
+    let mut want = single_lists.clone();
+    want.sort();
+    assert_eq!(lists, want, "every key range listed once, by its unit's shard");
+    assert_eq!((read, rows), (single.objects_read, single.rows_written));
+}
+
+/// Acceptance 1 of sharded backfills on an S3 DEST: 8 shards at once over 120 key-days (simple and
+/// partitioned keys, 1% malformed lines) make the table of one local run, with consistent state.
+#[test]
+fn eight_shards_into_an_s3_dest_make_the_table_of_one_run() {
+    let moto = Moto::start();
+    moto.upload("analytics", &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("logs");
+    let (objects, expected) = crate::backfill::two_source_corpus(&src, 300, 60, 5);
+    let runs: Vec<_> = (0..8)
+        .map(|k| {
+            let shard = format!("{k}/8");
+            let args = ["convert", src.to_str().unwrap(), "--output", "s3://analytics/sharded", "--shard", &shard];
+            s3logs_command(&args, &moto.endpoint).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
+        })
+        .collect();
+    for run in runs {
+        let out = run.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let one = tmp.path().join("one");
+    let out = Command::new(env!("CARGO_BIN_EXE_s3logs"))
+        .args(["convert", src.to_str().unwrap(), "--output", one.to_str().unwrap(), "--shard", "0/1"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let local = tmp.path().join("download");
+    moto.download("analytics", "sharded", &local);
+    let (rows, rejects) = crate::backfill::table(&local);
+    assert_eq!((rows.len() as u64, rejects.len() as u64), (expected.records, expected.malformed));
+    assert!(crate::backfill::table(&one) == (rows, rejects), "the shards' table is the one run's, row for row");
+    crate::backfill::assert_state_consistent(&local, &objects);
+}
