@@ -440,7 +440,7 @@ fn shards_until_done(n: u64, cmd: impl Fn(u64) -> Command + Sync) -> usize {
             .map(|k| {
                 let cmd = &cmd;
                 s.spawn(move || {
-                    let mut failed = 0;
+                    // Each attempt before the one that exits 0 failed.
                     for attempt in 0.. {
                         let mut c = cmd(k);
                         if attempt > 0 {
@@ -448,12 +448,11 @@ fn shards_until_done(n: u64, cmd: impl Fn(u64) -> Command + Sync) -> usize {
                         }
                         let out = c.output().unwrap();
                         if out.status.success() {
-                            return failed;
+                            return attempt;
                         }
                         // A crash (no code), or 73 while another shard's crashed lease expires.
                         assert!(matches!(out.status.code(), None | Some(73)), "shard {k}: {}", stderr(&out));
                         assert!(attempt < 20, "shard {k} never finished: {}", stderr(&out));
-                        failed += 1;
                     }
                     unreachable!()
                 })
