@@ -1606,7 +1606,10 @@ fn eight_shards_into_an_s3_dest_make_the_table_of_one_run() {
     moto.upload("analytics", &[]);
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("logs");
-    let (objects, expected) = crate::backfill::two_source_corpus(&src, 300, 60, 5);
+    // One object a key-day: moto serves one request at a time, and 8 processes queue on it.
+    let (objects, expected) = crate::backfill::two_source_corpus(&src, 120, 60, 5);
+    let units: std::collections::BTreeSet<String> = objects.iter().map(|(n, _)| s3logs::unit_of(n)).collect();
+    assert_eq!(units.len(), 120);
     let runs: Vec<_> = (0..8)
         .map(|k| {
             let shard = format!("{k}/8");
