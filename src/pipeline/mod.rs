@@ -146,6 +146,9 @@ fn convert_listed(
     }
 }
 
+/// Days whose units' ledgers a run keeps at hand.
+const NEIGHBOUR_DAYS: usize = 8;
+
 /// What the units of one run share.
 struct UnitRun {
     /// New objects found so far and their bytes, over all units (the progress bar's total).
@@ -190,11 +193,16 @@ fn convert_unit(
     feed.unit = Some(unit.clone());
     feed.known = Known { legacy: legacy.ledger.as_ref(), neighbours: &neighbours };
     feed.found = units.found;
-    // Later units of the same day see what this one converted.
+    // Later units of the same day see what this one converted. The map is a cache: a day evicted
+    // is read from DEST again when it comes up (memory stays bounded over years of days).
     let put_back = |units: &mut UnitRun, mut neighbours: Vec<(String, Ledger)>, ledger: Ledger| {
         if let Some(day) = day {
             neighbours.push((unit.clone(), ledger));
             units.neighbours.insert(day, neighbours);
+            while units.neighbours.len() > NEIGHBOUR_DAYS {
+                let oldest = *units.neighbours.keys().min().expect("not empty");
+                units.neighbours.remove(&oldest);
+            }
         }
     };
     let finish = |feed: &Feed, units: &mut UnitRun, stats: &mut RunStats| {
