@@ -65,7 +65,17 @@ pub(crate) fn prepare_output(dest: &Destination, local: &Path) -> Result<(), Err
     if local.exists() {
         std::fs::remove_dir_all(local).map_err(|e| Error::write(local, e))?;
     }
-    std::fs::create_dir_all(local).map_err(|e| Error::write(local, e))
+    // Runs converting other units into a local DEST remove the staging root (and a unit's folder)
+    // when they find it empty; one may do so between the making of a parent and of the folder in
+    // it. The folder, once made, holds what is written, and is never removed by another run.
+    let mut tries = 0;
+    loop {
+        match std::fs::create_dir_all(local) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 16 => tries += 1,
+            Err(e) => return Err(Error::write(local, e)),
+        }
+    }
 }
 
 type Written = (Vec<WrittenFile>, Vec<WrittenFile>);
