@@ -75,7 +75,8 @@ pub struct Report {
     pub dry_run: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub would_convert: Vec<PlannedObject>,
-    /// The commits this run made, one per batch (`DEST/_state/commits/<n>.json`).
+    /// The commits this run made, one per batch: their numbers in their units' ledgers
+    /// (`DEST/_state/units/<unit>/commits/<n>.json`), in the order made.
     pub commits: Vec<u64>,
     /// Staged batches of an earlier, interrupted run: committed ones were published (finished),
     /// the others discarded (their objects are converted again).

@@ -1,8 +1,9 @@
-//! The lease that lets one run at a time change a DEST, kept in DEST itself (so it works across
-//! machines), never in a local lock.
+//! The lease that lets one run at a time change a unit of a DEST (or, for `state migrate`, its
+//! legacy DEST-wide state), kept in DEST itself (so it works across machines), never in a local
+//! lock.
 //!
-//! A lease is a sequence of generations, `_state/lease/<generation>.json`, each created only if
-//! absent: taking a free or expired lease and renewing one's own are the same step, creating the
+//! A lease is a sequence of generations, `_state/units/<unit>/lease/<generation>.json`, each
+//! created only if absent: taking a free or expired lease and renewing one's own are the same step, creating the
 //! next generation, so of two runs racing for it exactly one wins. The holder renews every quarter
 //! of the time to live from a background thread, and before each commit checks that at least half
 //! of it remains; a run that cannot renew stops before committing. A lease held by a process of

@@ -2,7 +2,8 @@
 //! which files, by which commit. It is the source of truth for incremental runs, not a time
 //! watermark, so late objects in old key ranges and objects sharing a timestamp are found.
 //!
-//! It lives in `DEST/_state/`, outside the table, as JSON a person can read:
+//! Each unit (a source's key-day) has its own, in `DEST/_state/units/<unit>/`, outside the table,
+//! as JSON a person can read (a DEST written before units has one in `DEST/_state/`, [`Legacy`]):
 //!
 //! - `commits/<seq>.json`: one per committed batch, created only if absent (so two runs can never
 //!   both commit the same sequence number), listing the batch's objects and files. A batch's files
