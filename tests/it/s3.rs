@@ -1634,3 +1634,52 @@ fn eight_shards_into_an_s3_dest_make_the_table_of_one_run() {
     assert!(crate::backfill::table(&one) == (rows, rejects), "the shards' table is the one run's, row for row");
     crate::backfill::assert_state_consistent(&local, &objects);
 }
+
+/// Acceptance 2 of sharded backfills on an S3 DEST: the same shard launched twice at once
+/// converts its units once, and a third run of it makes no write request (the report's count of
+/// DEST requests, made where s3logs sends them).
+#[test]
+fn the_same_shard_twice_into_an_s3_dest_converts_once() {
+    let moto = Moto::start();
+    moto.upload("analytics", &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("logs");
+    let (objects, _) = crate::backfill::two_source_corpus(&src, 40, 10, 12);
+    let args = [
+        "convert",
+        src.to_str().unwrap(),
+        "--output",
+        "s3://analytics/twice",
+        "--shard",
+        "1/2",
+        "--lease-wait",
+        "120",
+        "--report",
+        "-",
+    ];
+    let twice: Vec<_> = (0..2)
+        .map(|_| s3logs_command(&args, &moto.endpoint).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap())
+        .collect();
+    let mut read = 0;
+    for run in twice {
+        let out = run.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        read += serde_json::from_slice::<Value>(&out.stdout).unwrap()["objects_read"].as_u64().unwrap();
+    }
+    let mine: Vec<(String, Vec<u8>)> =
+        objects.iter().filter(|(n, _)| s3logs::shard_of(&s3logs::unit_of(n), 2) == 1).cloned().collect();
+    assert!(!mine.is_empty());
+    assert_eq!(read, mine.len() as u64, "each object of the shard read once over both runs");
+    let local = tmp.path().join("download");
+    moto.download("analytics", "twice", &local);
+    let mut ids = common::line_ids(&local.join("data"));
+    ids.extend(common::line_ids(&local.join("rejects")));
+    ids.sort();
+    assert_eq!(ids, common::expected_ids(&mine), "no line missing or repeated");
+
+    let out = s3logs(&args, &moto.endpoint);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["nothing_new"], true, "{r}");
+    assert_eq!(r["dest_requests"]["writes"], 0, "{r}");
+}
