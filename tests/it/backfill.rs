@@ -434,7 +434,7 @@ fn plan_lists_units_and_a_units_file_converts_exactly_them() {
 
 /// Runs `cmd(k)` for shards `0..n` at once, each again (without the crash point) until it exits
 /// 0; returns how many runs crashed or were refused before that.
-fn shards_until_done(n: u64, cmd: impl Fn(u64) -> Command + Sync) -> usize {
+pub fn shards_until_done(n: u64, cmd: impl Fn(u64) -> Command + Sync) -> usize {
     std::thread::scope(|s| {
         let runs: Vec<_> = (0..n)
             .map(|k| {

@@ -1683,3 +1683,87 @@ fn the_same_shard_twice_into_an_s3_dest_converts_once() {
     assert_eq!(r["nothing_new"], true, "{r}");
     assert_eq!(r["dest_requests"]["writes"], 0, "{r}");
 }
+
+/// Acceptances 3 and 4 of sharded backfills on a moto DEST: 8 shards at once, aborted at every
+/// step of the commit protocol in their 1st and 3rd batch and restarted until done; then killed
+/// at seeded moments with N = 8, resumed with N = 3, late objects added to old days, and finished
+/// with N = 1: every line once, the state consistent, the table one local run's.
+#[test]
+fn shards_into_an_s3_dest_crashed_and_resharded_convert_everything_once() {
+    let moto = Moto::start();
+    moto.upload("analytics", &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let all = tmp.path().join("all");
+    let (objects, _) = crate::backfill::two_source_corpus(&all, 216, 12, 14);
+    let src = tmp.path().join("logs");
+    let bring = |from: usize, to: usize| {
+        for (name, body) in &objects[from..to] {
+            let to = src.join(Path::new(name).strip_prefix(std::fs::canonicalize(&all).unwrap()).unwrap());
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::write(to, body).unwrap();
+        }
+    };
+    let shard = |k: u64, n: u64| {
+        let s = format!("{k}/{n}");
+        let args = ["convert", src.to_str().unwrap(), "--output", "s3://analytics/crashed", "--shard", &s];
+        let mut c = s3logs_command(&args, &moto.endpoint);
+        c.args(["--batch-size", "4KiB", "--lease-wait", "30", "--max-reject-ratio", "0.5"]);
+        c
+    };
+    let combos: Vec<(&str, &str)> =
+        ["staged", "committed", "publishing", "published"].into_iter().flat_map(|p| [(p, "1"), (p, "3")]).collect();
+    let per_round = objects.len() / (combos.len() + 1);
+    for (round, (point, n)) in combos.iter().enumerate() {
+        bring(round * per_round, (round + 1) * per_round);
+        let crashed = crate::backfill::shards_until_done(8, |k| {
+            let mut c = shard(k, 8);
+            c.env("S3LOGS_CRASH_AT", format!("{point}:{n}"));
+            c
+        });
+        // A shard with fewer than 3 batches in a round has no 3rd batch to crash in.
+        assert!(crashed >= 2, "{point}:{n}: only {crashed} shards crashed");
+    }
+    // The rest: N = 8 killed at seeded moments, N = 3 to the end, then late objects and N = 1.
+    bring(combos.len() * per_round, objects.len());
+    let mut rng = common::Rng(0x5eed_0004);
+    let runs: Vec<_> =
+        (0..8).map(|k| shard(k, 8).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()).collect();
+    for mut run in runs {
+        std::thread::sleep(Duration::from_millis(50 + rng.below(400)));
+        let _ = run.kill();
+        run.wait().unwrap();
+    }
+    assert_eq!(crate::backfill::shards_until_done(3, |k| shard(k, 3)), 0, "N = 3 runs to the end");
+    let mut objects: Vec<(String, Vec<u8>)> = objects
+        .iter()
+        .map(|(n, b)| {
+            let rel = Path::new(n).strip_prefix(std::fs::canonicalize(&all).unwrap()).unwrap().to_path_buf();
+            (std::fs::canonicalize(src.join(rel)).unwrap().display().to_string(), b.clone())
+        })
+        .collect();
+    for i in [0, 1] {
+        let like = Path::new(&objects[i].0).to_path_buf();
+        let name = like.file_name().unwrap().to_string_lossy().into_owned();
+        let late = like.with_file_name(format!("{}-23-59-5{i}-LATE00000000000{i}", &name[..10]));
+        std::fs::write(&late, &objects[i].1).unwrap();
+        objects.push((std::fs::canonicalize(&late).unwrap().display().to_string(), objects[i].1.clone()));
+    }
+    let out = shard(0, 1).args(["--report", "-"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap()["objects_read"], 2, "only the late objects");
+
+    let local = tmp.path().join("download");
+    moto.download("analytics", "crashed", &local);
+    let mut ids = common::line_ids(&local.join("data"));
+    ids.extend(common::line_ids(&local.join("rejects")));
+    ids.sort();
+    assert_eq!(ids, common::expected_ids(&objects), "every line once");
+    crate::backfill::assert_state_consistent(&local, &objects);
+    let one = tmp.path().join("one");
+    let out = Command::new(env!("CARGO_BIN_EXE_s3logs"))
+        .args(["convert", src.to_str().unwrap(), "--output", one.to_str().unwrap(), "--max-reject-ratio", "0.5"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(crate::backfill::table(&local) == crate::backfill::table(&one), "the table of one run, row for row");
+}
