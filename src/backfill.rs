@@ -164,6 +164,10 @@ pub struct Migrated {
 /// the legacy records removed. Nothing is converted again and no data file moves.
 pub fn migrate(dest: &Destination, lease_opts: LeaseOptions) -> Result<Migrated, Error> {
     let legacy_view = dest.legacy();
+    // Nothing to migrate: nothing is written, not even a lease.
+    if Ledger::load(&legacy_view)?.last_seq == 0 && legacy_view.staged_batches()?.is_empty() {
+        return Ok(Migrated::default());
+    }
     let stop = crate::stop::StopFlag::default();
     let legacy_lease = lease::acquire(&legacy_view, lease_opts, &stop)?;
     let mut legacy = Ledger::load(&legacy_view)?;
@@ -310,6 +314,12 @@ impl StateCommand {
             crate::store::resolve_region(&mut opts, rt);
         }
         let d = Destination::parse(dest, &opts, rt.as_ref())?;
+        if let Some(p) = d.local_root()
+            && !p.is_dir()
+        {
+            let why = "no such folder (is DEST right?)";
+            return Err(Error::read(p, std::io::Error::new(std::io::ErrorKind::NotFound, why)));
+        }
         let m = migrate(&d, LeaseOptions::default())?;
         Ok(format!(
             "{dest}: {} objects moved into {} unit ledgers ({} were there already); the legacy ledger is gone\n",

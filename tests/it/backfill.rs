@@ -368,12 +368,19 @@ fn a_legacy_dest_keeps_working_and_migrates() {
     let out = convert(&src, &dest, &["--report", "-"]).output().unwrap();
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((r["nothing_new"].as_bool(), r["objects_skipped"].as_u64()), (Some(true), Some(21)), "{r}");
+    let state = common::walkdir_files(&dest.join("_state"));
     let out = bin().args(["state", "migrate", dest.to_str().unwrap()]).output().unwrap();
     assert!(
         String::from_utf8_lossy(&out.stdout).contains(": 0 objects moved"),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    assert_eq!(common::walkdir_files(&dest.join("_state")), state, "nothing to migrate writes nothing");
+    // A DEST that does not exist is one clear error, and is not made.
+    let missing = tmp.path().join("no-such-dest");
+    let out = bin().args(["state", "migrate", missing.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(74), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no such folder") && !missing.exists(), "{}", stderr(&out));
 }
 
 /// `s3logs plan` lists a source's units with their objects and bytes, and the shard of each;
