@@ -258,7 +258,7 @@ fn init_logs(format: LogFormat) {
     // brings them back.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(
-            "warn,s3logs::summary=info,aws_config=off,aws_smithy_runtime=off,aws_credential_types=off",
+            "warn,s3logs::summary=info,aws_config=off,aws_runtime=off,aws_smithy_runtime=off,aws_credential_types=off",
         )
     });
     // Colours only for a person at a terminal: redirected logs stay plain text.

@@ -98,8 +98,10 @@ pub enum Error {
     #[error("{0}")]
     CommittedFilesMissing(Box<LostFiles>),
     #[error(
-        "{count} objects could not be read and were quarantined, e.g. {first}; everything else was committed. \
-         Fix or replace them (a changed object is read again), or run with --retry-quarantined"
+        "{count} object{} could not be read and {} quarantined, e.g. {first}; everything else was committed. \
+         Fix or replace them (a changed object is read again), or run with --retry-quarantined",
+        if *count == 1 { "" } else { "s" },
+        if *count == 1 { "was" } else { "were" }
     )]
     Quarantined { count: usize, first: String },
     #[error(

@@ -265,6 +265,12 @@ impl Report {
         }
         match (self.committed, self.commits.len()) {
             (true, _) => {}
+            (false, n) if !self.units_busy.is_empty() => s.push_str(&format!(
+                "s3logs: {n} batch{} committed; {} unit{} held by other runs left to them\n",
+                if n == 1 { "" } else { "es" },
+                self.units_busy.len(),
+                if self.units_busy.len() == 1 { "" } else { "s" },
+            )),
             (false, 0) => s.push_str("s3logs: nothing was committed\n"),
             (false, n) => s.push_str(&format!(
                 "s3logs: the run stopped after {n} committed batch{} (commits {}); the rest was not committed\n",

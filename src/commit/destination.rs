@@ -126,7 +126,13 @@ impl Destination {
         if local.contains("://") {
             return Err(Error::Usage(format!("--output {output}: use a local folder, file:// or s3://bucket/prefix")));
         }
-        Ok(Destination::local(PathBuf::from(local)))
+        let path = PathBuf::from(local);
+        // A DEST under a regular file can never be made: say so before any work, naming the file.
+        if let Some(file) = path.ancestors().find(|a| a.exists()).filter(|a| !a.is_dir()) {
+            let why = format!("{} is a file, not a folder", file.display());
+            return Err(Error::write(&path, std::io::Error::new(std::io::ErrorKind::NotADirectory, why)));
+        }
+        Ok(Destination::local(path))
     }
 
     /// A local folder as DEST.

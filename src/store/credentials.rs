@@ -68,7 +68,12 @@ impl CredentialProvider for SdkCredentials {
                 Some(p) => format!("profile {p}"),
                 None => "environment, AWS_PROFILE, SSO, web identity, ECS, instance metadata".into(),
             };
-            unavailable(crate::store::redact::redact(&format!("no AWS credentials found ({tried}): {e}")))
+            // "The credential provider was not enabled" only says that none gave any.
+            let why = match e {
+                aws_credential_types::provider::error::CredentialsError::CredentialsNotLoaded(_) => String::new(),
+                e => format!(": {e}"),
+            };
+            unavailable(crate::store::redact::redact(&format!("no AWS credentials found ({tried}){why}")))
         })?;
         crate::store::redact::register(c.secret_access_key());
         if let Some(token) = c.session_token() {

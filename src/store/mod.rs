@@ -74,8 +74,27 @@ pub(crate) fn describe(e: &object_store::Error) -> String {
     match (tag("Code"), tag("Message")) {
         (Some(code), Some(message)) => crate::store::redact::redact(&format!("{code}: {message}{status}")),
         (Some(code), None) => crate::store::redact::redact(&format!("{code}{status}")),
-        _ => first_line(&text),
+        _ => unreachable_endpoint(e, &text).unwrap_or_else(|| first_line(&text)),
     }
+}
+
+/// A request that never got an answer (connection refused, DNS, TLS), in plain words: the
+/// endpoint, the root cause object_store's text leaves out, and its retries.
+fn unreachable_endpoint(e: &object_store::Error, text: &str) -> Option<String> {
+    if !text.contains("error sending request") {
+        return None;
+    }
+    let mut root: &dyn std::error::Error = e;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    let start = text.find("http://").or_else(|| text.find("https://"))?;
+    let url = &text[start..];
+    let host_end = url.find("://").map(|i| i + 3).and_then(|i| url[i..].find(['/', ' ']).map(|j| i + j));
+    let endpoint = &url[..host_end.unwrap_or(url.len())];
+    let retries = text.find("after ").map(|i| &text[i..]).and_then(|t| t.split(',').next()).unwrap_or("");
+    let sep = if retries.is_empty() { "" } else { ", " };
+    Some(crate::store::redact::redact(&format!("cannot reach {endpoint}: {root}{sep}{retries}")))
 }
 
 /// An async runtime for S3 requests (two worker threads: requests wait, they do not compute).

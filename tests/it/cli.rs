@@ -1303,6 +1303,7 @@ mod as_users_see_it {
                 (r"\d+\.\d+s\b", "[SECONDS]"),
                 (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z", "[TIME]"),
                 (r"by [^ ]+:\d+:[0-9a-f]{16}", "by [OWNER]"),
+                (r#"holder="[^"]+""#, "holder=\"[OWNER]\""),
             ];
             insta::with_settings!({ filters => filters, prepend_module_to_snapshot => false }, {
                 assert_cmd_snapshot!($name, s3logs($tmp, $args));
@@ -1340,5 +1341,63 @@ mod as_users_see_it {
         snapshot!("error_bad_zstd_level", tmp.path(), &["convert", "logs", "--output", "out", "--zstd-level", "0"]);
         snapshot!("error_status_missing_dest", tmp.path(), &["status", "missing"]);
         snapshot!("error_ddl_missing_dest", tmp.path(), &["ddl", "missing"]);
+        snapshot!("error_bad_shard", tmp.path(), &["convert", "logs", "--output", "out", "--shard", "8/8"]);
+        snapshot!(
+            "error_missing_units_file",
+            tmp.path(),
+            &["convert", "logs", "--output", "out", "--units-file", "units.txt"]
+        );
+        snapshot!("error_migrate_missing_dest", tmp.path(), &["state", "migrate", "missing"]);
+        snapshot!("error_plan_missing_source", tmp.path(), &["plan", "missing"]);
+        // The report's folder does not exist: refused before any work (nothing in `out`).
+        snapshot!(
+            "error_report_unwritable",
+            tmp.path(),
+            &["convert", "logs", "--output", "out", "--report", "no-dir/r.json"]
+        );
+        assert!(!tmp.path().join("out").exists());
+        // DEST under a regular file: it cannot be made.
+        std::fs::write(tmp.path().join("a-file"), b"").unwrap();
+        snapshot!("error_unwritable_dest", tmp.path(), &["convert", "logs", "--output", "a-file/out"]);
+    }
+
+    /// The errors of bad input: a batch with too many rejects (65) and an object that cannot be
+    /// decompressed (69), each with what the user does next.
+    #[test]
+    fn input_errors() {
+        let tmp = folder();
+        let bad = tmp.path().join("bad");
+        std::fs::create_dir(&bad).unwrap();
+        let lines: String = (0..150).map(|i| format!("this is not an access log line {i}\n")).collect();
+        std::fs::write(bad.join("2024-03-15-00-10-11-0123456789ABCDEF"), lines).unwrap();
+        snapshot!("error_too_many_rejects", tmp.path(), &["convert", "bad", "--output", "out"]);
+        let corrupt = tmp.path().join("corrupt");
+        std::fs::create_dir(&corrupt).unwrap();
+        std::fs::write(corrupt.join("2024-03-15-00-10-11-0123456789ABCDEF.gz"), b"\x1f\x8b\x08\x00 not gzip at all")
+            .unwrap();
+        snapshot!("error_quarantined", tmp.path(), &["convert", "corrupt", "--output", "out2"]);
+    }
+
+    /// Another run holds a unit's lease (one converting standard input that has not ended): the
+    /// run converts the rest and exits 73, naming the unit.
+    #[test]
+    fn lease_held_by_another_run() {
+        let tmp = folder();
+        std::fs::copy(tmp.path().join("logs/2024-03-15-00-10-11-4C3B2A1908F7E6D5"), tmp.path().join("logs/access.log"))
+            .unwrap();
+        let mut held = s3logs(tmp.path(), &["convert", "-", "--output", "out"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let lease = tmp.path().join("out").join(crate::unit_state(Path::new(""), "stdin")).join("lease");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !super::common::walkdir_files(&lease).iter().any(|p| p.extension().is_some_and(|e| e == "json")) {
+            assert!(std::time::Instant::now() < deadline, "the holder never took the lease");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        snapshot!("error_lease_held", tmp.path(), &["convert", "logs", "--output", "out", "--lease-wait", "0"]);
+        held.kill().unwrap();
+        held.wait().unwrap();
     }
 }

@@ -1767,3 +1767,36 @@ fn shards_into_an_s3_dest_crashed_and_resharded_convert_everything_once() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(crate::backfill::table(&local) == crate::backfill::table(&one), "the table of one run, row for row");
 }
+
+/// What a user sees when S3 says no (stdout, stderr, exit code), snapshotted: a misspelled
+/// bucket, a misspelled prefix, no credentials, and an endpoint nobody answers on.
+#[test]
+fn s3_errors_as_users_see_them() {
+    let moto = Moto::start();
+    moto.upload("logs-bucket", &sample_keys());
+    let tmp = tempfile::tempdir().unwrap();
+    let port = moto.endpoint.rsplit(':').next().unwrap().to_string();
+    let filters = vec![(port.as_str(), "[PORT]"), (r"\d+\.\d+s\b", "[SECONDS]")];
+    let snap = |name: &str, mut c: Command| {
+        c.current_dir(tmp.path());
+        insta::with_settings!({ filters => filters.clone(), prepend_module_to_snapshot => false }, {
+            insta_cmd::assert_cmd_snapshot!(name, c);
+        });
+    };
+    let convert = |source: &str, endpoint: &str| s3logs_command(&["convert", source, "--output", "out"], endpoint);
+    snap("s3_error_no_such_bucket", convert("s3://no-such-bucket/logs/", &moto.endpoint));
+    snap("s3_error_prefix_lists_nothing", convert("s3://logs-bucket/lgos/", &moto.endpoint));
+    let mut c = convert("s3://logs-bucket/logs/", &moto.endpoint);
+    c.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_CONFIG_FILE", tmp.path().join("no-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", tmp.path().join("no-credentials"));
+    snap("s3_error_no_credentials", c);
+    // A port with nothing listening (moto's, once it is stopped).
+    let closed = moto.endpoint.clone();
+    drop(moto);
+    let mut c = convert("s3://logs-bucket/logs/", &closed);
+    c.args(["--retries", "0"]);
+    snap("s3_error_endpoint_refused", c);
+    assert!(!tmp.path().join("out/data").exists(), "no failed run leaves table files");
+}
