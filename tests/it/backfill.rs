@@ -441,6 +441,18 @@ fn plan_lists_units_and_a_units_file_converts_exactly_them() {
 
 /// Runs `cmd(k)` for shards `0..n` at once, each again (without the crash point) until it exits
 /// 0; returns how many runs crashed or were refused before that.
+/// How many of `shards` shards have at least `nth` units among `objects` (canonical paths or
+/// URLs): those reach their `nth` batch (a batch never spans units), so a crash point set there
+/// stops them.
+pub fn shards_reaching(objects: &[String], shards: u64, nth: usize) -> usize {
+    let mut units: std::collections::BTreeMap<u64, std::collections::BTreeSet<String>> = Default::default();
+    for o in objects {
+        let unit = s3logs::unit_of(o);
+        units.entry(s3logs::shard_of(&unit, shards)).or_default().insert(unit);
+    }
+    units.values().filter(|u| u.len() >= nth).count()
+}
+
 pub fn shards_until_done(n: u64, cmd: impl Fn(u64) -> Command + Sync) -> usize {
     std::thread::scope(|s| {
         let runs: Vec<_> = (0..n)
@@ -483,28 +495,37 @@ fn eight_shards_crashed_at_every_step_and_killed_at_random_make_the_table_of_one
         ["staged", "committed", "publishing", "published"].into_iter().flat_map(|p| [(p, "1"), (p, "3")]).collect();
     // Each round brings a ninth of the objects (in their folders), then crashes every shard.
     let per_round = objects.len() / (combos.len() + 1);
-    let bring = |from: usize, to: usize| {
+    let bring = |from: usize, to: usize| -> Vec<String> {
+        let mut written = Vec::new();
         for (name, body) in &objects[from..to] {
             let to = src.join(Path::new(name).strip_prefix(std::fs::canonicalize(&all).unwrap()).unwrap());
             std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-            std::fs::write(to, body).unwrap();
+            std::fs::write(&to, body).unwrap();
+            written.push(std::fs::canonicalize(&to).unwrap().to_string_lossy().into_owned());
         }
+        written
     };
     let shard = |k: u64| {
         let mut c = convert(&src, &dest, &["--shard", &format!("{k}/8"), "--batch-size", "4KiB", "--lease-ttl", "2"]);
         c.args(["--lease-wait", "5"]);
         c
     };
-    let mut crashed = 0;
+    // Which shards reach the crash point depends on where the units hash (their ids hold the
+    // temporary folder's path): each round expects exactly the shards with enough units in it.
+    let (mut crashed, mut expected) = (0, 0);
     for (round, (point, n)) in combos.iter().enumerate() {
-        bring(round * per_round, (round + 1) * per_round);
-        crashed += shards_until_done(8, |k| {
+        let written = bring(round * per_round, (round + 1) * per_round);
+        let want = shards_reaching(&written, 8, n.parse().unwrap());
+        let got = shards_until_done(8, |k| {
             let mut c = shard(k);
             c.env("S3LOGS_CRASH_AT", format!("{point}:{n}"));
             c
         });
+        assert!(got >= want, "{point}:{n}: {got} runs failed, {want} shards reach batch {n}");
+        (crashed, expected) = (crashed + got, expected + want);
     }
-    assert!(crashed >= 8 * 4, "only {crashed} runs crashed");
+    // Every round of a 1st-batch crash point stops at least one shard.
+    assert!(expected >= 4 && crashed >= expected, "{crashed} runs failed; {expected} reached a crash point");
     // The rest, with every shard killed at seeded moments before it is let finish.
     bring(combos.len() * per_round, objects.len());
     let mut rng = common::Rng(0x5eed_0003);
