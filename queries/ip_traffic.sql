@@ -4,6 +4,7 @@
 -- backwards. bytessent is what S3 sent to the client (a download); an upload's size is the
 -- objectsize of the PUT (or part) request. objectsize summed over GETs is not a transfer at all,
 -- so here only upload operations count towards bytes_uploaded.
+-- Times carry their zone (TIMESTAMP '... UTC'): the same answer in any session time zone.
 SELECT count(*) AS requests,
        sum(bytessent) AS bytes_downloaded,
        sum(CASE WHEN operation IN ('REST.PUT.OBJECT', 'REST.PUT.PART', 'REST.POST.OBJECT')
@@ -11,5 +12,5 @@ SELECT count(*) AS requests,
 FROM s3_access
 WHERE remoteip = '203.0.113.10'
   AND dt BETWEEN '2024-03-14' AND '2024-03-15'
-  AND requestdatetime >= TIMESTAMP '2024-03-14 00:00:00'
-  AND requestdatetime < TIMESTAMP '2024-03-16 00:00:00';
+  AND requestdatetime >= TIMESTAMP '2024-03-14 00:00:00 UTC'
+  AND requestdatetime < TIMESTAMP '2024-03-16 00:00:00 UTC';

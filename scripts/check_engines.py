@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Runs queries/*.sql on DuckDB and Spark over testdata/ converted by s3logs (see check-engines.sh).
+"""Runs queries/*.sql on DuckDB and Spark over testdata/ converted by s3logs (see check-engines.sh),
+in UTC and in two other session time zones.
 
 Usage: python3 scripts/check_engines.py [--skip-spark]
 """
 import datetime as dt
-import json, os, subprocess, sys, tempfile
+import json, os, subprocess, sys, tempfile, time
 from decimal import Decimal
 from pathlib import Path
 
@@ -22,6 +23,10 @@ def norm(v):
         return int(v)
     return v
 
+
+# The session time zones every query runs in: UTC, one west and one east of it (with a half hour).
+# The queries' `TIMESTAMP '... UTC'` literals must give the same answers in each.
+ZONES = ["UTC", "America/New_York", "Asia/Kolkata"]
 
 # Each layout convert can write, with the database its table goes into.
 LAYOUTS = [("dt", "logs"), ("bucket,dt", "logs_by_bucket")]
@@ -50,15 +55,18 @@ def compare(engine, name, got, want):
 
 def run_duckdb(dest, db):
     import duckdb
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute(ddl(dest, "duckdb", db))
-    con.execute(f"USE {db}")
     results, ok = {}, True
-    for q in queries():
-        rows = [[norm(v) for v in r] for r in con.execute(q.read_text()).fetchall()]
-        results[q.stem] = rows
-        ok &= compare(f"duckdb {db}", q.stem, rows, expected(q))
+    for zone in ZONES:
+        con = duckdb.connect()
+        con.execute(f"SET TimeZone = '{zone}'")
+        con.execute(ddl(dest, "duckdb", db))
+        con.execute(f"USE {db}")
+        for q in queries():
+            rows = [[norm(v) for v in r] for r in con.execute(q.read_text()).fetchall()]
+            results[q.stem] = rows
+            ok &= compare(f"duckdb {db} {zone}", q.stem, rows, expected(q))
+            ok &= bool(rows) or not print(f"duckdb {db} {zone}: {q.stem}: EMPTY")
+        con.close()
     return results, ok
 
 
@@ -85,15 +93,21 @@ def run_spark(datasets, tmp, duck):
             spark.sql(f"USE {db}")
             n = spark.sql("SELECT count(*) FROM s3_access").collect()[0][0]
             assert n == 23, f"spark sees {n} rows in {db}, want 23 (page-index or timestamp trouble?)"
-            for q in queries():
-                rows = [[norm(v) for v in r] for r in spark.sql(q.read_text().strip().rstrip(";")).collect()]
-                ok &= compare(f"spark {db}", q.stem, rows, duck[q.stem])
+            for zone in ZONES:
+                spark.conf.set("spark.sql.session.timeZone", zone)
+                for q in queries():
+                    rows = [[norm(v) for v in r] for r in spark.sql(q.read_text().strip().rstrip(";")).collect()]
+                    ok &= compare(f"spark {db} {zone}", q.stem, rows, duck[q.stem])
         return ok
     finally:
         spark.stop()
 
 
 def main():
+    # PySpark hands timestamps to Python in the process's local zone: make that UTC, so the values
+    # compared are UTC whatever the session zone under test.
+    os.environ["TZ"] = "UTC"
+    time.tzset()
     skip_spark = "--skip-spark" in sys.argv
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)

@@ -221,7 +221,12 @@ fn hive_partitions(t: &Table) -> String {
 }
 
 fn athena(t: &Table) -> String {
-    let mut props = vec![("parquet.compression".to_string(), "ZSTD".to_string())];
+    // `classification` is what Glue ETL jobs and crawlers read the format from (AWS: they fail
+    // without it); Athena ignores it.
+    let mut props = vec![
+        ("classification".to_string(), "parquet".to_string()),
+        ("parquet.compression".to_string(), "ZSTD".to_string()),
+    ];
     props.extend(t.projection.iter().cloned());
     let props: Vec<String> = props.iter().map(|(k, v)| format!("  {} = {}", hive_string(k), hive_string(v))).collect();
     format!(
@@ -251,8 +256,14 @@ fn spark(t: &Table) -> String {
 }
 
 fn duckdb(t: &Table) -> String {
-    let mut cols: Vec<String> =
-        t.fields.iter().map(|f| format!("  CAST({0} AS {1}) AS {0}", duck_ident(f.name), duck_type(f.kind))).collect();
+    // The request time is the UTC wall time (TIMESTAMP, as Athena's and Trino's column is), not
+    // DuckDB's TIMESTAMPTZ: a query's `TIMESTAMP '... UTC'` literal then means the same instant in
+    // any session time zone, where a TIMESTAMPTZ column would be compared in the session's.
+    let column = |f: &FieldDef| match f.kind {
+        Kind::TimestampMs => format!("  timezone('UTC', CAST({0} AS TIMESTAMPTZ)) AS {0}", duck_ident(f.name)),
+        _ => format!("  CAST({0} AS {1}) AS {0}", duck_ident(f.name), duck_type(f.kind)),
+    };
+    let mut cols: Vec<String> = t.fields.iter().map(column).collect();
     cols.extend(t.partitions.iter().map(|p| format!("  CAST({0} AS VARCHAR) AS {0}", duck_ident(p))));
     let depth = "*/".repeat(t.partitions.len());
     let source = if t.partitions.is_empty() {

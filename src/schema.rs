@@ -118,12 +118,12 @@ field_table! {
     REQUESTID = "requestid", Utf8, Random, 20, "Request ID (field 6).";
     OPERATION = "operation", Utf8, Repeating, 20, "Operation, such as REST.GET.OBJECT or BATCH.DELETE.OBJECT (field 7).";
     KEY = "key", Utf8, Repeating, 40, "Object key, URL-encoded as S3 logged it (field 8).";
-    REQUESTURI_OPERATION = "requesturi_operation", Utf8, Repeating, 6, "HTTP method of the Request-URI (field 9, before the first space).";
+    REQUESTURI_OPERATION = "requesturi_operation", Utf8, Repeating, 6, "HTTP method of the Request-URI (field 9, before the first space); NULL when it starts with a path instead.";
     REQUESTURI_KEY = "requesturi_key", Utf8, Distinct, 72, "Path and query of the Request-URI (field 9, between method and protocol).";
     REQUESTURI_HTTPPROTOVERSION = "requesturi_httpprotoversion", Utf8, Repeating, 6, "Protocol of the Request-URI, such as HTTP/1.1 (field 9, last token).";
     HTTPSTATUS = "httpstatus", Int32, Repeating, 0, "HTTP status code of the response (field 10).";
     ERRORCODE = "errorcode", Utf8, Repeating, 6, "S3 error code, such as NoSuchKey (field 11).";
-    BYTESSENT = "bytessent", Int64, Distinct, 0, "Response bytes sent, excluding HTTP overhead (field 12).";
+    BYTESSENT = "bytessent", Int64, Distinct, 0, "Response bytes sent, excluding HTTP overhead (field 12); 0 where S3 logged - (none sent).";
     OBJECTSIZE = "objectsize", Int64, Distinct, 0, "Total size of the object (field 13).";
     TOTALTIME = "totaltime", Int64, Repeating, 0, "Milliseconds the request was in flight, server side (field 14).";
     TURNAROUNDTIME = "turnaroundtime", Int64, Repeating, 0, "Milliseconds S3 spent processing the request (field 15).";

@@ -19,6 +19,7 @@ use crate::access_log::fields::field_value;
 use crate::access_log::fields::find_spliced_time;
 use crate::access_log::fields::is_bucket_name;
 use crate::access_log::fields::is_dash;
+use crate::access_log::fields::is_method;
 use crate::access_log::fields::is_num_or_dash;
 use crate::access_log::fields::is_operation;
 use crate::access_log::fields::is_sigv;
@@ -83,19 +84,19 @@ fn peek_tokens(b: &[u8], mut pos: usize, out: &mut [Span]) -> usize {
 }
 
 /// Splits a Request-URI value into method, path and protocol, so that joining the non-NULL parts
-/// with single spaces gives the value back.
+/// with single spaces gives the value back. The first word is the method only if it is one
+/// ([`is_method`]); otherwise the method is NULL and the value up to the protocol is the path.
 fn split_request_uri(v: &str) -> [Cell<'_>; 3] {
-    let Some(sp) = v.find(' ') else {
-        return [Cell::Str(Cow::Borrowed(v)), Cell::Null, Cell::Null];
-    };
-    let (method, rest) = (&v[..sp], &v[sp + 1..]);
     let borrowed = |s| Cell::Str(Cow::Borrowed(s));
+    let (method, rest) = match v.find(' ') {
+        Some(sp) if is_method(&v.as_bytes()[..sp]) => (borrowed(&v[..sp]), &v[sp + 1..]),
+        None if is_method(v.as_bytes()) => return [borrowed(v), Cell::Null, Cell::Null],
+        _ => (Cell::Null, v),
+    };
     match rest.rfind(' ') {
-        Some(j) if rest[j + 1..].starts_with("HTTP/") => {
-            [borrowed(method), borrowed(&rest[..j]), borrowed(&rest[j + 1..])]
-        }
-        None if rest.starts_with("HTTP/") => [borrowed(method), Cell::Null, borrowed(rest)],
-        _ => [borrowed(method), borrowed(rest), Cell::Null],
+        Some(j) if rest[j + 1..].starts_with("HTTP/") => [method, borrowed(&rest[..j]), borrowed(&rest[j + 1..])],
+        None if rest.starts_with("HTTP/") => [method, Cell::Null, borrowed(rest)],
+        _ => [method, borrowed(rest), Cell::Null],
     }
 }
 
@@ -400,6 +401,10 @@ fn parse_fields(s: &str) -> Result<(ParsedLine<'_>, Spans), RejectReason> {
             let t = next_token!();
             cells[c] = number(&s[t], c, 18)?;
         }
+    }
+    // AWS writes Bytes Sent as `-` when it is zero.
+    if matches!(cells[col::BYTESSENT], Cell::Null) {
+        cells[col::BYTESSENT] = Cell::int(Some(0));
     }
 
     // Referer and User-Agent: quoted or `-`, found from the right (see [`ClientFields`]).

@@ -18,7 +18,8 @@
 use std::ops::Range;
 
 use super::fields::{
-    field_str, find_spliced_time, is_bucket_name, is_operation, is_sigv, number_value, starts_quote, unquoted_value,
+    field_str, find_spliced_time, is_bucket_name, is_method, is_operation, is_sigv, number_value, starts_quote,
+    unquoted_value,
 };
 use super::line::{Cell, LOG_COLUMNS, ParsedLine};
 use super::time::{TIME_FIELD_LEN, Timestamp, parse_time_field};
@@ -232,7 +233,8 @@ pub fn scan(s: &str, tokens: &mut Tokens) -> Option<Common> {
     }
     let numbers = [
         number_value(t.bytes(after), 9)?,
-        number_value(t.bytes(after + 2), 18)?,
+        // AWS writes Bytes Sent as `-` when it is zero.
+        number_value(t.bytes(after + 2), 18)?.or(Some(0)),
         number_value(t.bytes(after + 3), 18)?,
         number_value(t.bytes(after + 4), 18)?,
         number_value(t.bytes(after + 5), 18)?,
@@ -323,24 +325,27 @@ pub fn parse(s: &str) -> Option<ParsedLine<'_>> {
 }
 
 /// Method, path and protocol of the Request-URI in tokens 9 to `end`, split as the careful
-/// parser's `split_request_uri` splits the field's value: at its first space, and at its last
-/// when what follows starts with `HTTP/`. With single spaces those are the token boundaries.
+/// parser's `split_request_uri` splits the field's value: the first word is the method only if
+/// [`is_method`] says so (else it starts the path), and the last is the protocol when it starts
+/// with `HTTP/`. With single spaces those are the token boundaries.
 fn request_uri<'a>(t: View<'a, '_>, quoted: bool, end: usize) -> [Option<&'a str>; 3] {
     let s = t.s;
     // The value without its quotes.
     let (from, to) = if quoted { (t.span(9).start + 1, t.span(end).end - 1) } else { (t.span(9).start, t.span(9).end) };
-    if end == 9 {
+    let first = &s[from..if end == 9 { to } else { t.span(9).end }];
+    if end == 9 && (first == "-" || is_method(first.as_bytes())) {
         // A bare `-`, or a quoted value that is `-` (a quoted `"-"` inside stays text, as the
-        // careful parser reads it).
-        let v = &s[from..to];
-        return [(v != "-").then_some(v), None, None];
+        // careful parser reads it); or a method alone.
+        return [(first != "-").then_some(first), None, None];
     }
-    let method = Some(&s[from..t.span(9).end]);
-    let path_from = t.span(10).start;
-    let last = t.span(end).start;
-    if end > 10 && s.as_bytes()[last..to].starts_with(b"HTTP/") {
+    let (method, path_from, first_token) = match is_method(first.as_bytes()) {
+        true => (Some(first), t.span(10).start, 10),
+        false => (None, from, 9),
+    };
+    let last = t.span(end).start.max(from);
+    if end > first_token && s.as_bytes()[last..to].starts_with(b"HTTP/") {
         [method, Some(&s[path_from..t.span(end - 1).end]), Some(&s[last..to])]
-    } else if end == 10 && s.as_bytes()[path_from..to].starts_with(b"HTTP/") {
+    } else if end == first_token && s.as_bytes()[path_from..to].starts_with(b"HTTP/") {
         [method, None, Some(&s[path_from..to])]
     } else {
         [method, Some(&s[path_from..to]), None]

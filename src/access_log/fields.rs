@@ -104,6 +104,13 @@ pub(crate) fn server_text<'a>(v: &'a str, field: &'static str) -> Result<Cell<'a
     Ok(text(v))
 }
 
+/// Whether the Request-URI's first word is an HTTP method: an RFC 9110 token (letters, digits
+/// and ``!#$%&'*+-.^_`|~``). A path (`/bucket/key`) or an absolute URI in its place is not one, and
+/// goes to `requesturi_key` with the method NULL: the method column never holds a path.
+pub(crate) fn is_method(v: &[u8]) -> bool {
+    !v.is_empty() && v.iter().all(|&c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
+}
+
 /// A number field's value: `-` is NULL; anything else must be 1 to `max_digits` digits.
 pub(crate) fn number(v: &str, field: usize, max_digits: usize) -> Result<Cell<'_>, RejectReason> {
     number_cell(v.as_bytes(), max_digits)

@@ -63,7 +63,7 @@ fn duck_type(t: &DataType) -> &'static str {
         "int" => "INTEGER",
         "bigint" => "BIGINT",
         "binary" => "BLOB",
-        _ => "TIMESTAMPTZ",
+        _ => "TIMESTAMP",
     }
 }
 
@@ -84,13 +84,20 @@ fn hive_columns(ddl: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// `  CAST("name" AS TYPE) AS "name"` lines of the DuckDB view, partition columns left out.
+/// `  CAST("name" AS TYPE) AS "name"` lines of the DuckDB view, partition columns left out; a
+/// timestamp is `timezone('UTC', CAST("name" AS TIMESTAMPTZ))`, the UTC wall time: TIMESTAMP.
 fn duck_columns(ddl: &str, partitions: &[&str]) -> Vec<(String, String)> {
     ddl.lines()
-        .filter_map(|l| l.trim().strip_prefix("CAST(\""))
-        .map(|l| {
+        .filter_map(|l| {
+            let l = l.trim();
+            match l.strip_prefix("timezone('UTC', CAST(\"") {
+                Some(rest) if rest.contains("\" AS TIMESTAMPTZ)) AS \"") => Some((rest, Some("TIMESTAMP"))),
+                _ => l.strip_prefix("CAST(\"").map(|rest| (rest, None)),
+            }
+        })
+        .map(|(l, wall)| {
             let (name, rest) = l.split_once("\" AS ").unwrap();
-            (name.to_string(), rest.split(')').next().unwrap().to_string())
+            (name.to_string(), wall.map_or_else(|| rest.split(')').next().unwrap().to_string(), str::to_string))
         })
         .filter(|(n, _)| !partitions.contains(&n.as_str()))
         .collect()
