@@ -231,7 +231,7 @@ pub fn migrate(dest: &Destination, lease_opts: LeaseOptions) -> Result<Migrated,
     Ok(done)
 }
 
-/// How `plan` and `state` reach S3.
+/// How `plan`, `state` and `ddl` reach S3.
 #[derive(Debug, clap::Args)]
 pub struct StoreArgs {
     /// S3-compatible endpoint [default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, the profile's, else AWS].
@@ -246,7 +246,7 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
-    fn options(&self) -> StoreOptions {
+    pub fn options(&self) -> StoreOptions {
         StoreOptions {
             endpoint_url: self.endpoint_url.clone(),
             region: self.region.clone(),

@@ -349,16 +349,18 @@ struct DdlArgs {
     /// Table name [default: s3_access, or s3_access_rejects with --table-kind rejects].
     #[arg(long, value_name = "NAME")]
     table: Option<String>,
-    /// First day of the dt partition projection [default: the earliest dt= folder of a local DEST].
+    /// First day of the dt partition projection [default: the earliest dt= folder in DEST].
     #[arg(long, value_name = "YYYY-MM-DD")]
     projection_start: Option<String>,
-    /// Partition levels the data was written with [default: detected in a local DEST, else dt].
+    /// Partition levels the data was written with [default: the levels of DEST's folders].
     #[arg(long, value_parser = parse_partition_by, value_name = "LEVELS")]
     partition_by: Option<PartitionBy>,
-    /// Bucket names for an enum projection of the bucket level [default: the source_bucket=
-    /// folders of a local DEST, else an injected projection].
+    /// Bucket names for the enum projection of the bucket level [default: the source_bucket=
+    /// folders in DEST].
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     buckets: Vec<String>,
+    #[command(flatten)]
+    store: crate::backfill::StoreArgs,
 }
 
 fn print_ddl(args: &DdlArgs) -> i32 {
@@ -371,6 +373,7 @@ fn print_ddl(args: &DdlArgs) -> i32 {
         projection_start: args.projection_start.clone(),
         partition_by_bucket: args.partition_by.map(|p| p.bucket),
         buckets: args.buckets.clone(),
+        store: args.store.options(),
     };
     print_or_fail(ddl::render(&opts))
 }

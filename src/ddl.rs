@@ -8,8 +8,10 @@
 use std::path::Path;
 
 use crate::access_log::time::{format_day, parse_day};
+use crate::commit::destination::Destination;
 use crate::error::Error;
 use crate::schema::{BUCKET_PARTITION_COLUMN, FIELDS, FieldDef, Kind, PARTITION_COLUMN, REJECT_FIELDS};
+use crate::store::StoreOptions;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Dialect {
@@ -45,9 +47,10 @@ pub struct DdlOptions {
     pub projection_start: Option<String>,
     /// The data was written with `--partition-by bucket,dt`; default: detected from a local DEST.
     pub partition_by_bucket: Option<bool>,
-    /// Enum projection values for the bucket level; empty means injected projection (or, for a
-    /// local DEST, the buckets found there).
+    /// Enum projection values for the bucket level; empty means the buckets found in DEST.
     pub buckets: Vec<String>,
+    /// How to reach an `s3://` DEST, to read what the options leave out.
+    pub store: StoreOptions,
 }
 
 fn is_url(s: &str) -> bool {
@@ -70,18 +73,45 @@ fn location(dest: &str, folder: &str) -> Result<String, Error> {
     Ok(format!("{root}/{folder}/"))
 }
 
-/// Names of the `name=value` folders directly below `dir` (local datasets only).
-fn partition_values(dir: &Path, name: &str) -> Vec<String> {
+/// The values of the `name=value` folders directly inside `rel` of DEST.
+fn partition_values(dest: &Destination, rel: &str, name: &str) -> Result<Vec<String>, Error> {
     let prefix = format!("{name}=");
-    let mut out: Vec<String> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().is_dir())
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix(&prefix)).map(str::to_string))
-        .collect();
-    out.sort();
-    out
+    Ok(dest.subfolders(rel)?.iter().filter_map(|f| f.strip_prefix(&prefix)).map(str::to_string).collect())
+}
+
+/// What DEST holds, from a listing of its `data/` folder (one LIST, plus one per source bucket
+/// for a `bucket,dt` layout): the source buckets and the `dt` days.
+struct Found {
+    buckets: Vec<String>,
+    days: Vec<i32>,
+}
+
+fn found(o: &DdlOptions) -> Result<Found, Error> {
+    let rt = o.dest.starts_with("s3://").then(crate::store::runtime).transpose()?;
+    let mut store = o.store.clone();
+    if let Some(rt) = &rt {
+        crate::store::resolve_region(&mut store, rt);
+    }
+    let dest = Destination::parse(&o.dest, &store, rt.as_ref())?;
+    if let Some(root) = dest.local_root()
+        && !root.is_dir()
+    {
+        let why = "no such folder: convert into it first, or give --projection-start and --partition-by";
+        return Err(Error::read(root, std::io::Error::new(std::io::ErrorKind::NotFound, why)));
+    }
+    let buckets = partition_values(&dest, "data", BUCKET_PARTITION_COLUMN)?;
+    let by_bucket = o.partition_by_bucket.unwrap_or(!buckets.is_empty());
+    let mut days = Vec::new();
+    if o.projection_start.is_none() {
+        let folders: Vec<String> = match by_bucket {
+            true => buckets.iter().map(|b| format!("data/{BUCKET_PARTITION_COLUMN}={b}")).collect(),
+            false => vec!["data".to_string()],
+        };
+        for folder in folders {
+            days.extend(partition_values(&dest, &folder, PARTITION_COLUMN)?.iter().filter_map(|v| parse_day(v)));
+        }
+    }
+    Ok(Found { buckets, days })
 }
 
 /// Athena, Glue and Hive accept letters, digits and underscores in database and table names, and
@@ -140,54 +170,48 @@ fn resolve(o: &DdlOptions) -> Result<Table, Error> {
         TableKind::Rejects => "s3_access_rejects",
     };
     let name = checked_name("table", o.table.as_deref().unwrap_or(default_name))?;
-    let local_dest = o.dest.strip_prefix("file://").unwrap_or(&o.dest);
-    let local_data = (!is_url(local_dest)).then(|| Path::new(local_dest).join("data"));
     if o.kind == TableKind::Rejects {
         let location = location(&o.dest, "rejects")?;
         return Ok(Table { database, name, location, fields: REJECT_FIELDS, partitions: vec![], projection: vec![] });
     }
     let location = location(&o.dest, "data")?;
-    let found_buckets = local_data.as_deref().map(|d| partition_values(d, BUCKET_PARTITION_COLUMN)).unwrap_or_default();
-    let by_bucket = o.partition_by_bucket.unwrap_or(!found_buckets.is_empty());
-
-    let start = match &o.projection_start {
-        Some(s) => parse_day(s)
-            .ok_or_else(|| Error::Usage(format!("--projection-start {s:?} is not a date like 2024-01-31")))?,
-        None => {
-            let mut days: Vec<i32> = Vec::new();
-            if let Some(d) = &local_data {
-                let dirs: Vec<_> = if by_bucket {
-                    found_buckets.iter().map(|b| d.join(format!("{BUCKET_PARTITION_COLUMN}={b}"))).collect()
-                } else {
-                    vec![d.clone()]
-                };
-                for dir in dirs {
-                    days.extend(partition_values(&dir, PARTITION_COLUMN).iter().filter_map(|v| parse_day(v)));
-                }
-            }
-            if !is_url(local_dest) && !Path::new(local_dest).is_dir() {
-                let why = "no such folder: convert into it first, or give --projection-start YYYY-MM-DD";
-                return Err(Error::read(local_dest, std::io::Error::new(std::io::ErrorKind::NotFound, why)));
-            }
-            *days.iter().min().ok_or_else(|| {
-                Error::Usage(format!("no dt= partitions found under {location}; give --projection-start YYYY-MM-DD"))
-            })?
-        }
+    let given_start = match &o.projection_start {
+        Some(s) => Some(
+            parse_day(s)
+                .ok_or_else(|| Error::Usage(format!("--projection-start {s:?} is not a date like 2024-01-31")))?,
+        ),
+        None => None,
     };
+    // DEST is read only for what the options leave out: the layout, the buckets, the first day.
+    let complete = o.projection_start.is_some()
+        && o.partition_by_bucket.is_some()
+        && (o.partition_by_bucket == Some(false) || !o.buckets.is_empty());
+    let found = if complete { Found { buckets: vec![], days: vec![] } } else { found(o)? };
+    let by_bucket = o.partition_by_bucket.unwrap_or(!found.buckets.is_empty());
+    let buckets = if o.buckets.is_empty() { found.buckets } else { o.buckets.clone() };
+    // An enum of the buckets, not an injected projection: with one, Athena refuses every query
+    // that does not name a source_bucket, as none of queries/ does.
+    if by_bucket && buckets.is_empty() {
+        return Err(Error::Usage(format!(
+            "no {BUCKET_PARTITION_COLUMN}= folders under {location}: give the source buckets with --buckets \
+             NAME,... (or --partition-by dt if the data was written so)"
+        )));
+    }
 
+    let start = match given_start {
+        Some(day) => day,
+        None => *found.days.iter().min().ok_or_else(|| {
+            Error::Usage(format!("no dt= partitions found under {location}; give --projection-start YYYY-MM-DD"))
+        })?,
+    };
     let mut partitions = Vec::new();
     let mut projection = vec![("projection.enabled".to_string(), "true".to_string())];
     let mut template = location.clone();
     if by_bucket {
         partitions.push(BUCKET_PARTITION_COLUMN);
-        let buckets = if o.buckets.is_empty() { found_buckets } else { o.buckets.clone() };
         let p = format!("projection.{BUCKET_PARTITION_COLUMN}");
-        if buckets.is_empty() {
-            projection.push((format!("{p}.type"), "injected".into()));
-        } else {
-            projection.push((format!("{p}.type"), "enum".into()));
-            projection.push((format!("{p}.values"), buckets.join(",")));
-        }
+        projection.push((format!("{p}.type"), "enum".into()));
+        projection.push((format!("{p}.values"), buckets.join(",")));
         template.push_str(&format!("{BUCKET_PARTITION_COLUMN}=${{{BUCKET_PARTITION_COLUMN}}}/"));
     }
     partitions.push(PARTITION_COLUMN);

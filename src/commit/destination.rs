@@ -369,6 +369,32 @@ impl Destination {
         Ok(out)
     }
 
+    /// The names of the folders directly inside folder `rel` of DEST, sorted: one listing with a
+    /// delimiter in S3 (pages of 1,000), whatever the folders hold.
+    pub fn subfolders(&self, rel: &str) -> Result<Vec<String>, Error> {
+        add(&self.counts.lists, 1);
+        let mut out: Vec<String> = match &self.root {
+            Root::Local(root) => match std::fs::read_dir(root.join(rel)) {
+                Ok(entries) => entries
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.path().is_dir())
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect(),
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+                    vec![]
+                }
+                Err(e) => return Err(Error::read(root.join(rel), e)),
+            },
+            Root::Store(r) => {
+                let folder = r.key(rel);
+                let listing = r.run(rel, || r.store.list_with_delimiter(Some(&folder)))?;
+                listing.common_prefixes.iter().filter_map(|p| p.filename().map(str::to_string)).collect()
+            }
+        };
+        out.sort();
+        Ok(out)
+    }
+
     /// The units with state in DEST whose ids start with `start` (all of them for `""`), sorted.
     /// In S3 only the keys under those units are listed: a day's units cost a listing of that
     /// day's state, however many days DEST holds.

@@ -143,7 +143,11 @@ fn every_dialect_declares_exactly_the_columns_of_the_files() {
 const S3_DEST: &str = "s3://analytics-bucket/s3logs/";
 
 fn snapshot(args: &[&str]) -> String {
+    // Layout and first day given: nothing to read from DEST (there is no S3 here).
     let mut all = vec!["ddl", S3_DEST, "--database", "logs", "--projection-start", "2019-01-01"];
+    if !args.contains(&"--partition-by") {
+        all.extend(["--partition-by", "dt"]);
+    }
     all.extend_from_slice(args);
     stdout(&s3logs(&all))
 }
@@ -174,12 +178,18 @@ fn athena_rejects_table() {
 }
 
 #[test]
-fn athena_by_bucket_with_enum_and_injected_projection() {
+fn athena_by_bucket_with_enum_projection() {
     let enumerated = snapshot(&["--partition-by", "bucket,dt", "--buckets", "app-logs,www.example.com"]);
     insta::assert_snapshot!(enumerated);
-    let injected = snapshot(&["--partition-by", "bucket,dt"]);
-    assert!(injected.contains("'projection.source_bucket.type' = 'injected'"), "{injected}");
-    assert!(!injected.contains("projection.source_bucket.values"));
+    // No buckets given and none in DEST: an injected projection would make Athena refuse every
+    // shipped query, so it is a usage error naming the way out.
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("ds");
+    convert_testdata(&dest, &[]);
+    let out = s3logs(&["ddl", dest.to_str().unwrap(), "--partition-by", "bucket,dt"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no source_bucket= folders under") && err.contains("--buckets"), "{err}");
 }
 
 #[test]
@@ -220,10 +230,14 @@ fn bad_names_and_missing_range_are_usage_errors() {
         vec!["ddl", S3_DEST, "--table", "access-logs", "--projection-start", "2020-01-01"],
         vec!["ddl", S3_DEST, "--database", "a.b", "--projection-start", "2020-01-01"],
         vec!["ddl", S3_DEST, "--projection-start", "2020-13-01"],
-        vec!["ddl", S3_DEST],
     ] {
         let out = s3logs(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1, "{args:?}");
     }
+    // A DEST with no dt= folder yet: the first day must be given.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = s3logs(&["ddl", tmp.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no dt= partitions found under"));
 }

@@ -285,6 +285,26 @@ fn s3_sources_give_the_same_rows_as_local_files() {
         assert_eq!(a, b, "{folder}: s3 -> s3 differs from s3 -> local");
     }
 
+    // `ddl` on an S3 DEST reads the layout and the first day from it, as on a local one; with
+    // `bucket,dt` the projection enumerates the source buckets found (records of 2024-03-14 sit
+    // in a day before the first delivery's).
+    let ddl = |dest: &str| String::from_utf8_lossy(&s3logs(&["ddl", dest], &moto.endpoint).stdout).into_owned();
+    let athena = ddl("s3://analytics/s3logs/");
+    assert!(athena.contains("PARTITIONED BY (`dt` string)"), "{athena}");
+    assert!(athena.contains("'projection.dt.range' = '2024-03-14,NOW'"), "{athena}");
+    let args =
+        ["convert", "s3://logs-bucket/logs/", "--output", "s3://analytics/by-bucket", "--partition-by", "bucket,dt"];
+    assert!(s3logs(&args, &moto.endpoint).status.success());
+    let athena = ddl("s3://analytics/by-bucket");
+    assert!(athena.contains("PARTITIONED BY (`source_bucket` string, `dt` string)"), "{athena}");
+    assert!(
+        athena.contains("'projection.source_bucket.values' = 'example-app-assets,example-app-uploads'"),
+        "{athena}"
+    );
+    assert!(athena.contains("'projection.dt.range' = '2024-03-14,NOW'"), "{athena}");
+    let out = s3logs(&["ddl", "s3://analytics/empty"], &moto.endpoint);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+
     // A key prefix that is not a whole folder: `logs/2024-03-15-0` takes the two objects delivered
     // before 10:00, not the one delivered at 13:00 nor anything under `logs-old/`.
     let partial = tmp.path().join("partial");
