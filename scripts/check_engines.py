@@ -70,6 +70,32 @@ def run_duckdb(dest, db):
     return results, ok
 
 
+def check_trino(dest, db, partitions):
+    """Trino has no local engine here: its DDL and every query must parse with sqlglot's Trino
+    dialect (errors raised), declare the contract's 32 columns plus the partition columns, and
+    end with the partition sync call."""
+    import sqlglot
+    from sqlglot import exp
+    text = ddl(dest, "trino", db)
+    ok = True
+    stmts = sqlglot.parse(text, read="trino", error_level=sqlglot.ErrorLevel.RAISE)
+    tables = [s for s in stmts if isinstance(s, exp.Create) and s.kind == "TABLE"]
+    cols = [c.name for c in tables[0].find_all(exp.ColumnDef)] if len(tables) == 1 else []
+    props = tables[0].find(exp.Properties).sql("trino") if len(tables) == 1 else ""
+    want = ["external_location=", "format='PARQUET'", f"PARTITIONED_BY=ARRAY[{', '.join(repr(p) for p in partitions)}]"]
+    if len(cols) != 32 + len(partitions) or cols[-len(partitions):] != partitions or not all(w in props for w in want):
+        print(f"trino {db}: DDL MISMATCH: {len(cols)} columns {cols[-3:]}, properties {props}")
+        ok = False
+    if "CALL system.sync_partition_metadata(" not in text:
+        print(f"trino {db}: no partition sync call")
+        ok = False
+    for q in queries():
+        sqlglot.parse(q.read_text(), read="trino", error_level=sqlglot.ErrorLevel.RAISE)
+    if ok:
+        print(f"trino {db}: DDL ({len(cols)} columns) and {len(queries())} queries parse")
+    return ok
+
+
 def run_spark(datasets, tmp, duck):
     from pyspark.sql import SparkSession
     os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"  # stay on loopback
@@ -118,6 +144,7 @@ def main():
                             "--partition-by", layout], check=True)
             duck, same = run_duckdb(str(dest), db)
             ok &= same
+            ok &= check_trino(str(dest), db, ["source_bucket", "dt"] if layout == "bucket,dt" else ["dt"])
             datasets.append((str(dest), db))
         if not skip_spark:
             ok &= run_spark(datasets, tmp, duck)

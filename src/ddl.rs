@@ -1,5 +1,6 @@
 //! Table definitions for a dataset written by `s3logs convert`: Athena (with partition projection),
-//! a Glue `TableInput` JSON, Spark/Hive (with `MSCK REPAIR TABLE`) and a DuckDB view.
+//! a Glue `TableInput` JSON, Spark/Hive (with `MSCK REPAIR TABLE`), Trino's Hive connector (with
+//! `sync_partition_metadata`) and a DuckDB view.
 //!
 //! Every dialect is rendered from the field table in [`crate::schema`], the same one the writer
 //! builds its Arrow schema from, so the table and the files cannot drift apart. Identifiers are
@@ -21,8 +22,12 @@ pub enum Dialect {
     GlueJson,
     /// Spark SQL / Hive DDL, then MSCK REPAIR TABLE.
     Spark,
-    /// A DuckDB view over read_parquet with hive partitioning.
+    /// A DuckDB view over read_parquet with hive partitioning (with httpfs and a credential-chain
+    /// secret for an s3:// DEST).
     Duckdb,
+    /// Trino's Hive connector: CREATE TABLE ... WITH (external_location, format, partitioned_by),
+    /// then system.sync_partition_metadata.
+    Trino,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -304,12 +309,61 @@ fn duckdb(t: &Table) -> String {
     let schema = if t.database == "default" { "main" } else { &t.database };
     let create_schema =
         if schema == "main" { String::new() } else { format!("CREATE SCHEMA IF NOT EXISTS {};\n", duck_ident(schema)) };
+    // Over S3 DuckDB needs httpfs and credentials: the AWS SDK's chain, as s3logs itself uses.
+    let s3 = if t.location.starts_with("s3://") {
+        "INSTALL httpfs;\nLOAD httpfs;\nCREATE SECRET IF NOT EXISTS s3logs_s3 (TYPE s3, PROVIDER credential_chain);\n"
+    } else {
+        ""
+    };
     format!(
-        "{create_schema}CREATE OR REPLACE VIEW {}.{} AS\nSELECT\n{}\nFROM {source};\n",
+        "{s3}{create_schema}CREATE OR REPLACE VIEW {}.{} AS\nSELECT\n{}\nFROM {source};\n",
         duck_ident(schema),
         duck_ident(&t.name),
         cols.join(",\n"),
     )
+}
+
+fn trino_type(k: Kind) -> &'static str {
+    match k {
+        Kind::Utf8 => "varchar",
+        Kind::Int32 => "integer",
+        Kind::Int64 => "bigint",
+        Kind::TimestampMs => "timestamp(3)",
+        Kind::Binary => "varbinary",
+    }
+}
+
+/// Trino's Hive connector. Partition columns come last among the columns, as it requires. A
+/// local DEST is given as a `file://` URL.
+fn trino(t: &Table) -> String {
+    let mut cols: Vec<String> = t
+        .fields
+        .iter()
+        .map(|f| format!("  {} {} COMMENT {}", duck_ident(f.name), trino_type(f.kind), duck_string(f.doc)))
+        .collect();
+    cols.extend(t.partitions.iter().map(|p| format!("  {} varchar", duck_ident(p))));
+    let location = if is_url(&t.location) { t.location.clone() } else { format!("file://{}", t.location) };
+    let mut with =
+        vec![format!("  external_location = {}", duck_string(&location)), "  format = 'PARQUET'".to_string()];
+    if !t.partitions.is_empty() {
+        let names: Vec<String> = t.partitions.iter().map(|p| duck_string(p)).collect();
+        with.push(format!("  partitioned_by = ARRAY[{}]", names.join(", ")));
+    }
+    let (schema, table) = (duck_ident(&t.database), duck_ident(&t.name));
+    let mut out = format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema};\n\nCREATE TABLE IF NOT EXISTS {schema}.{table} (\n{}\n)\nWITH (\n{}\n);\n",
+        cols.join(",\n"),
+        with.join(",\n")
+    );
+    if !t.partitions.is_empty() {
+        out.push_str(&format!(
+            "\n-- Registers the partitions found under the location; run again after new days arrive.\n\
+             CALL system.sync_partition_metadata(schema_name => {}, table_name => {}, mode => 'ADD');\n",
+            duck_string(&t.database),
+            duck_string(&t.name)
+        ));
+    }
+    out
 }
 
 fn glue_json(t: &Table) -> String {
@@ -353,6 +407,7 @@ pub fn render(o: &DdlOptions) -> Result<String, Error> {
         Dialect::GlueJson => glue_json(&t),
         Dialect::Spark => spark(&t),
         Dialect::Duckdb => duckdb(&t),
+        Dialect::Trino => trino(&t),
     })
 }
 

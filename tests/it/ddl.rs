@@ -67,6 +67,16 @@ fn duck_type(t: &DataType) -> &'static str {
     }
 }
 
+fn trino_type(t: &DataType) -> &'static str {
+    match hive_type(t) {
+        "string" => "varchar",
+        "int" => "integer",
+        "bigint" => "bigint",
+        "binary" => "varbinary",
+        _ => "timestamp(3)",
+    }
+}
+
 fn expected_columns(schema: &Schema, ty: fn(&DataType) -> &'static str) -> Vec<(String, String)> {
     schema.fields().iter().map(|f| (f.name().clone(), ty(f.data_type()).to_string())).collect()
 }
@@ -129,6 +139,15 @@ fn every_dialect_declares_exactly_the_columns_of_the_files() {
             .map(|c| (c["Name"].as_str().unwrap().to_string(), c["Type"].as_str().unwrap().to_string()))
             .collect();
         assert_eq!(cols, want, "glue {kind}");
+        let trino = stdout(&s3logs(&["ddl", d, "--dialect", "trino", "--table-kind", kind]));
+        let trino_cols: Vec<(String, String)> = trino
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix('"')?.split_once("\" "))
+            .map(|(name, rest)| (name.to_string(), rest.split([' ', ',']).next().unwrap().to_string()))
+            .filter(|(n, _)| n != "dt")
+            .collect();
+        assert_eq!(trino_cols, expected_columns(schema, trino_type), "trino {kind}");
+        assert_eq!(trino.contains("partitioned_by = ARRAY['dt']"), kind == "data", "{trino}");
         let duck = stdout(&s3logs(&["ddl", d, "--dialect", "duckdb", "--table-kind", kind]));
         assert_eq!(duck_columns(&duck, &["dt"]), expected_columns(schema, duck_type), "duckdb {kind}");
     }
@@ -170,6 +189,11 @@ fn spark_ddl() {
 #[test]
 fn duckdb_view() {
     insta::assert_snapshot!(snapshot(&["--dialect", "duckdb"]));
+}
+
+#[test]
+fn trino_ddl() {
+    insta::assert_snapshot!(snapshot(&["--dialect", "trino"]));
 }
 
 #[test]
