@@ -225,6 +225,14 @@ struct ConvertArgs {
     /// Wait up to this long for another run's lease on DEST; after that, exit 73.
     #[arg(long, default_value_t = 0, value_name = "SECONDS")]
     lease_wait: u64,
+    /// Keep this Glue Data Catalog table in step with DEST: created when absent, and the
+    /// partitions each commit publishes registered after it (exit 76 when the catalog refuses;
+    /// the next run registers them).
+    #[arg(long, value_name = "DB.TABLE", value_parser = crate::catalog::CatalogOptions::parse)]
+    glue_table: Option<crate::catalog::CatalogOptions>,
+    /// Glue's endpoint [default: AWS_ENDPOINT_URL_GLUE, AWS_ENDPOINT_URL, else AWS's for the region].
+    #[arg(long, value_name = "URL", requires = "glue_table")]
+    glue_endpoint_url: Option<String>,
     /// Partition levels: dt, or bucket,dt for DEST/data/source_bucket=NAME/dt=YYYY-MM-DD/.
     #[arg(long, default_value = "dt", value_parser = parse_partition_by, value_name = "LEVELS")]
     partition_by: PartitionBy,
@@ -329,6 +337,10 @@ impl ConvertArgs {
                 wait: std::time::Duration::from_secs(self.lease_wait),
             },
             selection,
+            catalog: self
+                .glue_table
+                .clone()
+                .map(|c| crate::catalog::CatalogOptions { endpoint_url: self.glue_endpoint_url.clone(), ..c }),
             ..ConvertOptions::default()
         })
     }

@@ -63,7 +63,7 @@ fn is_url(s: &str) -> bool {
 }
 
 /// A dataset folder (`data/` or `rejects/`) as a location string ending in `/`.
-fn location(dest: &str, folder: &str) -> Result<String, Error> {
+pub(crate) fn location(dest: &str, folder: &str) -> Result<String, Error> {
     let dest = dest.strip_prefix("file://").unwrap_or(dest);
     let root = if is_url(dest) {
         dest.trim_end_matches('/').to_string()
@@ -397,6 +397,29 @@ fn glue_json(t: &Table) -> String {
         }
     });
     serde_json::to_string_pretty(&input).expect("the table input serializes") + "\n"
+}
+
+/// The Glue `TableInput` of the log table `convert --glue-table` creates: the columns, SerDe and
+/// `classification` of `--dialect glue-json`, without partition projection. The run registers
+/// every partition, and a projection would hide the days before its start from Athena.
+pub(crate) fn catalog_table_input(dest: &str, partition_by_bucket: bool) -> Result<serde_json::Value, Error> {
+    let o = DdlOptions {
+        dialect: Dialect::GlueJson,
+        kind: TableKind::Data,
+        database: "default".into(),
+        table: None,
+        dest: dest.to_string(),
+        projection_start: Some("2006-03-01".into()),
+        partition_by_bucket: Some(partition_by_bucket),
+        buckets: vec!["unused".into()],
+        store: StoreOptions::default(),
+    };
+    let mut input: serde_json::Value =
+        serde_json::from_str(&render(&o)?).map_err(|e| Error::Internal(format!("the Glue table input: {e}")))?;
+    if let Some(params) = input["Parameters"].as_object_mut() {
+        params.retain(|k, _| !k.starts_with("projection.") && k != "storage.location.template");
+    }
+    Ok(input)
 }
 
 /// Renders the table definition.

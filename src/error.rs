@@ -30,6 +30,9 @@ pub const EXIT_OSERR: i32 = 71;
 pub const EXIT_BUSY: i32 = 73;
 /// Exit code for an I/O failure: unreadable input, unwritable output (sysexits EX_IOERR).
 pub const EXIT_IO: i32 = 74;
+/// Exit code when the Glue catalog was not brought up to date although the data was committed:
+/// the next run registers the partitions (sysexits EX_PROTOCOL).
+pub const EXIT_CATALOG: i32 = 76;
 /// Exit code for a failure that retrying did not cure but a later run may (throttling, server
 /// errors, timeouts): "temporary failure, retry later" (sysexits EX_TEMPFAIL).
 pub const EXIT_TEMPFAIL: i32 = 75;
@@ -38,6 +41,11 @@ pub const EXIT_TEMPFAIL: i32 = 75;
 pub enum Error {
     #[error("{0}")]
     Usage(String),
+    #[error(
+        "the Glue table {table} was not brought up to date: {cause}. What was committed stays; the next run \
+         registers its partitions"
+    )]
+    Catalog { table: String, cause: String },
     #[error("cannot read {path}: {cause}")]
     Read {
         path: String,
@@ -185,6 +193,7 @@ impl Error {
             // As a shell reports a process ended by the signal: 143 for SIGTERM, 130 for SIGINT.
             Error::Stopped { signal } => 128 + signal,
             Error::Quarantined { .. } => EXIT_QUARANTINED,
+            Error::Catalog { .. } => EXIT_CATALOG,
             Error::Temporary { .. } | Error::Unpublished { .. } => EXIT_TEMPFAIL,
         }
     }

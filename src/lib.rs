@@ -16,6 +16,7 @@
 
 mod access_log;
 mod backfill;
+mod catalog;
 pub mod cli;
 mod commit;
 pub mod ddl;

@@ -102,7 +102,7 @@ fn recreate(
     let mut listing = Listing::of(objects);
     let mut feed = Feed::new(&mut listing);
     let opts = ConvertOptions { batch_bytes: u64::MAX, ..run.opts.clone() };
-    let again = Run { opts: &opts, rt: run.rt, dest, lease: run.lease, owner: run.owner.clone() };
+    let again = Run { opts: &opts, rt: run.rt, dest, lease: run.lease, owner: run.owner.clone(), catalog: None };
     // Its objects are not among the new ones the bar counts.
     let quiet = Progress::new(false);
     let Staged { staged, .. } = stage_batch(&again, &mut feed, &Ledger::default(), Some(&rec.batch), stats, &quiet)?
@@ -131,6 +131,8 @@ pub(crate) struct Run<'a> {
     pub(crate) dest: &'a Destination,
     pub(crate) lease: &'a Lease,
     pub(crate) owner: String,
+    /// The Glue table its commits' partitions are registered in (`--glue-table`).
+    pub(crate) catalog: Option<std::sync::Arc<crate::catalog::Catalog>>,
 }
 
 /// A batch staged in DEST, and what its commit record needs to say.
@@ -298,6 +300,11 @@ pub(crate) fn convert_batch(
         objects: entries,
         files: staged.files().iter().map(FileEntry::from).collect(),
     };
+    // The partitions it publishes are recorded before the commit: registered by this run after
+    // it, or by the next one if this one stops in between.
+    if let Some(c) = &run.catalog {
+        c.intend(staged.files())?;
+    }
     let committed = staged.commit(ledger, rec)?;
     stats.commits.push(committed.seq());
     // Past the commit point the batch is committed whatever happens: a failure here leaves its

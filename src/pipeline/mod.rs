@@ -44,8 +44,9 @@ use crate::source::listing::Listing;
 use crate::source::unit::unit_of;
 
 fn runtime_if_needed(opts: &ConvertOptions) -> Result<Option<tokio::runtime::Runtime>, Error> {
-    let remote =
-        opts.output.to_string_lossy().starts_with("s3://") || opts.sources.iter().any(|s| s.starts_with("s3://"));
+    let remote = opts.output.to_string_lossy().starts_with("s3://")
+        || opts.sources.iter().any(|s| s.starts_with("s3://"))
+        || opts.catalog.is_some();
     remote.then(crate::store::runtime).transpose()
 }
 
@@ -86,10 +87,35 @@ fn run_into(opts: &ConvertOptions, stats: &mut RunStats) -> Result<(), Error> {
     let opts = &ConvertOptions { store: store.clone(), ..opts.clone() };
     let dest = Destination::parse(&opts.output.to_string_lossy(), &store, rt.as_ref())?;
     stats.output = dest.display();
+    // The catalog table exists and the partitions earlier runs left unregistered are registered
+    // before anything new is committed (a dry run touches no catalog).
+    let catalog = match (&opts.catalog, &rt) {
+        (Some(c), Some(rt)) if !opts.dry_run => {
+            let input = crate::ddl::catalog_table_input(&opts.output.to_string_lossy(), opts.partition_by_bucket)?;
+            let owner = format!("{}-{}", std::process::id(), crate::commit::ledger::now_rfc3339());
+            let catalog =
+                crate::catalog::Catalog::open(c, &dest, &opts.output.to_string_lossy(), input, &store, rt, owner)?;
+            let repaired = catalog.repair()?;
+            if repaired > 0 {
+                tracing::warn!(partitions = repaired, "registered the partitions earlier runs left unregistered");
+            }
+            Some(std::sync::Arc::new(catalog))
+        }
+        _ => None,
+    };
     let source_store = opts.source_store();
     let mut listing =
         Listing::start(&opts.sources, dest.local_root(), &source_store, rt.as_ref(), opts.listing_scope());
-    let outcome = convert_listed(opts, rt.as_ref(), &dest, &mut listing, stats);
+    let mut outcome = convert_listed(opts, rt.as_ref(), &dest, &mut listing, &catalog, stats);
+    // Whatever the outcome, what was committed is registered; a refusal is reported after the
+    // conversion's own error (its markers stay for the next run).
+    if let Some(c) = &catalog {
+        match c.finish() {
+            Ok(n) => tracing::info!(partitions = n, "catalog up to date"),
+            Err(e) if outcome.is_ok() => outcome = Err(e),
+            Err(e) => tracing::warn!(error = %e, "catalog"),
+        }
+    }
     stats.dest_requests = dest.requests();
     stats.listing = TransferFigures { objects: listing.objects, bytes: listing.bytes, seconds: listing.seconds };
     tracing::info!(objects = listing.objects, bytes = listing.bytes, seconds = listing.seconds, "listed");
@@ -104,13 +130,15 @@ fn convert_listed(
     rt: Option<&tokio::runtime::Runtime>,
     dest: &Destination,
     listing: &mut Listing,
+    catalog: &Option<std::sync::Arc<crate::catalog::Catalog>>,
     stats: &mut RunStats,
 ) -> Result<(), Error> {
     let state_started = Instant::now();
     let legacy = Legacy::load(dest)?;
     stats.stage_seconds.state += state_started.elapsed().as_secs_f64();
     let progress = Progress::new(opts.progress && !opts.dry_run);
-    let mut units = UnitRun { found: (0, 0), neighbours: Default::default(), busy: Vec::new() };
+    let mut units =
+        UnitRun { found: (0, 0), neighbours: Default::default(), busy: Vec::new(), catalog: catalog.clone() };
     let mut outcome = Ok(());
     while let Some(o) = listing.next_object()? {
         let unit = unit_of(&o.name);
@@ -158,6 +186,8 @@ struct UnitRun {
     neighbours: std::collections::HashMap<i32, Vec<(String, Ledger)>>,
     /// Units another live run holds: left to it.
     busy: Vec<String>,
+    /// The Glue table kept in step (`--glue-table`).
+    catalog: Option<std::sync::Arc<crate::catalog::Catalog>>,
 }
 
 /// Converts the new objects of the unit `dest` is the view of, as the listing hands them over
@@ -258,7 +288,7 @@ fn convert_unit(
     stats.batches_finished.extend(recovered.finished);
     stats.batches_discarded.extend(recovered.discarded);
     stats.stage_seconds.state += state_started.elapsed().as_secs_f64();
-    let run = Run { opts, rt, dest, lease: &lease, owner: lease.owner().to_string() };
+    let run = Run { opts, rt, dest, lease: &lease, owner: lease.owner().to_string(), catalog: units.catalog.clone() };
     repair(&run, &mut ledger, stats)?;
     match first {
         Some(o) if feed.verdict(&o, &ledger) == Verdict::New => feed.peeked = Some(o),

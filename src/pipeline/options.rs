@@ -61,6 +61,8 @@ pub struct ConvertOptions {
     pub lease: LeaseOptions,
     /// The units this run converts (`--shard`, `--units-file`): all by default.
     pub selection: crate::source::unit::Selection,
+    /// `--glue-table`: the Glue catalog table kept in step with DEST.
+    pub catalog: Option<crate::catalog::CatalogOptions>,
 }
 
 impl ConvertOptions {
@@ -153,6 +155,7 @@ impl Default for ConvertOptions {
             key_date_slack: Some(31),
             lease: LeaseOptions::default(),
             selection: Default::default(),
+            catalog: None,
         }
     }
 }

@@ -624,7 +624,7 @@ fn deploy_manifests_use_real_flags_and_map_exit_codes() {
     for code in ["65", "74", "66", "2"] {
         assert!(rule("FailIndex").contains(code), "FailIndex misses {code}");
     }
-    for code in ["73", "75", "143"] {
+    for code in ["73", "75", "76", "143"] {
         assert!(rule("Count").contains(code), "Count (retry) misses {code}");
     }
     assert!(k8s.contains("completionMode: Indexed") && k8s.contains("--shard-from-env"));

@@ -1824,3 +1824,94 @@ fn s3_errors_as_users_see_them() {
     snap("s3_error_endpoint_refused", c);
     assert!(!tmp.path().join("out/data").exists(), "no failed run leaves table files");
 }
+
+/// `convert --glue-table` against moto's Glue: the table is created once (32 columns, Parquet
+/// SerDe, classification), each `dt` folder is exactly one partition, a run after a new day adds
+/// only that one, and a run killed between its commit and the catalog update leaves a marker the
+/// next run registers (and removes) without converting anything again.
+#[test]
+fn a_glue_table_follows_the_converted_days() {
+    let moto = Moto::start();
+    moto.upload("logs-bucket", &sample_keys());
+    moto.upload("analytics", &[]);
+    let glue = |script: &str| {
+        moto.python(&format!(
+            "g = boto3.client('glue', endpoint_url='{}', region_name='us-east-1', aws_access_key_id='test', \
+             aws_secret_access_key='test')\n{script}",
+            moto.endpoint
+        ))
+    };
+    let partitions = || {
+        let mut p = glue(
+            "for p in g.get_partitions(DatabaseName='logs', TableName='s3_access')['Partitions']:\n    \
+             print(p['Values'][0], p['StorageDescriptor']['Location'])\n",
+        );
+        p.sort();
+        p
+    };
+    let convert = |extra: &[&str]| {
+        let args =
+            ["convert", "s3://logs-bucket/logs/", "--output", "s3://analytics/glued", "--glue-table", "logs.s3_access"];
+        let mut c = s3logs_command(&args, &moto.endpoint);
+        c.args(["--glue-endpoint-url", &moto.endpoint]).args(extra);
+        c.output().unwrap()
+    };
+    for _ in 0..2 {
+        let out = convert(&[]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let table = glue(
+        "t = g.get_table(DatabaseName='logs', Name='s3_access')['Table']\n\
+         print(len(t['StorageDescriptor']['Columns']), t['Parameters']['classification'], \
+         t['StorageDescriptor']['SerdeInfo']['SerializationLibrary'], [k['Name'] for k in t['PartitionKeys']])\n\
+         print(len(g.get_tables(DatabaseName='logs')['TableList']))\n",
+    );
+    assert_eq!(
+        table,
+        ["32 parquet org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe ['dt']".to_string(), "1".to_string()]
+    );
+    let dt_folders: std::collections::BTreeSet<String> = moto
+        .keys("analytics", "glued/data/")
+        .iter()
+        .map(|k| k.split('/').nth(2).unwrap().trim_start_matches("dt=").to_string())
+        .collect();
+    assert_eq!(
+        partitions(),
+        dt_folders.iter().map(|d| format!("{d} s3://analytics/glued/data/dt={d}/")).collect::<Vec<_>>()
+    );
+    assert_eq!(dt_folders.len(), 2, "{dt_folders:?}");
+
+    // A new day, delivered by a run killed right after its commit: the next run converts nothing
+    // and registers that day from the marker the killed run left.
+    let tmp = tempfile::tempdir().unwrap();
+    let day = tmp.path().join("2024-03-18-00-10-11-0123456789ABCDEF");
+    let sample = std::fs::read_to_string(testdata().join("2024-03-15-00-10-11-4C3B2A1908F7E6D5")).unwrap();
+    let line = sample.lines().next().unwrap().replace("14/Mar/2024:23:41:02", "17/Mar/2024:23:41:02");
+    std::fs::write(&day, format!("{line}\n")).unwrap();
+    moto.upload("logs-bucket", &[("logs/2024-03-18-00-10-11-0123456789ABCDEF".into(), day)]);
+    let mut killed = {
+        let args =
+            ["convert", "s3://logs-bucket/logs/", "--output", "s3://analytics/glued", "--glue-table", "logs.s3_access"];
+        let mut c = s3logs_command(&args, &moto.endpoint);
+        c.args(["--glue-endpoint-url", &moto.endpoint]).env("S3LOGS_CRASH_AT", "published:1");
+        c
+    };
+    assert_eq!(killed.output().unwrap().status.code(), None, "the crash point stops the run");
+    assert_eq!(partitions().len(), 2, "the killed run registered nothing");
+    assert_eq!(moto.keys("analytics", "glued/_state/catalog/pending/").len(), 1);
+    let out = convert(&["--report", "-"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["rows_written"], 0, "nothing converted again: {r}");
+    assert_eq!(partitions().len(), 3, "{:?}", partitions());
+    assert!(partitions()[2].starts_with("2024-03-17 "), "{:?}", partitions());
+    assert!(moto.keys("analytics", "glued/_state/catalog/pending/").is_empty());
+
+    // A catalog nobody answers on: nothing is converted, the run says which table and exits 76.
+    let args =
+        ["convert", "s3://logs-bucket/logs/", "--output", "s3://analytics/glued", "--glue-table", "logs.s3_access"];
+    let mut c = s3logs_command(&args, &moto.endpoint);
+    let out = c.args(["--glue-endpoint-url", "http://127.0.0.1:9"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(76), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the Glue table logs.s3_access was not brought up to date"));
+}
