@@ -96,7 +96,59 @@ def check_trino(dest, db, partitions):
     return ok
 
 
-def run_spark(datasets, tmp, duck):
+def glue_partitions(tmp):
+    """Converts testdata/ with `--glue-table` against moto's Glue (on loopback) and returns the
+    DEST and the partitions s3logs registered there, as (values, location)."""
+    import boto3, socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.time() < deadline, "moto did not start"
+                time.sleep(0.1)
+        endpoint = f"http://127.0.0.1:{port}"
+        env = dict(os.environ, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_REGION="us-east-1",
+                   AWS_EC2_METADATA_DISABLED="true")
+        dest = tmp / "glued"
+        subprocess.run([BIN, "convert", ROOT / "testdata/logs", "--output", dest, "--quiet",
+                        "--glue-table", "logs_glue.s3_access", "--glue-endpoint-url", endpoint], check=True, env=env)
+        glue = boto3.client("glue", endpoint_url=endpoint, region_name="us-east-1",
+                            aws_access_key_id="test", aws_secret_access_key="test")
+        parts = glue.get_partitions(DatabaseName="logs_glue", TableName="s3_access")["Partitions"]
+        return str(dest), [(p["Values"], p["StorageDescriptor"]["Location"]) for p in parts]
+    finally:
+        moto.terminate()
+        moto.wait()
+
+
+def run_spark_from_catalog(spark, dest, parts, duck):
+    """The table Spark sees when its metastore holds exactly the partitions s3logs registered in
+    Glue (no MSCK REPAIR): every query gives DuckDB's answers."""
+    db = "logs_glue"
+    for stmt in ddl(dest, "spark", db).split(";\n"):
+        body = "\n".join(l for l in stmt.splitlines() if not l.startswith("--")).strip()
+        if body and not body.startswith("MSCK"):
+            spark.sql(body)
+    for values, location in parts:
+        spark.sql(f"ALTER TABLE {db}.s3_access ADD PARTITION (dt = '{values[0]}') LOCATION '{location}'")
+    spark.sql(f"USE {db}")
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    ok = len(parts) == 2 or not print(f"spark {db}: {len(parts)} partitions in Glue, want 2")
+    for q in queries():
+        rows = [[norm(v) for v in r] for r in spark.sql(q.read_text().strip().rstrip(";")).collect()]
+        ok &= compare(f"spark {db} (partitions from Glue)", q.stem, rows, duck[q.stem])
+    return ok
+
+
+def run_spark(datasets, tmp, duck, glued=None):
     from pyspark.sql import SparkSession
     os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"  # stay on loopback
     spark = (SparkSession.builder.master("local[1]").appName("s3logs-check")
@@ -124,6 +176,8 @@ def run_spark(datasets, tmp, duck):
                 for q in queries():
                     rows = [[norm(v) for v in r] for r in spark.sql(q.read_text().strip().rstrip(";")).collect()]
                     ok &= compare(f"spark {db} {zone}", q.stem, rows, duck[q.stem])
+        if glued:
+            ok &= run_spark_from_catalog(spark, glued[0], glued[1], duck)
         return ok
     finally:
         spark.stop()
@@ -147,7 +201,7 @@ def main():
             ok &= check_trino(str(dest), db, ["source_bucket", "dt"] if layout == "bucket,dt" else ["dt"])
             datasets.append((str(dest), db))
         if not skip_spark:
-            ok &= run_spark(datasets, tmp, duck)
+            ok &= run_spark(datasets, tmp, duck, glue_partitions(tmp))
     print("all engines agree" if ok else "ENGINE CHECK FAILED")
     return 0 if ok else 1
 
