@@ -2,7 +2,7 @@
 """Runs queries/*.sql on DuckDB and Spark over testdata/ converted by s3logs (see check-engines.sh),
 in UTC and in two other session time zones.
 
-Usage: python3 scripts/check_engines.py [--skip-spark]
+Usage: python3 scripts/check_engines.py [--skip-spark] [--write-trino]
 """
 import datetime as dt
 import json, os, subprocess, sys, tempfile, time
@@ -66,8 +66,24 @@ def run_duckdb(dest, db):
             results[q.stem] = rows
             ok &= compare(f"duckdb {db} {zone}", q.stem, rows, expected(q))
             ok &= bool(rows) or not print(f"duckdb {db} {zone}: {q.stem}: EMPTY")
+            # The Trino form (zoneless literals against the view's UTC wall time, the column
+            # Trino and Athena have) gives the same answers in every zone too.
+            rows = [[norm(v) for v in r] for r in con.execute(trino_query(q)).fetchall()]
+            ok &= compare(f"duckdb {db} {zone} trino form", q.stem, rows, expected(q))
         con.close()
     return results, ok
+
+
+def trino_query(q):
+    """queries/trino/<name>: the query with its `TIMESTAMP '... UTC'` literals zoneless. Trino
+    compares a zoned literal with a `timestamp` column in the session's zone; a zoneless one is
+    compared with the column's UTC wall time as it is, in any session zone."""
+    import re
+    text = re.sub(r"TIMESTAMP '([0-9-]+ [0-9:]+) UTC'", r"TIMESTAMP '\1'", q.read_text())
+    text = "".join(l for l in text.splitlines(keepends=True) if not l.startswith("-- Times carry their zone"))
+    return (f"-- Generated from ../{q.name} for Trino (scripts/check_engines.py --write-trino): the same query with\n"
+            "-- zoneless UTC literals, which Trino compares with the timestamp column without the session's zone.\n"
+            + text)
 
 
 def check_trino(dest, db, partitions):
@@ -91,6 +107,12 @@ def check_trino(dest, db, partitions):
         ok = False
     for q in queries():
         sqlglot.parse(q.read_text(), read="trino", error_level=sqlglot.ErrorLevel.RAISE)
+        # queries/trino/ is generated from queries/ and must stay so.
+        t = ROOT / "queries/trino" / q.name
+        if not t.exists() or t.read_text() != trino_query(q):
+            print(f"trino: {t} is not generated from {q.name}: run scripts/check_engines.py --write-trino")
+            ok = False
+        sqlglot.parse(trino_query(q), read="trino", error_level=sqlglot.ErrorLevel.RAISE)
     if ok:
         print(f"trino {db}: DDL ({len(cols)} columns) and {len(queries())} queries parse")
     return ok
@@ -188,6 +210,10 @@ def main():
     # compared are UTC whatever the session zone under test.
     os.environ["TZ"] = "UTC"
     time.tzset()
+    if "--write-trino" in sys.argv:
+        for q in queries():
+            (ROOT / "queries/trino" / q.name).write_text(trino_query(q))
+        return 0
     skip_spark = "--skip-spark" in sys.argv
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
