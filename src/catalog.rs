@@ -165,12 +165,16 @@ impl Catalog {
             return Ok(());
         }
         mine.0.extend(parts.iter().cloned());
-        let n = self.markers.fetch_add(1, Ordering::Relaxed);
-        let name = format!("{PENDING}/{}-{n:05}.json", self.owner);
         let body = serde_json::to_vec(&parts).expect("partition values serialize");
-        self.dest.create(&name, &body)?;
-        mine.1.push(name);
-        Ok(())
+        // A fresh name each time (the run's random token and a count): never another's marker.
+        loop {
+            let n = self.markers.fetch_add(1, Ordering::Relaxed);
+            let name = format!("{PENDING}/{}-{n:05}.json", self.owner);
+            if self.dest.create(&name, &body)? {
+                mine.1.push(name);
+                return Ok(());
+            }
+        }
     }
 
     /// Registers the partitions of earlier runs' markers (runs killed or refused by the catalog

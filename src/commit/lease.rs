@@ -186,7 +186,7 @@ pub fn acquire(dest: &Destination, opts: LeaseOptions, stop: &StopFlag) -> Resul
     }
 }
 
-fn rand_token() -> u64 {
+pub(crate) fn rand_token() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos()));

@@ -92,7 +92,7 @@ fn run_into(opts: &ConvertOptions, stats: &mut RunStats) -> Result<(), Error> {
     let catalog = match (&opts.catalog, &rt) {
         (Some(c), Some(rt)) if !opts.dry_run => {
             let input = crate::ddl::catalog_table_input(&opts.output.to_string_lossy(), opts.partition_by_bucket)?;
-            let owner = format!("{}-{}", std::process::id(), crate::commit::ledger::now_rfc3339());
+            let owner = format!("{}-{:016x}", std::process::id(), crate::commit::lease::rand_token());
             let catalog =
                 crate::catalog::Catalog::open(c, &dest, &opts.output.to_string_lossy(), input, &store, rt, owner)?;
             let repaired = catalog.repair()?;
