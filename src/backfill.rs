@@ -308,18 +308,7 @@ pub enum StateCommand {
 impl StateCommand {
     pub fn run(&self) -> Result<String, Error> {
         let StateCommand::Migrate { dest, store } = self;
-        let rt = dest.starts_with("s3://").then(crate::store::runtime).transpose()?;
-        let mut opts = store.options();
-        if let Some(rt) = &rt {
-            crate::store::resolve_region(&mut opts, rt);
-        }
-        let d = Destination::parse(dest, &opts, rt.as_ref())?;
-        if let Some(p) = d.local_root()
-            && !p.is_dir()
-        {
-            let why = "no such folder (is DEST right?)";
-            return Err(Error::read(p, std::io::Error::new(std::io::ErrorKind::NotFound, why)));
-        }
+        let (d, _rt) = Destination::open_existing(dest, &store.options(), "no such folder (is DEST right?)")?;
         let m = migrate(&d, LeaseOptions::default())?;
         Ok(format!(
             "{dest}: {} objects moved into {} unit ledgers ({} were there already); the legacy ledger is gone\n",

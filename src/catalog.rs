@@ -138,23 +138,9 @@ impl Catalog {
         input["Name"] = Value::from(self.opts.table.clone());
         self.call("CreateTable", json!({"DatabaseName": db, "TableInput": input}), &["AlreadyExistsException"])?;
         // A table new to the catalog: the partitions DEST already holds.
-        let mut all = BTreeSet::new();
-        let buckets = self.dest.subfolders("data")?;
-        let partitioned_by_bucket = self.table_input["PartitionKeys"].as_array().is_some_and(|k| k.len() == 2);
-        let folders: Vec<(Option<String>, String)> = match partitioned_by_bucket {
-            true => buckets.iter().map(|b| (Some(b.clone()), format!("data/{b}"))).collect(),
-            false => vec![(None, "data".to_string())],
-        };
-        for (bucket, folder) in folders {
-            for dt in self.dest.subfolders(&folder)? {
-                let path = match &bucket {
-                    Some(b) => format!("data/{b}/{dt}/x"),
-                    None => format!("data/{dt}/x"),
-                };
-                all.extend(partition_of(&path));
-            }
-        }
-        self.register(&all)
+        let by_bucket = self.table_input["PartitionKeys"].as_array().is_some_and(|k| k.len() == 2);
+        let found = crate::ddl::found_in(&self.dest, Some(by_bucket), true)?;
+        self.register(&found.partitions.into_iter().collect())
     }
 
     /// Records, before a commit, the partitions its files will publish (a create-only marker).

@@ -85,38 +85,35 @@ fn partition_values(dest: &Destination, rel: &str, name: &str) -> Result<Vec<Str
 }
 
 /// What DEST holds, from a listing of its `data/` folder (one LIST, plus one per source bucket
-/// for a `bucket,dt` layout): the source buckets and the `dt` days.
-struct Found {
-    buckets: Vec<String>,
-    days: Vec<i32>,
+/// for a `bucket,dt` layout): the source buckets and, when asked for, the partitions as the
+/// values of their folders (`[dt]` or `[bucket, dt]`).
+pub(crate) struct Found {
+    pub(crate) buckets: Vec<String>,
+    pub(crate) partitions: Vec<Vec<String>>,
+}
+
+/// [`Found`] in `dest`, laid out `bucket,dt` if `by_bucket` (else as its folders are).
+pub(crate) fn found_in(dest: &Destination, by_bucket: Option<bool>, with_partitions: bool) -> Result<Found, Error> {
+    let buckets = partition_values(dest, "data", BUCKET_PARTITION_COLUMN)?;
+    let mut partitions = Vec::new();
+    if with_partitions {
+        let folders: Vec<(Vec<String>, String)> = match by_bucket.unwrap_or(!buckets.is_empty()) {
+            true => buckets.iter().map(|b| (vec![b.clone()], format!("data/{BUCKET_PARTITION_COLUMN}={b}"))).collect(),
+            false => vec![(vec![], "data".to_string())],
+        };
+        for (above, folder) in folders {
+            for dt in partition_values(dest, &folder, PARTITION_COLUMN)? {
+                partitions.push(above.iter().cloned().chain([dt]).collect());
+            }
+        }
+    }
+    Ok(Found { buckets, partitions })
 }
 
 fn found(o: &DdlOptions) -> Result<Found, Error> {
-    let rt = o.dest.starts_with("s3://").then(crate::store::runtime).transpose()?;
-    let mut store = o.store.clone();
-    if let Some(rt) = &rt {
-        crate::store::resolve_region(&mut store, rt);
-    }
-    let dest = Destination::parse(&o.dest, &store, rt.as_ref())?;
-    if let Some(root) = dest.local_root()
-        && !root.is_dir()
-    {
-        let why = "no such folder: convert into it first, or give --projection-start and --partition-by";
-        return Err(Error::read(root, std::io::Error::new(std::io::ErrorKind::NotFound, why)));
-    }
-    let buckets = partition_values(&dest, "data", BUCKET_PARTITION_COLUMN)?;
-    let by_bucket = o.partition_by_bucket.unwrap_or(!buckets.is_empty());
-    let mut days = Vec::new();
-    if o.projection_start.is_none() {
-        let folders: Vec<String> = match by_bucket {
-            true => buckets.iter().map(|b| format!("data/{BUCKET_PARTITION_COLUMN}={b}")).collect(),
-            false => vec!["data".to_string()],
-        };
-        for folder in folders {
-            days.extend(partition_values(&dest, &folder, PARTITION_COLUMN)?.iter().filter_map(|v| parse_day(v)));
-        }
-    }
-    Ok(Found { buckets, days })
+    let why = "no such folder: convert into it first, or give --projection-start and --partition-by";
+    let (dest, _rt) = Destination::open_existing(&o.dest, &o.store, why)?;
+    found_in(&dest, o.partition_by_bucket, o.projection_start.is_none())
 }
 
 /// Athena, Glue and Hive accept letters, digits and underscores in database and table names, and
@@ -191,7 +188,7 @@ fn resolve(o: &DdlOptions) -> Result<Table, Error> {
     let complete = o.projection_start.is_some()
         && o.partition_by_bucket.is_some()
         && (o.partition_by_bucket == Some(false) || !o.buckets.is_empty());
-    let found = if complete { Found { buckets: vec![], days: vec![] } } else { found(o)? };
+    let found = if complete { Found { buckets: vec![], partitions: vec![] } } else { found(o)? };
     let by_bucket = o.partition_by_bucket.unwrap_or(!found.buckets.is_empty());
     let buckets = if o.buckets.is_empty() { found.buckets } else { o.buckets.clone() };
     // An enum of the buckets, not an injected projection: with one, Athena refuses every query
@@ -205,7 +202,7 @@ fn resolve(o: &DdlOptions) -> Result<Table, Error> {
 
     let start = match given_start {
         Some(day) => day,
-        None => *found.days.iter().min().ok_or_else(|| {
+        None => found.partitions.iter().filter_map(|p| parse_day(p.last()?)).min().ok_or_else(|| {
             Error::Usage(format!("no dt= partitions found under {location}; give --projection-start YYYY-MM-DD"))
         })?,
     };

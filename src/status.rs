@@ -112,18 +112,8 @@ pub fn status(dest: &Destination) -> Result<Status, Error> {
 
 /// The status of the DEST named `dest`, as text or JSON.
 pub fn render(dest: &str, opts: &StoreOptions, json: bool) -> Result<String, Error> {
-    let rt = dest.starts_with("s3://").then(crate::store::runtime).transpose()?;
-    let mut opts = opts.clone();
-    if let Some(rt) = &rt {
-        crate::store::resolve_region(&mut opts, rt);
-    }
-    let d = Destination::parse(dest, &opts, rt.as_ref())?;
-    if let Some(p) = d.local_root()
-        && !p.is_dir()
-    {
-        let why = "no such folder (is DEST right? s3logs creates it when it first converts into it)";
-        return Err(Error::read(p, std::io::Error::new(std::io::ErrorKind::NotFound, why)));
-    }
+    let why = "no such folder (is DEST right? s3logs creates it when it first converts into it)";
+    let (d, _rt) = Destination::open_existing(dest, opts, why)?;
     let s = status(&d)?;
     if json {
         return Ok(serde_json::to_string_pretty(&s).expect("a status serializes") + "\n");

@@ -135,6 +135,28 @@ impl Destination {
         Ok(Destination::local(path))
     }
 
+    /// An existing DEST, for the commands that read one (`status`, `ddl`, `state migrate`), with
+    /// the runtime an S3 DEST's requests run on (keep it while the DEST is used) and the region
+    /// resolved as the AWS CLI does. A local DEST that is not a folder is an error saying `why`.
+    pub fn open_existing(
+        dest: &str,
+        opts: &StoreOptions,
+        why: &str,
+    ) -> Result<(Self, Option<tokio::runtime::Runtime>), Error> {
+        let rt = dest.starts_with("s3://").then(crate::store::runtime).transpose()?;
+        let mut opts = opts.clone();
+        if let Some(rt) = &rt {
+            crate::store::resolve_region(&mut opts, rt);
+        }
+        let d = Destination::parse(dest, &opts, rt.as_ref())?;
+        if let Some(p) = d.local_root()
+            && !p.is_dir()
+        {
+            return Err(Error::read(p, std::io::Error::new(std::io::ErrorKind::NotFound, why.to_string())));
+        }
+        Ok((d, rt))
+    }
+
     /// A local folder as DEST.
     pub fn local(path: PathBuf) -> Self {
         Destination { root: Root::Local(path), unit: None, counts: Default::default() }

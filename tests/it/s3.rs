@@ -1914,4 +1914,11 @@ fn a_glue_table_follows_the_converted_days() {
     let out = c.args(["--glue-endpoint-url", "http://127.0.0.1:9"]).output().unwrap();
     assert_eq!(out.status.code(), Some(76), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("the Glue table logs.s3_access was not brought up to date"));
+
+    // A table new to the catalog over a DEST converted before: one partition per folder there.
+    let args = ["convert", "s3://logs-bucket/logs/", "--output", "s3://analytics/glued", "--glue-table", "logs.older"];
+    let mut c = s3logs_command(&args, &moto.endpoint);
+    assert!(c.args(["--glue-endpoint-url", &moto.endpoint]).output().unwrap().status.success());
+    let older = glue("print(len(g.get_partitions(DatabaseName='logs', TableName='older')['Partitions']))\n");
+    assert_eq!(older, ["3"]);
 }
