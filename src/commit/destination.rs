@@ -179,11 +179,10 @@ impl Destination {
     }
 
     /// The folder (relative to DEST) of this view's state called `name` (`commits`, `lease`...).
+    /// An empty `name`: the folder of all its state.
     pub fn state_dir(&self, name: &str) -> String {
-        match &self.unit {
-            Some(u) => format!("{UNITS}/{u}/{name}"),
-            None => format!("_state/{name}"),
-        }
+        let root = self.unit.as_ref().map_or_else(|| "_state".to_string(), |u| format!("{UNITS}/{u}"));
+        if name.is_empty() { root } else { format!("{root}/{name}") }
     }
 
     /// The folder (relative to DEST) of this view's staged batches.

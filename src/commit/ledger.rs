@@ -174,13 +174,46 @@ pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// The names of a view's state records. A unit's state is one folder, listed once (one request
+/// in S3 for its checkpoints, commits and marks); the legacy DEST-wide state shares its folder
+/// with every unit's, so its folders are listed one by one, from the number asked for.
+enum Listing {
+    Unit(Vec<String>),
+    Legacy,
+}
+
+impl Listing {
+    fn new(dest: &Destination) -> Result<Listing, Error> {
+        Ok(match dest.unit() {
+            Some(_) => Listing::Unit(dest.list(&dest.state_dir(""), None)?),
+            None => Listing::Legacy,
+        })
+    }
+
+    /// The records in state folder `dir` numbered after `after`, in order.
+    fn records(&self, dest: &Destination, dir: &str, after: u64) -> Result<Vec<String>, Error> {
+        let folder = format!("{}/", dest.state_dir(dir));
+        let mut out = match self {
+            Listing::Unit(all) => all.iter().filter(|p| p.starts_with(&folder)).cloned().collect(),
+            Listing::Legacy => {
+                let start = (after > 0).then(|| seq_name(dest, dir, after));
+                dest.list(&dest.state_dir(dir), start.as_deref())?
+            }
+        };
+        out.retain(|p| seq_of(p).is_some_and(|s| s > after));
+        Ok(out)
+    }
+}
+
 impl Ledger {
     /// Reads the newest checkpoint and the commits after it.
     pub fn load(dest: &Destination) -> Result<Ledger, Error> {
+        Ledger::load_listed(dest, &Listing::new(dest)?)
+    }
+
+    fn load_listed(dest: &Destination, listing: &Listing) -> Result<Ledger, Error> {
         let mut ledger = Ledger::default();
-        let checkpoints: Vec<String> =
-            dest.list(&dest.state_dir(CHECKPOINTS), None)?.into_iter().filter(|p| seq_of(p).is_some()).collect();
-        if let Some(rel) = checkpoints.last() {
+        if let Some(rel) = listing.records(dest, CHECKPOINTS, 0)?.last() {
             let bytes = dest.read(rel)?.ok_or_else(|| corrupt(dest, rel, "listed but gone"))?;
             let cp: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| corrupt(dest, rel, e))?;
             ledger.checkpoint_seq = cp.seq;
@@ -190,42 +223,32 @@ impl Ledger {
                 ledger.insert(o);
             }
         }
-        let after = (ledger.checkpoint_seq > 0).then(|| seq_name(dest, COMMITS, ledger.checkpoint_seq));
-        for rel in dest.list(&dest.state_dir(COMMITS), after.as_deref())? {
-            if seq_of(&rel).is_none() {
-                continue;
-            }
+        ledger.read_after(dest, listing)?;
+        Ok(ledger)
+    }
+
+    /// Applies the commits of `listing` after the last one read, and takes its published marks.
+    fn read_after(&mut self, dest: &Destination, listing: &Listing) -> Result<(), Error> {
+        for rel in listing.records(dest, COMMITS, self.last_seq)? {
             let bytes = dest.read(&rel)?.ok_or_else(|| corrupt(dest, &rel, "listed but gone"))?;
             let rec: CommitRecord = serde_json::from_slice(&bytes).map_err(|e| corrupt(dest, &rel, e))?;
-            ledger.apply(rec);
+            self.apply(rec);
         }
-        let after = (ledger.checkpoint_seq > 0).then(|| seq_name(dest, PUBLISHED, ledger.checkpoint_seq));
-        ledger.published =
-            dest.list(&dest.state_dir(PUBLISHED), after.as_deref())?.iter().filter_map(|p| seq_of(p)).collect();
-        Ok(ledger)
+        self.published =
+            listing.records(dest, PUBLISHED, self.checkpoint_seq)?.iter().filter_map(|p| seq_of(p)).collect();
+        Ok(())
     }
 
     /// Brings the ledger up to date with what other runs committed since it was read: the
     /// commits after its last one (or, when a newer checkpoint was written, all of it again).
     pub fn refresh(&mut self, dest: &Destination) -> Result<(), Error> {
-        let newest = dest.list(&dest.state_dir(CHECKPOINTS), None)?.iter().filter_map(|p| seq_of(p)).max();
+        let listing = Listing::new(dest)?;
+        let newest = listing.records(dest, CHECKPOINTS, 0)?.iter().filter_map(|p| seq_of(p)).max();
         if newest.unwrap_or(0) != self.checkpoint_seq {
-            *self = Ledger::load(dest)?;
+            *self = Ledger::load_listed(dest, &listing)?;
             return Ok(());
         }
-        let after = (self.last_seq > 0).then(|| seq_name(dest, COMMITS, self.last_seq));
-        for rel in dest.list(&dest.state_dir(COMMITS), after.as_deref())? {
-            if seq_of(&rel).is_none() {
-                continue;
-            }
-            let bytes = dest.read(&rel)?.ok_or_else(|| corrupt(dest, &rel, "listed but gone"))?;
-            let rec: CommitRecord = serde_json::from_slice(&bytes).map_err(|e| corrupt(dest, &rel, e))?;
-            self.apply(rec);
-        }
-        let after = (self.checkpoint_seq > 0).then(|| seq_name(dest, PUBLISHED, self.checkpoint_seq));
-        self.published =
-            dest.list(&dest.state_dir(PUBLISHED), after.as_deref())?.iter().filter_map(|p| seq_of(p)).collect();
-        Ok(())
+        self.read_after(dest, &listing)
     }
 
     /// The commits after the checkpoint not yet known to have every file in the table.
@@ -350,7 +373,13 @@ pub struct Legacy {
 impl Legacy {
     /// Reads DEST's legacy ledger, when it has one.
     pub fn load(dest: &Destination) -> Result<Legacy, Error> {
-        let ledger = Ledger::load(&dest.legacy())?;
+        // One delimiter listing of `_state/` tells whether there is one (its commits or
+        // checkpoints folder) before the three listings that read it.
+        let legacy = dest.legacy();
+        if !legacy.subfolders(&legacy.state_dir(""))?.iter().any(|f| f == COMMITS || f == CHECKPOINTS) {
+            return Ok(Legacy::default());
+        }
+        let ledger = Ledger::load(&legacy)?;
         if ledger.last_seq == 0 {
             return Ok(Legacy::default());
         }
@@ -395,11 +424,17 @@ mod tests {
     }
 
     /// Commits are created once per number, survive a reload, and fold into a checkpoint that
-    /// gives the same state back.
+    /// gives the same state back: for a unit's state (one listing) and the legacy DEST-wide one.
     #[test]
     fn commits_fold_into_checkpoints_with_the_same_state() {
         let tmp = tempfile::tempdir().unwrap();
-        let dest = Destination::local(tmp.path().to_path_buf());
+        let legacy = Destination::local(tmp.path().to_path_buf());
+        for dest in [legacy.for_unit("2024-03-15-0a1b2c3d"), legacy.for_unit("2024-03-16-0a1b2c3d"), legacy] {
+            fold_and_reload(&tmp, dest);
+        }
+    }
+
+    fn fold_and_reload(tmp: &tempfile::TempDir, dest: Destination) {
         let mut ledger = Ledger::load(&dest).unwrap();
         assert_eq!(ledger.last_seq, 0);
         for seq in 1..=CHECKPOINT_EVERY as u64 {
@@ -422,6 +457,16 @@ mod tests {
         assert_eq!(after.last_commit, before.last_commit);
         let text = std::fs::read_to_string(tmp.path().join(seq_name(&dest, CHECKPOINTS, 16))).unwrap();
         assert_eq!(text.lines().count(), CHECKPOINT_EVERY + 2, "one object per line:\n{text}");
+
+        // A commit and its mark after the checkpoint, by another run: a refresh reads only those.
+        let mut reader = Ledger::load(&dest).unwrap();
+        let next = CHECKPOINT_EVERY as u64 + 1;
+        assert!(ledger.commit(&dest, record(next, &["s3://b/late"])).unwrap());
+        ledger.mark_published(&dest, next).unwrap();
+        reader.refresh(&dest).unwrap();
+        assert_eq!((reader.checkpoint_seq, reader.last_seq, reader.recent.len()), (next - 1, next, 1));
+        assert!(reader.objects.contains_key("s3://b/late") && reader.published.contains(&next));
+        assert_eq!(reader.objects.len(), CHECKPOINT_EVERY + 1);
     }
 
     /// The state a DEST holds today stays readable: `tests/fixtures/dest-2026-12-07` was written
