@@ -465,6 +465,27 @@ impl Destination {
         }
     }
 
+    /// Deletes small objects, in S3 with one request per 1,000 (DeleteObjects); those already
+    /// gone are not an error.
+    pub fn delete_all(&self, rels: &[String]) -> Result<(), Error> {
+        let Root::Store(r) = &self.root else {
+            return rels.iter().try_for_each(|rel| self.delete(rel));
+        };
+        if rels.is_empty() {
+            return Ok(());
+        }
+        self.wrote(rels.len().div_ceil(1000) as u64);
+        let keys: Vec<StorePath> = rels.iter().map(|rel| r.key(rel)).collect();
+        let deleted = r.rt.block_on(with_retries(&r.retry, || {
+            let keys = futures::StreamExt::boxed(futures::stream::iter(keys.clone().into_iter().map(Ok)));
+            r.store.delete_stream(keys).try_collect::<Vec<_>>()
+        }));
+        match deleted {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(store_error(&r.url_of(&rels[0]), &e)),
+        }
+    }
+
     /// Makes the files of `batch` (written in `local`, paths relative to DEST such as
     /// `data/dt=.../part-....parquet`) durable in DEST's staging area.
     pub fn stage(&self, batch: &str, local: &Path, files: &[WrittenFile], part_size: usize) -> Result<(), Error> {
@@ -571,10 +592,7 @@ impl Destination {
                         abort_recorded(r, record, &bytes)?;
                     }
                 }
-                for p in &listed {
-                    self.delete(p)?;
-                }
-                Ok(())
+                self.delete_all(&listed)
             }
         }
     }

@@ -114,12 +114,9 @@ pub fn current(dest: &Destination) -> Result<Option<LeaseRecord>, Error> {
 /// or renewed lease cleans up after itself). Safe with [`current`], which looks again when a
 /// listed generation is gone.
 fn prune(dest: &Destination, generation: u64) {
-    let Ok(names) = dest.list(&dest.state_dir(LEASES), None) else { return };
-    for rel in names {
-        if crate::commit::ledger::seq_of(&rel).is_some_and(|g| g + 1 < generation) {
-            let _ = dest.delete(&rel);
-        }
-    }
+    let Ok(mut names) = dest.list(&dest.state_dir(LEASES), None) else { return };
+    names.retain(|rel| crate::commit::ledger::seq_of(rel).is_some_and(|g| g + 1 < generation));
+    let _ = dest.delete_all(&names);
 }
 
 struct Shared {
@@ -260,9 +257,9 @@ impl Lease {
         let generation = self.shared.generation.load(Ordering::SeqCst);
         match write(&self.dest, &record(&self.owner, generation + 1, Duration::ZERO, true)) {
             Ok(true) => {
-                for g in generation.saturating_sub(1)..=generation {
-                    let _ = self.dest.delete(&name(&self.dest, g));
-                }
+                let older: Vec<String> =
+                    (generation.saturating_sub(1)..=generation).map(|g| name(&self.dest, g)).collect();
+                let _ = self.dest.delete_all(&older);
             }
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "cannot release the lease; it expires by itself"),

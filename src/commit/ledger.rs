@@ -355,9 +355,7 @@ impl Ledger {
         self.checkpoint_seq = self.last_seq;
         self.recent.clear();
         let all = dest.list(&dest.state_dir(CHECKPOINTS), None)?;
-        for old in all.iter().rev().skip(2) {
-            dest.delete(old)?;
-        }
+        dest.delete_all(&all[..all.len().saturating_sub(2)])?;
         Ok(true)
     }
 }
