@@ -5,6 +5,12 @@ The job for every tool: read all log objects, parse them into typed columns, wri
 ZSTD Parquet. Reported per tool: median wall time, MB/s and lines/s of input, peak RSS
 (/usr/bin/time -v), output bytes and file count; then ratios against DuckDB and zstd -1 -T2.
 s3logs' counts are checked against the generator's expected totals, so a fast wrong run fails.
+
+With --s3-model, the same conversion is also run from "S3": the corpus served through the test
+kit's model of S3's timing (examples/s3_model.rs: a first-byte latency per request, a bandwidth per
+connection, listing pages of 1,000 keys), for the corpus and for one of --small-objects objects of
+the same bytes (how S3 delivers a quiet bucket's logs), against the local conversion in the same
+sitting: the ratio, peak RSS and the most requests in flight.
 """
 import argparse, json, os, re, shutil, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -12,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 S3LOGS = ROOT / "target/release/s3logs"
 GEN = ROOT / "target/release/gen_corpus"
+MODEL = ROOT / "target/release/examples/s3_model"
 
 STR_COLS = ["bucketowner", "bucket", None, "remoteip", "requester", "requestid", "operation", "key", "requesturi",
             None, "errorcode", None, None, None, None, "referrer", "useragent", "versionid", "hostid", "sigv",
@@ -105,6 +112,69 @@ def output_size(out):
     return sum(p.stat().st_size for p in files), len(files)
 
 
+def corpus(a, objects, sigma):
+    Path(a.corpus_dir).mkdir(parents=True, exist_ok=True)
+    base = Path(a.corpus_dir) / f"corpus-{a.bytes}-{objects}-{a.malformed}-{a.seed}-s{sigma}"
+    if not (base / "expected.json").exists():
+        subprocess.run([str(GEN), "--out", str(base), "--bytes", a.bytes, "--objects", str(objects),
+                        "--malformed", str(a.malformed), "--seed", str(a.seed), "--size-sigma", str(sigma)],
+                       check=True)
+    subprocess.run(["sh", "-c", f"find '{base}/logs' -type f -exec cat {{}} + > /dev/null"], check=True)  # warm the page cache
+    return base, json.loads((base / "expected.json").read_text())
+
+
+def check_counts(r, expected):
+    got = (r["rows_written"], r["lines_rejected"], r["lines_read"])
+    want = (expected["records"], expected["malformed"], expected["lines"])
+    if got != want:
+        raise SystemExit(f"s3logs counts {got} != expected {want}")
+
+
+def s3_model(a):
+    """Each corpus converted from local disk and from the S3 model, alternately; medians."""
+    rows = []
+    with tempfile.TemporaryDirectory(dir=a.corpus_dir) as tmp:
+        for objects, sigma in ((a.objects, a.size_sigma), (a.small_objects, 0.0)):
+            base, expected = corpus(a, objects, sigma)
+            local, model = [], []
+            for rep in range(a.reps):
+                out = Path(tmp) / f"local-{objects}-{rep}"
+                wall, rss = run(tools(base / "logs", out)["s3logs"])
+                check_counts(json.loads(Path(str(out) + ".json").read_text()), expected)
+                local.append((wall, rss))
+                shutil.rmtree(out, ignore_errors=True)
+                os.sync()
+                out = Path(tmp) / f"model-{objects}-{rep}"
+                p = subprocess.run([str(MODEL), str(base), "logs", str(out), str(a.latency_ms), str(a.bandwidth_mbs)],
+                                   capture_output=True, text=True)
+                if p.returncode != 0:
+                    raise SystemExit(f"s3_model failed ({p.returncode}):\n{p.stderr[-3000:]}")
+                r = json.loads(p.stdout)
+                check_counts(r, expected)
+                model.append(r)
+                shutil.rmtree(out, ignore_errors=True)
+                os.sync()
+                print(f"rep {rep + 1}/{a.reps} {objects} objects: local {wall:.2f}s, "
+                      f"S3 model {r['wall_s']:.2f}s ({r['max_in_flight']} requests in flight at most)", file=sys.stderr)
+            lw = statistics.median(w for w, _ in local)
+            mw = statistics.median(r["wall_s"] for r in model)
+            rows.append({"objects": expected["objects"], "mb": expected["bytes"] / 1e6, "local_s": lw, "model_s": mw,
+                         "ratio": mw / lw, "local_rss_mib": max(r for _, r in local) / 2**20,
+                         "model_rss_mib": max(r["peak_rss_kib"] for r in model) / 1024,
+                         "max_in_flight": max(r["max_in_flight"] for r in model),
+                         "requests": model[-1]["requests"], "cpu_s": statistics.median(r["cpu_s"] for r in model)})
+    print(f"\nS3 model: {a.latency_ms} ms first byte, {a.bandwidth_mbs} MB/s per connection, listing pages of "
+          f"1,000; {os.cpu_count()} cores; median of {a.reps}")
+    print(f"{'objects':>8s} {'MB':>6s} {'local s':>8s} {'model s':>8s} {'ratio':>6s} {'RSS MiB':>8s} "
+          f"{'in flight':>9s} {'requests':>9s}")
+    for r in rows:
+        print(f"{r['objects']:8d} {r['mb']:6.0f} {r['local_s']:8.2f} {r['model_s']:8.2f} {r['ratio']:5.2f}x "
+              f"{r['model_rss_mib']:8.0f} {r['max_in_flight']:9d} {r['requests']:9d}")
+    print(f"local, {rows[1]['objects']} objects / {rows[0]['objects']} objects: "
+          f"{rows[1]['local_s'] / rows[0]['local_s']:.2f}x the time")
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bytes", default="1GiB")
@@ -116,16 +186,22 @@ def main():
     ap.add_argument("--corpus-dir", default=str(ROOT / "target/bench"))
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--baseline", help="another s3logs binary (an earlier build) to run alternately as s3logs_base")
+    ap.add_argument("--size-sigma", type=float, default=1.0,
+                    help="log-normal object sizes around the mean (0: all equal), as gen_corpus")
+    ap.add_argument("--s3-model", action="store_true",
+                    help="only the S3 model runs: the corpus and --small-objects objects, each against local disk")
+    ap.add_argument("--small-objects", type=int, default=50000)
+    ap.add_argument("--latency-ms", type=float, default=30.0)
+    ap.add_argument("--bandwidth-mbs", type=float, default=100.0)
     a = ap.parse_args()
 
-    Path(a.corpus_dir).mkdir(parents=True, exist_ok=True)
-    base = Path(a.corpus_dir) / f"corpus-{a.bytes}-{a.objects}-{a.malformed}-{a.seed}"
-    if not (base / "expected.json").exists():
-        subprocess.run([str(GEN), "--out", str(base), "--bytes", a.bytes, "--objects", str(a.objects),
-                        "--malformed", str(a.malformed), "--seed", str(a.seed)], check=True)
-    expected = json.loads((base / "expected.json").read_text())
-    corpus = base / "logs"
-    subprocess.run(["sh", "-c", f"find '{corpus}' -type f -exec cat {{}} + > /dev/null"], check=True)  # warm the page cache
+    if a.s3_model:
+        rows = s3_model(a)
+        if a.json:
+            Path(a.json).write_text(json.dumps({"s3_model": rows}, indent=1))
+        return
+    base, expected = corpus(a, a.objects, a.size_sigma)
+    corpus_dir = base / "logs"
     names = a.tools.split(",")
     if a.baseline:
         names.insert(names.index("s3logs") + 1 if "s3logs" in names else 0, "s3logs_base")
@@ -140,15 +216,11 @@ def main():
                 order[i], order[j] = order[j], order[i]
             for n in order:
                 out = Path(tmp) / f"{n}-{rep}"
-                wall, rss = run(tools(corpus, out, a.baseline)[n])
+                wall, rss = run(tools(corpus_dir, out, a.baseline)[n])
                 size, files = output_size(out)
                 results[n].append({"wall": wall, "rss": rss, "bytes": size, "files": files})
                 if n.startswith("s3logs"):
-                    r = json.loads(Path(str(out) + ".json").read_text())
-                    got = (r["rows_written"], r["lines_rejected"], r["lines_read"])
-                    want = (expected["records"], expected["malformed"], expected["lines"])
-                    if got != want:
-                        raise SystemExit(f"s3logs counts {got} != expected {want}")
+                    check_counts(json.loads(Path(str(out) + ".json").read_text()), expected)
                 shutil.rmtree(out, ignore_errors=True)
                 for extra in (Path(str(out) + ".json"), Path(str(out) + ".zst")):
                     extra.unlink(missing_ok=True)

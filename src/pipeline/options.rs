@@ -111,6 +111,13 @@ impl ConvertOptions {
         }
     }
 
+    /// Stored bytes of the windows drawn ahead of the parser and downloading: four windows. With
+    /// the window being parsed and the one being encoded, a run holds at most about six windows
+    /// of fetched bytes (48 MiB by default), whatever the number or size of the objects.
+    pub(crate) fn fetch_ahead_bytes(&self) -> u64 {
+        self.window_bytes.saturating_mul(4)
+    }
+
     /// The most decompressed bytes a parse group holds whole (a window has about four groups, and
     /// two windows are in flight); a compressed object whose content does not fit is streamed
     /// instead. Uncompressed objects always fit: a group holds at most a window of them.
@@ -141,7 +148,7 @@ impl Default for ConvertOptions {
             partition_by_bucket: false,
             store: StoreOptions::default(),
             key_dates: None,
-            concurrency: 16,
+            concurrency: 512,
             upload_part_bytes: 16 << 20,
             progress: false,
             sink: SinkOptions::default(),

@@ -19,8 +19,7 @@ use crate::pipeline::parse::group_bytes;
 use crate::pipeline::parse::groups;
 use crate::pipeline::parse::parse_in_chunks;
 use crate::pipeline::parse::process_group;
-use crate::pipeline::prefetch::fetched;
-use crate::pipeline::prefetch::spawn_prefetch;
+use crate::pipeline::prefetch::FetchAhead;
 use crate::pipeline::progress::Progress;
 use crate::pipeline::stats::BatchTally;
 use crate::rows::builder::ChunkOutput;
@@ -107,14 +106,23 @@ pub(crate) fn parse_and_write(
     // worker and back, both cores idle meanwhile.
     pool.install(|| -> Result<(), Error> {
         let mut parsed: Option<Parsed> = None;
-        let mut next = windows.next_window()?;
-        let mut pending = next.as_deref().and_then(|w| spawn_prefetch(w, rt, opts));
-        while let Some(window) = next.take() {
+        let mut ahead = FetchAhead::new(opts);
+        let draw = |ahead: &mut FetchAhead, windows: &mut BatchWindows| -> Result<(), Error> {
+            while ahead.wants_more() {
+                match windows.next_window()? {
+                    Some(w) => ahead.push(w, rt, opts),
+                    None => break,
+                }
+            }
+            Ok(())
+        };
+        draw(&mut ahead, windows)?;
+        while let Some(this) = ahead.pop() {
             // A safe point: what this batch wrote so far is local, and dropped with it.
             opts.stop.check()?;
-            let this = pending.take();
-            next = windows.next_window()?;
-            pending = next.as_deref().and_then(|w| spawn_prefetch(w, rt, opts));
+            // The windows after this one are drawn from the listing and download meanwhile.
+            draw(&mut ahead, windows)?;
+            let (window, download) = this.split();
             windows.feed.look_ahead(windows.ledger)?;
             let (objects, bytes) = windows.feed.found;
             progress.found(objects, bytes, windows.feed.listing.is_done());
@@ -123,13 +131,14 @@ pub(crate) fn parse_and_write(
                     write_parsed(p, &pool, &mut data, &mut rejects, windows, progress)?;
                 }
                 let started = Instant::now();
-                stream_object(big, rt, &pool, opts, &mut data, &mut rejects, &mut windows.tally)?;
+                let requests = ahead.requests();
+                stream_object(big, rt, requests, &pool, opts, &mut data, &mut rejects, &mut windows.tally)?;
                 windows.tally.read_parse_seconds += started.elapsed().as_secs_f64();
                 progress.converted(1, big.size);
                 continue;
             }
             let started = Instant::now();
-            let fetched = fetched(&window, rt, this)?;
+            let fetched = download.wait(&window, rt)?;
             if window.iter().any(SourceObject::is_remote) {
                 // Time spent waiting for downloads, beyond what overlapped with the previous window.
                 let fetch = &mut windows.tally.fetch;
@@ -174,7 +183,8 @@ pub(crate) fn parse_and_write(
                 }
                 for o in &deferred {
                     let started = Instant::now();
-                    stream_object(o, rt, &pool, opts, &mut data, &mut rejects, &mut windows.tally)?;
+                    let requests = ahead.requests();
+                    stream_object(o, rt, requests, &pool, opts, &mut data, &mut rejects, &mut windows.tally)?;
                     windows.tally.read_parse_seconds += started.elapsed().as_secs_f64();
                 }
             }
@@ -252,13 +262,14 @@ fn write_parsed(
 pub(crate) fn stream_object(
     o: &SourceObject,
     rt: Option<&tokio::runtime::Runtime>,
+    requests: &std::sync::Arc<tokio::sync::Semaphore>,
     pool: &rayon::ThreadPool,
     opts: &ConvertOptions,
     data: &mut PartitionedWriter,
     rejects: &mut PartitionedWriter,
     tally: &mut BatchTally,
 ) -> Result<(), Error> {
-    let mut raw = o.open_stream(rt, &opts.store.retry)?;
+    let mut raw = o.open_stream(rt, &opts.store.retry, requests)?;
     let mut reader = Capped { inner: &mut *raw, left: opts.max_object_bytes, read: 0 };
     let mut framer = LineFramer::new(opts.window_bytes as usize, opts.max_line_bytes);
     let mut parse = opts.parse_options(o, &[]);

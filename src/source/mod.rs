@@ -6,6 +6,7 @@
 //! [`listing`] finds them; [`read`] reads and decompresses them.
 
 pub mod listing;
+mod ranged;
 pub mod read;
 pub mod unit;
 
@@ -13,7 +14,6 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use futures::TryStreamExt;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
 
@@ -144,18 +144,20 @@ impl SourceObject {
         };
         let got = with_retries(retry, || async { store.get(path).await?.bytes().await }).await;
         match got {
-            Ok(bytes) => Ok(Fetched::Bytes(bytes.to_vec())),
+            // Without a copy when the body arrived as one buffer.
+            Ok(bytes) => Ok(Fetched::Bytes(Vec::from(bytes))),
             Err(object_store::Error::NotFound { .. }) => Ok(Fetched::Missing),
             Err(e) => Err(store_error(&self.name, &e)),
         }
     }
 
     /// Opens the object as a stream of decompressed bytes, for objects too large to hold whole.
-    /// Remote objects are streamed from their GET response (the request itself is retried).
+    /// Remote objects are read as parts fetched in parallel, each request retried on its own.
     pub fn open_stream(
         &self,
         rt: Option<&tokio::runtime::Runtime>,
         retry: &RetryPolicy,
+        requests: &Arc<tokio::sync::Semaphore>,
     ) -> Result<Box<dyn Read + Send>, Error> {
         use std::io::BufRead;
         let raw: Box<dyn Read + Send> = match &self.location {
@@ -164,11 +166,10 @@ impl SourceObject {
             Location::Pipe(p) => Box::new(open_pipe(p).map_err(|e| Error::read(p, e))?),
             Location::Store(store, path) => {
                 let rt = rt.ok_or_else(|| Error::Internal(format!("{} needs the async runtime", self.name)))?;
-                let got =
-                    rt.block_on(with_retries(retry, || store.get(path))).map_err(|e| store_error(&self.name, &e))?;
-                let stream = got.into_stream().map_err(std::io::Error::other);
-                let reader = tokio_util::io::StreamReader::new(stream);
-                Box::new(tokio_util::io::SyncIoBridge::new_with_handle(reader, rt.handle().clone()))
+                let (store, path, etag) = (store.clone(), path.clone(), self.etag.clone());
+                let (retry, requests) = (retry.clone(), requests.clone());
+                let reader = ranged::RangedReader::start(store, path, self.size, etag, retry, requests, rt.handle());
+                Box::new(reader)
             }
         };
         let mut buffered = std::io::BufReader::with_capacity(1 << 20, raw);

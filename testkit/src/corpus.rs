@@ -37,6 +37,10 @@ pub struct CorpusSpec {
     pub first_day: i32,
     /// The records spread over this many days.
     pub days: u32,
+    /// Object sizes: 0 makes them all equal; above, they are log-normal with this sigma around
+    /// the same mean (1.0 gives 2,048 objects of a GiB from about 10 KB to 10 MB: many small
+    /// ones and a tail of multi-MB ones, as S3 delivers for a bucket with quiet and busy hours).
+    pub size_sigma: f64,
 }
 
 impl Default for CorpusSpec {
@@ -48,6 +52,7 @@ impl Default for CorpusSpec {
             malformed_ratio: 0.0,
             first_day: 19_797, // 2024-03-15
             days: 4,
+            size_sigma: 0.0,
         }
     }
 }
@@ -346,13 +351,27 @@ fn malformed(rng: &mut Rng, out: &mut Vec<u8>, utc_secs: i64) {
 }
 
 /// The name and bytes of object `index`, and what it holds.
+/// Object `index`'s size over the mean: exp(sigma Z - sigma^2 / 2) for a standard normal Z drawn
+/// from the index (Box-Muller), so the mean stays 1.
+fn size_factor(spec: &CorpusSpec, index: usize) -> f64 {
+    if spec.size_sigma <= 0.0 {
+        return 1.0;
+    }
+    let mut rng = Rng(spec.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (index as u64).rotate_left(17) ^ 0x5a5a);
+    let uniform = |rng: &mut Rng| ((rng.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    let (u1, u2) = (uniform(&mut rng), uniform(&mut rng));
+    let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+    (spec.size_sigma * z - spec.size_sigma * spec.size_sigma / 2.0).exp()
+}
+
 pub fn object(spec: &CorpusSpec, index: usize) -> (String, Vec<u8>, Expected) {
     let mut rng = Rng(spec.seed.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ index as u64);
     let span = spec.days as i64 * 86_400;
     let start = spec.first_day as i64 * 86_400 + span * index as i64 / spec.objects.max(1) as i64;
     // An object holds about two hours of records, so objects near midnight straddle it.
     let window = 7_200i64;
-    let target = (spec.total_bytes / spec.objects.max(1) as u64).max(1) as usize;
+    let mean = spec.total_bytes as f64 / spec.objects.max(1) as f64;
+    let target = (mean * size_factor(spec, index)).max(1.0) as usize;
     let mut out = Vec::with_capacity(target + 2048);
     let mut exp = Expected { objects: 1, ..Expected::default() };
     let lines_estimate = (target / 420).max(1) as i64;

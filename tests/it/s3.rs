@@ -1944,3 +1944,58 @@ fn a_glue_table_follows_the_converted_days() {
     let older = glue("print(len(g.get_partitions(DatabaseName='logs', TableName='older')['Partitions']))\n");
     assert_eq!(older, ["3"]);
 }
+
+/// Fetching under S3's latency (the test kit's model of S3 over local files: 20 ms a request):
+/// many small objects get many requests in flight at once, never more than `--concurrency`; a
+/// large object is read as 8 MiB ranged GETs; every line ends as one row or one reject.
+#[test]
+fn fetching_keeps_many_small_requests_in_flight_within_the_cap() {
+    use s3logs_testkit::s3_model::{S3Model, Timing};
+    use std::sync::atomic::Ordering;
+    let tmp = tempfile::tempdir().unwrap();
+    let logs = tmp.path().join("corpus/logs");
+    let mut objects: Vec<(String, Vec<u8>)> = common::write_corpus(&logs, 300, 3 << 20, 7)
+        .into_iter()
+        .map(|(name, _, body)| (format!("s3://bench/logs/{name}"), body))
+        .collect();
+    // One object of just over 16 MiB: three parts.
+    let spec = s3logs_testkit::corpus::CorpusSpec { total_bytes: 16 << 20 | 1, objects: 1, ..Default::default() };
+    let (name, body, _) = s3logs_testkit::corpus::object(&spec, 0);
+    std::fs::write(logs.join(&name), &body).unwrap();
+    objects.push((format!("s3://bench/logs/{name}"), body));
+
+    let run = |cap: usize, out: &str| {
+        let local = Arc::new(object_store::local::LocalFileSystem::new_with_prefix(tmp.path().join("corpus")).unwrap());
+        let timing = Timing { latency: Duration::from_millis(20), bandwidth: 100e6 };
+        let model = Arc::new(S3Model::new(local, timing));
+        let counts = model.counts.clone();
+        let layer = s3logs::StoreLayer(Arc::new(move |_| model.clone() as Arc<dyn object_store::ObjectStore>));
+        let opts = s3logs::ConvertOptions {
+            sources: vec!["s3://bench/logs/".into()],
+            output: tmp.path().join(out),
+            max_reject_ratio: 1.0,
+            concurrency: cap,
+            store: s3logs::StoreOptions {
+                region: Some("us-east-1".into()),
+                static_credentials: Some(("unused".into(), "unused".into())),
+                layer: Some(layer),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let report = s3logs::run(&opts).unwrap();
+        assert_eq!(report.objects_read, 301);
+        let mut ids = common::line_ids(&tmp.path().join(out).join("data"));
+        ids.extend(common::line_ids(&tmp.path().join(out).join("rejects")));
+        ids.sort();
+        assert_eq!(ids, common::expected_ids(&objects), "every line once");
+        (counts.max_in_flight.load(Ordering::Relaxed), counts.gets.load(Ordering::Relaxed))
+    };
+    let (in_flight, gets) = run(512, "wide");
+    // A day's 75 objects of 10 KB (a unit, fetched as one batch) are less than the bytes fetched
+    // ahead: all may be in flight (a fixed 16 a window, two windows, allowed 32).
+    assert!(in_flight > 50, "{in_flight} requests in flight at most");
+    assert_eq!(gets, 300 + 3, "one GET per small object, three 8 MiB parts for the large one");
+    let (in_flight, _) = run(8, "narrow");
+    assert!(in_flight <= 8 + 1, "{in_flight} requests in flight with --concurrency 8 (and the listing)");
+}

@@ -1,7 +1,7 @@
 //! Writes a deterministic benchmark corpus of S3 access log objects, plus `expected.json`.
 //!
 //! cargo run --release --example gen_corpus -- --out DIR [--bytes 1GiB] [--objects 2048]
-//!     [--seed 1] [--malformed 0.01] [--days 4]
+//!     [--seed 1] [--malformed 0.01] [--days 4] [--size-sigma 1.0]
 
 use std::path::PathBuf;
 
@@ -25,6 +25,9 @@ struct Args {
     malformed: f64,
     #[arg(long, default_value_t = 4)]
     days: u32,
+    /// Log-normal object sizes with this sigma around the mean size (0: all equal).
+    #[arg(long, default_value_t = 1.0)]
+    size_sigma: f64,
 }
 
 fn size(s: &str) -> u64 {
@@ -47,6 +50,7 @@ fn main() {
         objects: a.objects,
         malformed_ratio: a.malformed,
         days: a.days,
+        size_sigma: a.size_sigma,
         ..CorpusSpec::default()
     };
     let logs = a.out.join("logs");
