@@ -38,8 +38,7 @@ fn main() {
     let (root, prefix, out) = (args[1].clone(), args[2].clone(), args[3].clone());
     let arg = |i: usize, default: f64| args.get(i).map_or(default, |v| v.parse().expect("a number"));
     let timing = Timing { latency: Duration::from_secs_f64(arg(4, 30.0) / 1000.0), bandwidth: arg(5, 100.0) * 1e6 };
-    let local = Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&root).expect("corpus root"));
-    let model = Arc::new(S3Model::new(local, timing));
+    let model = Arc::new(S3Model::over_folder(std::path::Path::new(&root), timing));
     let counts = model.counts.clone();
     let layer = StoreLayer(Arc::new(move |_s3| model.clone() as Arc<dyn object_store::ObjectStore>));
     let mut opts = ConvertOptions {

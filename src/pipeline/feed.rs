@@ -96,12 +96,14 @@ impl<'a> Feed<'a> {
         }
     }
 
-    /// The next object `ledger` does not hold, waiting for the listing if need be.
-    pub(crate) fn next_new(&mut self, ledger: &Ledger) -> Result<Option<SourceObject>, Error> {
+    /// The next object `ledger` does not hold, waiting for the listing if need be (`wait`; else
+    /// `None` also when the listing has not handed over more yet).
+    pub(crate) fn next_new(&mut self, ledger: &Ledger, wait: bool) -> Result<Option<SourceObject>, Error> {
         if let Some(o) = self.replay.pop_front().or_else(|| self.peeked.take()).or_else(|| self.ahead.pop_front()) {
             return Ok(Some(o));
         }
-        while let Some(o) = self.listing.next_object()? {
+        let next = |listing: &mut Listing| if wait { listing.next_object() } else { listing.ready_object() };
+        while let Some(o) = next(self.listing)? {
             let Some(o) = self.of_unit(o) else { return Ok(None) };
             if let Some(o) = self.classify(o, ledger) {
                 return Ok(Some(o));
@@ -183,12 +185,14 @@ pub(crate) struct BatchWindows<'f, 'a> {
 }
 
 impl BatchWindows<'_, '_> {
-    pub(crate) fn next_window(&mut self) -> Result<Option<Vec<SourceObject>>, Error> {
+    /// The next window, waiting for the listing if need be (`wait`); without waiting, what the
+    /// listing has handed over already (a window cut short, or `None`).
+    pub(crate) fn next_window(&mut self, wait: bool) -> Result<Option<Vec<SourceObject>>, Error> {
         if self.taken_bytes >= self.batch_bytes {
             return Ok(None);
         }
         let (mut window, mut size) = (Vec::new(), 0u64);
-        while let Some(o) = self.feed.next_new(self.ledger)? {
+        while let Some(o) = self.feed.next_new(self.ledger, wait)? {
             let alone = alone(&o, self.window_bytes);
             if alone && !window.is_empty() {
                 self.feed.peeked = Some(o);

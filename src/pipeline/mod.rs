@@ -245,7 +245,7 @@ fn convert_unit(
     };
     if opts.dry_run {
         stats.dry_run = true;
-        while let Some(o) = feed.next_new(&ledger)? {
+        while let Some(o) = feed.next_new(&ledger, true)? {
             stats.would_convert.push(PlannedObject { name: o.name.clone(), size: o.size });
         }
         finish(&feed, units, stats);
@@ -253,7 +253,7 @@ fn convert_unit(
         put_back(units, neighbours, ledger);
         return Ok(());
     }
-    let first = feed.next_new(&ledger)?;
+    let first = feed.next_new(&ledger, true)?;
     if first.is_none() && dest.staged_batches()?.is_empty() && !needs_repair(dest, &ledger)? {
         // A run killed between emptying a local staging folder and removing it leaves it empty.
         if let Some(root) = dest.local_root() {
@@ -270,7 +270,7 @@ fn convert_unit(
         Err(Error::Busy { holder, .. }) => {
             tracing::warn!(unit, holder, "another run holds this unit; left to it (retry later)");
             // Its objects are that run's: drawn here only to reach the next unit.
-            while feed.next_new(&ledger)?.is_some() {}
+            while feed.next_new(&ledger, true)?.is_some() {}
             drop(feed);
             units.busy.push(unit.clone());
             put_back(units, neighbours, ledger);

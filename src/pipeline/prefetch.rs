@@ -44,6 +44,10 @@ impl FetchAhead {
         &self.requests
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
     /// Whether another window may be drawn: the queue is empty, or under its budget.
     pub(crate) fn wants_more(&self) -> bool {
         self.queue.is_empty() || self.bytes < self.budget

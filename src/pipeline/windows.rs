@@ -107,9 +107,11 @@ pub(crate) fn parse_and_write(
     pool.install(|| -> Result<(), Error> {
         let mut parsed: Option<Parsed> = None;
         let mut ahead = FetchAhead::new(opts);
+        // Windows are drawn ahead from what the listing has handed over; only with none ahead
+        // does the loop wait for the listing.
         let draw = |ahead: &mut FetchAhead, windows: &mut BatchWindows| -> Result<(), Error> {
             while ahead.wants_more() {
-                match windows.next_window()? {
+                match windows.next_window(ahead.is_empty())? {
                     Some(w) => ahead.push(w, rt, opts),
                     None => break,
                 }

@@ -387,7 +387,6 @@ pub(crate) async fn stream_s3(
     send: &mut dyn FnMut(Vec<SourceObject>) -> bool,
 ) -> Result<(), Error> {
     let dates = scope.dates;
-    use futures::StreamExt;
     let fail = |cause: String| Error::Store { url: url.to_string(), cause: first_line(&cause) };
     let (bucket, prefix) = split_s3_url(url).ok_or_else(|| fail("not an s3://bucket/prefix URL".into()))?;
     let store = s3_store(bucket, opts).map_err(fail)?;
@@ -407,58 +406,99 @@ pub(crate) async fn stream_s3(
                 || crate::source::unit::unit_of_range(&bucket_url, r).is_none_or(|u| scope.selection.takes(&u))
         })
         .collect();
-    for range in ranges {
-        let (mut after, mut attempt) = (None::<String>, 0u32);
-        loop {
-            // What has arrived is handed over at once (an S3 page at a time), not 1,000 keys at a time.
-            let mut pages = list_prefix(&store, &range, after.as_deref()).ready_chunks(1000);
-            let failed = loop {
-                let page = match tokio::time::timeout(policy.timeout, pages.next()).await {
-                    Err(_) => break format!("listing timed out after {:?}", policy.timeout),
-                    Ok(None) => break String::new(),
-                    Ok(Some(page)) => page,
-                };
-                let mut metas = Vec::with_capacity(page.len());
-                let mut error = None;
-                for m in page {
-                    match m {
-                        Ok(m) => metas.push(m),
-                        Err(e) if is_permanent(&e) => return Err(store_error(url, &e)),
-                        Err(e) => {
-                            error = Some(describe(&e));
-                            break;
-                        }
+    // The first few ranges (days) are listed at once, each into a channel of a few pages, and
+    // handed over in order: the listing keeps ahead of fetching even when each day's pages wait
+    // for S3. A range's task stops when its channel is dropped (the run stopped listening).
+    let mut ahead = std::collections::VecDeque::new();
+    let mut ranges = ranges.into_iter();
+    loop {
+        while ahead.len() < RANGES_AHEAD {
+            let Some(range) = ranges.next() else { break };
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<SourceObject>, Error>>(PAGES_AHEAD);
+            let (store, bucket, url, policy) = (store.clone(), bucket.to_string(), url.to_string(), policy.clone());
+            tokio::spawn(async move {
+                if let Err(e) = list_range(&store, &bucket, &url, &range, dates, &policy, &tx).await {
+                    let _ = tx.send(Err(e)).await;
+                }
+            });
+            ahead.push_back(rx);
+        }
+        let Some(mut rx) = ahead.pop_front() else { return Ok(()) };
+        while let Some(page) = rx.recv().await {
+            if !send(page?) {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Key ranges listed at once when `--since/--until` gives several days.
+const RANGES_AHEAD: usize = 4;
+/// Pages (of up to 1,000 keys) a range listed ahead holds before it waits.
+const PAGES_AHEAD: usize = 16;
+
+/// Lists one key range of `store` into `tx`, page by page, retrying from the last key handed
+/// over; it ends early when nobody listens any more.
+async fn list_range(
+    store: &Arc<dyn ObjectStore>,
+    bucket: &str,
+    url: &str,
+    range: &str,
+    dates: Option<KeyDates>,
+    policy: &crate::store::retry::RetryPolicy,
+    tx: &tokio::sync::mpsc::Sender<Result<Vec<SourceObject>, Error>>,
+) -> Result<(), Error> {
+    use futures::StreamExt;
+    let (mut after, mut attempt) = (None::<String>, 0u32);
+    loop {
+        // What has arrived is handed over at once (an S3 page at a time), not 1,000 keys at a time.
+        let mut pages = list_prefix(store, range, after.as_deref()).ready_chunks(1000);
+        let failed = loop {
+            let page = match tokio::time::timeout(policy.timeout, pages.next()).await {
+                Err(_) => break format!("listing timed out after {:?}", policy.timeout),
+                Ok(None) => break String::new(),
+                Ok(Some(page)) => page,
+            };
+            let mut metas = Vec::with_capacity(page.len());
+            let mut error = None;
+            for m in page {
+                match m {
+                    Ok(m) => metas.push(m),
+                    Err(e) if is_permanent(&e) => return Err(store_error(url, &e)),
+                    Err(e) => {
+                        error = Some(describe(&e));
+                        break;
                     }
                 }
-                if let Some(last) = metas.last() {
-                    after = Some(last.location.to_string());
-                }
-                let objects = metas
-                    .into_iter()
-                    .filter(|m| dates.is_none_or(|d| d.contains_key(m.location.as_ref())))
-                    .map(|m| SourceObject {
-                        name: format!("s3://{bucket}/{}", m.location),
-                        size: m.size,
-                        etag: m.e_tag,
-                        location: Location::Store(store.clone(), m.location),
-                    })
-                    .collect();
-                if !send(objects) {
-                    return Ok(());
-                }
-                if let Some(e) = error {
-                    break e;
-                }
-            };
-            if failed.is_empty() {
-                break;
             }
-            attempt += 1;
-            if attempt >= policy.attempts.max(1) {
-                return Err(Error::Temporary { url: url.to_string(), cause: failed });
+            if let Some(last) = metas.last() {
+                after = Some(last.location.to_string());
             }
-            back_off(policy, attempt, &failed).await;
+            let objects = metas
+                .into_iter()
+                .filter(|m| dates.is_none_or(|d| d.contains_key(m.location.as_ref())))
+                .map(|m| SourceObject {
+                    name: format!("s3://{bucket}/{}", m.location),
+                    size: m.size,
+                    etag: m.e_tag,
+                    location: Location::Store(store.clone(), m.location),
+                })
+                .collect();
+            if tx.send(Ok(objects)).await.is_err() {
+                return Ok(());
+            }
+            if let Some(e) = error {
+                break e;
+            }
+        };
+        if failed.is_empty() {
+            break;
         }
+        attempt += 1;
+        if attempt >= policy.attempts.max(1) {
+            return Err(Error::Temporary { url: url.to_string(), cause: failed });
+        }
+        back_off(policy, attempt, &failed).await;
     }
     Ok(())
 }

@@ -1965,9 +1965,8 @@ fn fetching_keeps_many_small_requests_in_flight_within_the_cap() {
     objects.push((format!("s3://bench/logs/{name}"), body));
 
     let run = |cap: usize, out: &str| {
-        let local = Arc::new(object_store::local::LocalFileSystem::new_with_prefix(tmp.path().join("corpus")).unwrap());
         let timing = Timing { latency: Duration::from_millis(20), bandwidth: 100e6 };
-        let model = Arc::new(S3Model::new(local, timing));
+        let model = Arc::new(S3Model::over_folder(&tmp.path().join("corpus"), timing));
         let counts = model.counts.clone();
         let layer = s3logs::StoreLayer(Arc::new(move |_| model.clone() as Arc<dyn object_store::ObjectStore>));
         let opts = s3logs::ConvertOptions {
