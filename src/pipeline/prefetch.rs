@@ -15,7 +15,7 @@ type Prefetch = tokio::task::JoinHandle<Result<Vec<Fetched>, Error>>;
 
 /// A window drawn ahead of the parser, with its download when it has one.
 pub(crate) struct Ahead {
-    pub(crate) window: Vec<SourceObject>,
+    window: Vec<SourceObject>,
     pending: Option<Prefetch>,
     /// What the window counts against the budget.
     bytes: u64,

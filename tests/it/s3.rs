@@ -65,17 +65,16 @@ impl Moto {
 
     /// The object `key` of `bucket`.
     fn get(&self, bucket: &str, key: &str) -> Vec<u8> {
-        use object_store::ObjectStoreExt;
-        let (rt, store) = self.client(bucket);
-        rt.block_on(async { store.get(&key.into()).await.unwrap().bytes().await.unwrap() }).to_vec()
+        read(&self.client(bucket), key)
     }
 
     /// Downloads every object under `s3://bucket/prefix/` into `dir`, keeping relative paths.
     fn download(&self, bucket: &str, prefix: &str, dir: &Path) {
+        let client = self.client(bucket);
         for key in self.keys(bucket, &format!("{prefix}/")) {
             let to = dir.join(&key[prefix.len() + 1..]);
             std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-            std::fs::write(to, self.get(bucket, &key)).unwrap();
+            std::fs::write(to, read(&client, &key)).unwrap();
         }
     }
 
@@ -129,6 +128,12 @@ impl Moto {
             rt.block_on(store.put(&key, body.into())).unwrap();
         }
     }
+}
+
+/// The object `key` through `client` (see [`Moto::client`]).
+fn read((rt, store): &(tokio::runtime::Runtime, object_store::aws::AmazonS3), key: &str) -> Vec<u8> {
+    use object_store::ObjectStoreExt;
+    rt.block_on(async { store.get(&key.into()).await.unwrap().bytes().await.unwrap() }).to_vec()
 }
 
 impl Drop for Moto {
