@@ -103,6 +103,7 @@ impl Catalog {
             .or_else(|| env("AWS_ENDPOINT_URL_GLUE"))
             .or_else(|| env("AWS_ENDPOINT_URL"))
             .unwrap_or_else(|| format!("https://glue.{region}.amazonaws.com"));
+        crate::store::install_tls();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()

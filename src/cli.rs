@@ -265,10 +265,10 @@ fn json_logs_asked() -> bool {
 fn init_logs(format: LogFormat) {
     // The AWS SDK's own warnings are left out by default: they repeat what s3logs' error says, and
     // a failing credential_process's output (which may hold a secret) is among them. RUST_LOG
-    // brings them back.
+    // brings them back. So are the TLS verifier's, which the error names too.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(
-            "warn,s3logs::summary=info,aws_config=off,aws_runtime=off,aws_smithy_runtime=off,aws_credential_types=off",
+            "warn,s3logs::summary=info,aws_config=off,aws_runtime=off,aws_smithy_runtime=off,aws_credential_types=off,rustls_platform_verifier=off",
         )
     });
     // Colours only for a person at a terminal: redirected logs stay plain text.

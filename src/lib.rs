@@ -41,7 +41,7 @@ pub use source::KeyDates;
 pub use source::unit::{Selection, shard_of, unit_of};
 pub use stop::StopFlag;
 pub use store::retry::{RequestMetrics, RetryPolicy};
-pub use store::{StoreLayer, StoreOptions, WrapStore};
+pub use store::{StoreLayer, StoreOptions, WrapStore, install_tls};
 
 /// The parsers and the line framing, as the conversion uses them: for benchmarks, and for tests
 /// that hold the two parsers to each other.

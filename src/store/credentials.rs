@@ -11,10 +11,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_config::BehaviorVersion;
+use aws_config::provider_config::ProviderConfig;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use object_store::CredentialProvider;
 use object_store::aws::AwsCredential;
 use tokio::sync::{Mutex, OnceCell};
+
+use crate::store::sdk_http_client;
 
 /// The AWS SDK's default credential chain, as an object_store credential provider.
 #[derive(Debug, Default)]
@@ -55,9 +58,16 @@ impl CredentialProvider for SdkCredentials {
                     // A profile named on the command line is the one used, not keys in the
                     // environment (the AWS CLI drops them from its chain then, too).
                     Some(p) => Some(SharedCredentialsProvider::new(
-                        aws_config::profile::ProfileFileCredentialsProvider::builder().profile_name(p).build(),
+                        aws_config::profile::ProfileFileCredentialsProvider::builder()
+                            .configure(&ProviderConfig::default().with_http_client(sdk_http_client()))
+                            .profile_name(p)
+                            .build(),
                     )),
-                    None => aws_config::defaults(BehaviorVersion::latest()).load().await.credentials_provider(),
+                    None => aws_config::defaults(BehaviorVersion::latest())
+                        .http_client(sdk_http_client())
+                        .load()
+                        .await
+                        .credentials_provider(),
                 }
             })
             .await

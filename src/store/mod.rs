@@ -15,6 +15,21 @@ use crate::error::Error;
 use crate::store::retry::RetryPolicy;
 use crate::store::retry::is_permanent;
 
+/// Makes ring rustls' crypto for every HTTPS client of the process (object_store's S3 client, the
+/// Glue client, the AWS SDK's credential providers). Idempotent; called before any client is built.
+pub fn install_tls() {
+    // An error only says a provider is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The AWS SDK's HTTP client (SSO, STS, instance metadata), over rustls with ring.
+pub(crate) fn sdk_http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+        .build_https()
+}
+
 /// A wrapper put around every object store a run opens: for fault injection and request
 /// counting in tests, or instrumentation.
 #[derive(Clone)]
@@ -145,6 +160,7 @@ fn configured_endpoint(profile: Option<&str>, rt: &tokio::runtime::Runtime) -> O
     use aws_types::service_config::ServiceConfigKey;
     // A fixed region: the loader would otherwise look for one, as far as instance metadata.
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(sdk_http_client())
         .region(aws_types::region::Region::from_static("us-east-1"));
     if let Some(p) = profile {
         loader = loader.profile_name(p);
@@ -186,6 +202,7 @@ pub fn s3_stores(
     bucket: &str,
     opts: &StoreOptions,
 ) -> Result<(Arc<dyn ObjectStore>, Arc<object_store::aws::AmazonS3>), String> {
+    install_tls();
     let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
     match &opts.static_credentials {
         Some((id, secret)) => b = b.with_access_key_id(id).with_secret_access_key(secret),

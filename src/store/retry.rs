@@ -42,12 +42,20 @@ impl RequestMetrics {
     }
 }
 
-/// Errors that another attempt will not fix: the typed ones, and a client error (4xx other than
-/// 408 and 429) that object_store reports only inside a generic error's text.
+/// Errors that another attempt will not fix: the typed ones, a client error (4xx other than 408
+/// and 429) that object_store reports only inside a generic error's text, and a TLS certificate
+/// the endpoint's name or the machine's roots do not accept.
 pub(crate) fn is_permanent(e: &object_store::Error) -> bool {
     use object_store::Error as E;
     if let E::Generic { .. } = e {
         let text = e.to_string();
+        let mut cause: Option<&dyn std::error::Error> = Some(e);
+        while let Some(c) = cause {
+            if c.to_string().contains("invalid peer certificate") {
+                return true;
+            }
+            cause = c.source();
+        }
         if let Some(i) = text.find("status code: ") {
             let code = &text[i + 13..text.len().min(i + 16)];
             return code.starts_with('4') && code != "408" && code != "429";
@@ -100,4 +108,26 @@ pub(crate) async fn back_off(policy: &RetryPolicy, retry: u32, error: &str) {
     tracing::warn!(attempt = retry, error, "retrying");
     let delay = policy.base_delay.saturating_mul(1 << (retry - 1).min(6));
     tokio::time::sleep(delay.min(std::time::Duration::from_secs(10))).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generic(text: &str) -> object_store::Error {
+        object_store::Error::Generic { store: "S3", source: text.to_string().into() }
+    }
+
+    /// Another attempt is made for what may heal (throttling, 5xx, a refused connection), not for
+    /// a client error or a certificate the endpoint will keep presenting.
+    #[test]
+    fn only_what_may_heal_is_tried_again() {
+        assert!(!is_permanent(&generic("Server returned non-2xx status code: 503 Service Unavailable")));
+        assert!(!is_permanent(&generic("Server returned non-2xx status code: 429 Too Many Requests")));
+        assert!(!is_permanent(&generic("cannot reach https://127.0.0.1:1: Connection refused (os error 111)")));
+        assert!(is_permanent(&generic("Server returned non-2xx status code: 403 Forbidden")));
+        assert!(is_permanent(&generic(
+            "cannot reach https://localhost:18443: invalid peer certificate: UnknownIssuer, after 10 retries"
+        )));
+    }
 }

@@ -23,7 +23,11 @@ impl Moto {
         let child = Command::new("python3")
             .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            // S3LOGS_TEST_MOTO_LOG=FILE appends moto's request log there (to count requests).
+            .stderr(match std::env::var("S3LOGS_TEST_MOTO_LOG") {
+                Ok(f) => Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(f).unwrap()),
+                Err(_) => Stdio::null(),
+            })
             .spawn()
             .expect("python3 -m moto.server (pip install 'moto[server]')");
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -38,6 +42,7 @@ impl Moto {
     /// a runtime to drive it: no Python process per call.
     fn client(&self, bucket: &str) -> (tokio::runtime::Runtime, object_store::aws::AmazonS3) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        s3logs::install_tls();
         let store = object_store::aws::AmazonS3Builder::new()
             .with_endpoint(&self.endpoint)
             .with_allow_http(true)
