@@ -14,4 +14,7 @@ if ! python3 -c "import moto.server, boto3" 2>/dev/null; then
   # The tests start `python3 -m moto.server` and run boto3 scripts with `python3`.
   export PATH="$PWD/.venv/bin:$PATH"
 fi
+# Two tests per core: most of the S3 tests wait on moto's one Python thread or on child processes,
+# and the suite runs in 95 s instead of 112 s on 2 cores (docs/performance.md, set-up).
+export RUST_TEST_THREADS="${RUST_TEST_THREADS:-$(( $(nproc) * 2 ))}"
 exec cargo test --workspace "$@"
