@@ -34,6 +34,7 @@ fn peak_rss_kib() -> u64 {
 }
 
 fn main() {
+    s3logs::allocator::keep_freed_memory_longer();
     let args: Vec<String> = std::env::args().collect();
     let (root, prefix, out) = (args[1].clone(), args[2].clone(), args[3].clone());
     let arg = |i: usize, default: f64| args.get(i).map_or(default, |v| v.parse().expect("a number"));

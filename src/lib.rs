@@ -15,6 +15,7 @@
 //! else is the crate's own.
 
 mod access_log;
+pub mod allocator;
 mod backfill;
 mod catalog;
 pub mod cli;
