@@ -1824,6 +1824,70 @@ fn shards_into_an_s3_dest_crashed_and_resharded_convert_everything_once() {
     assert!(crate::backfill::table(&local) == crate::backfill::table(&one), "the table of one run, row for row");
 }
 
+/// An HTTPS endpoint whose certificate the machine does not trust (self-signed, made here with
+/// Python's `cryptography`, which moto brings): TLS gets as far as checking it (so the crypto
+/// provider works), and the run stops at the first refusal with exit 74 and the reason, instead of
+/// retrying a certificate that will not change.
+#[test]
+fn an_untrusted_certificate_is_one_clear_error_not_retried() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let server = r#"
+import datetime, ssl, sys, http.server
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+key = ec.generate_private_key(ec.SECP256R1())
+name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+now = datetime.datetime.now(datetime.timezone.utc)
+cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256()))
+open("cert.pem", "wb").write(cert.public_bytes(serialization.Encoding.PEM))
+open("key.pem", "wb").write(key.private_bytes(serialization.Encoding.PEM,
+    serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain("cert.pem", "key.pem")
+httpd = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), http.server.BaseHTTPRequestHandler)
+httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+httpd.timeout = 60
+while True:
+    try:
+        httpd.handle_request()
+    except Exception:
+        pass
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", server, &port.to_string()])
+        .current_dir(tmp.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the HTTPS server did not start on port {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out_dir = tmp.path().join("out");
+    let out = s3logs(
+        &["convert", "s3://logs-bucket/logs/", "--output", out_dir.to_str().unwrap()],
+        &format!("https://localhost:{port}"),
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(74), "{stderr}");
+    assert!(stderr.contains("invalid peer certificate"), "{stderr}");
+    assert!(stderr.contains(&format!("https://localhost:{port}")), "{stderr}");
+    assert!(!stderr.contains("retrying"), "a certificate error is not tried again:\n{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line:\n{stderr}");
+    assert!(!out_dir.join("data").exists(), "nothing written");
+}
+
 /// What a user sees when S3 says no (stdout, stderr, exit code), snapshotted: a misspelled
 /// bucket, a misspelled prefix, no credentials, and an endpoint nobody answers on.
 #[test]
