@@ -15,8 +15,9 @@ use crate::error::Error;
 use crate::store::retry::RetryPolicy;
 use crate::store::retry::is_permanent;
 
-/// Makes ring the crypto provider of rustls for every HTTPS client of the process (object_store's S3 client, the
-/// Glue client, the AWS SDK's credential providers). Idempotent; called before any client is built.
+/// Makes ring the crypto provider of rustls for every HTTPS client of the process (object_store's
+/// S3 client, the Glue client, the AWS SDK's credential providers). Idempotent; called before any
+/// client is built.
 pub fn install_tls() {
     // An error only says a provider is installed already.
     let _ = rustls::crypto::ring::default_provider().install_default();
