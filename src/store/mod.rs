@@ -238,13 +238,15 @@ pub fn s3_stores(
     Ok((store, s3))
 }
 
+/// An error as object_store reports most S3 answers: generic, with the whole story in its text.
+#[cfg(test)]
+pub(crate) fn generic(text: &str) -> object_store::Error {
+    object_store::Error::Generic { store: "S3", source: text.to_string().into() }
+}
+
 #[cfg(test)]
 mod describe_tests {
-    use super::describe;
-
-    fn generic(text: &str) -> object_store::Error {
-        object_store::Error::Generic { store: "S3", source: text.to_string().into() }
-    }
+    use super::{describe, generic};
 
     /// What object_store says about an S3 error answer: the request, then the body on the next
     /// lines. The code and message are what an operator acts on.

@@ -113,10 +113,7 @@ pub(crate) async fn back_off(policy: &RetryPolicy, retry: u32, error: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn generic(text: &str) -> object_store::Error {
-        object_store::Error::Generic { store: "S3", source: text.to_string().into() }
-    }
+    use crate::store::generic;
 
     /// Another attempt is made for what may heal (throttling, 5xx, a refused connection), not for
     /// a client error or a certificate the endpoint will keep presenting.
