@@ -94,16 +94,23 @@ pub(crate) fn describe(e: &object_store::Error) -> String {
     }
 }
 
+/// The innermost cause of an error: for a request that got no answer, what the connection or TLS
+/// said (object_store's own text leaves it out).
+pub(crate) fn root_cause<'a>(e: &'a (dyn std::error::Error + 'static)) -> &'a (dyn std::error::Error + 'static) {
+    let mut root = e;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    root
+}
+
 /// A request that never got an answer (connection refused, DNS, TLS), in plain words: the
 /// endpoint, the root cause object_store's text leaves out, and its retries.
 fn unreachable_endpoint(e: &object_store::Error, text: &str) -> Option<String> {
     if !text.contains("error sending request") {
         return None;
     }
-    let mut root: &dyn std::error::Error = e;
-    while let Some(next) = root.source() {
-        root = next;
-    }
+    let root = root_cause(e);
     let start = text.find("http://").or_else(|| text.find("https://"))?;
     let url = &text[start..];
     let host_end = url.find("://").map(|i| i + 3).and_then(|i| url[i..].find(['/', ' ']).map(|j| i + j));

@@ -49,12 +49,8 @@ pub(crate) fn is_permanent(e: &object_store::Error) -> bool {
     use object_store::Error as E;
     if let E::Generic { .. } = e {
         let text = e.to_string();
-        let mut cause: Option<&dyn std::error::Error> = Some(e);
-        while let Some(c) = cause {
-            if c.to_string().contains("invalid peer certificate") {
-                return true;
-            }
-            cause = c.source();
+        if crate::store::root_cause(e).to_string().contains("invalid peer certificate") {
+            return true;
         }
         if let Some(i) = text.find("status code: ") {
             let code = &text[i + 13..text.len().min(i + 16)];
