@@ -17,9 +17,23 @@ struct Moto {
     endpoint: String,
 }
 
+/// A loopback port nobody listens on yet, for a server a test starts.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits until a server listens on loopback `port`, at most `within`; `what` names it if not.
+fn wait_for_port(port: u16, within: Duration, what: &str) {
+    let deadline = Instant::now() + within;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not start on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 impl Moto {
     fn start() -> Moto {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_port();
         let child = Command::new("python3")
             .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
@@ -30,11 +44,7 @@ impl Moto {
             })
             .spawn()
             .expect("python3 -m moto.server (pip install 'moto[server]')");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto did not start on port {port}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for_port(port, Duration::from_secs(30), "moto");
         Moto { child, endpoint: format!("http://127.0.0.1:{port}") }
     }
 
@@ -1060,7 +1070,7 @@ impl SsoPortal {
     fn start() -> SsoPortal {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("requests");
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_port();
         let script = format!(
             "import http.server, json, time\n\
              class H(http.server.BaseHTTPRequestHandler):\n\
@@ -1080,11 +1090,7 @@ impl SsoPortal {
         );
         let child =
             Command::new("python3").args(["-c", &script]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "the SSO stand-in did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_port(port, Duration::from_secs(10), "the SSO stand-in");
         SsoPortal { child, endpoint: format!("http://127.0.0.1:{port}"), log, _dir: dir }
     }
 
@@ -1831,7 +1837,7 @@ fn shards_into_an_s3_dest_crashed_and_resharded_convert_everything_once() {
 #[test]
 fn an_untrusted_certificate_is_one_clear_error_not_retried() {
     let tmp = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let server = r#"
 import datetime, ssl, sys, http.server
 from cryptography import x509
@@ -1867,11 +1873,7 @@ while True:
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the HTTPS server did not start on port {port}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_port(port, Duration::from_secs(30), "the HTTPS server");
     let out_dir = tmp.path().join("out");
     let out = s3logs(
         &["convert", "s3://logs-bucket/logs/", "--output", out_dir.to_str().unwrap()],
