@@ -100,7 +100,7 @@ impl S3Model {
         S3Model { folder: Some(root.to_path_buf()), ..S3Model::new(Arc::new(local), timing) }
     }
 
-    /// A GET without range or conditions of a file of `folder`, read on the spot.
+    /// A GET without range or conditions of a file of `folder`, opened on the spot.
     fn plain_get(&self, location: &Path, options: &GetOptions) -> Option<Result<GetResult>> {
         let folder = self.folder.as_ref()?;
         let plain = options.range.is_none()
@@ -112,11 +112,11 @@ impl S3Model {
         if !plain {
             return None;
         }
-        let file = folder.join(location.as_ref());
-        let read = std::fs::read(&file).and_then(|b| Ok((std::fs::metadata(&file)?, b)));
-        Some(match read {
-            Ok((meta, body)) => {
-                let size = body.len() as u64;
+        let path = folder.join(location.as_ref());
+        let open = std::fs::File::open(&path).and_then(|f| Ok((f.metadata()?, f)));
+        Some(match open {
+            Ok((meta, file)) => {
+                let size = meta.len();
                 let meta = ObjectMeta {
                     location: location.clone(),
                     last_modified: meta.modified().map(Into::into).unwrap_or_default(),
@@ -124,9 +124,10 @@ impl S3Model {
                     e_tag: None,
                     version: None,
                 };
-                let body = futures::stream::iter([Ok(Bytes::from(body))]).boxed();
+                // Read a piece at a time as the bandwidth carries it, as a network body arrives:
+                // never held whole before it is received.
                 Ok(GetResult {
-                    payload: GetResultPayload::Stream(body),
+                    payload: GetResultPayload::File(file, path),
                     meta,
                     range: 0..size,
                     attributes: Default::default(),
