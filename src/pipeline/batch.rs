@@ -16,6 +16,7 @@ use crate::parquet_sink::WrittenFile;
 use crate::pipeline::feed::BatchWindows;
 use crate::pipeline::feed::Feed;
 use crate::pipeline::options::ConvertOptions;
+use crate::pipeline::prefetch::Fetcher;
 use crate::pipeline::progress::Progress;
 use crate::pipeline::stats::{BatchTally, ObjectCounts, RunStats};
 use crate::pipeline::windows::parse_and_write;
@@ -100,8 +101,8 @@ fn recreate(
         }
     }
     let mut listing = Listing::of(objects);
-    let mut feed = Feed::new(&mut listing);
     let opts = ConvertOptions { batch_bytes: u64::MAX, ..run.opts.clone() };
+    let mut feed = Feed::new(&mut listing, Fetcher::new(&opts));
     let again = Run { opts: &opts, rt: run.rt, dest, lease: run.lease, owner: run.owner.clone(), catalog: None };
     // Its objects are not among the new ones the bar counts.
     let quiet = Progress::new(false);

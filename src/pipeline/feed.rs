@@ -4,6 +4,7 @@
 use crate::commit::ledger::{Ledger, Verdict};
 use crate::error::Error;
 use crate::pipeline::options::alone;
+use crate::pipeline::prefetch::Fetcher;
 use crate::pipeline::stats::BatchTally;
 use crate::source::SourceObject;
 use crate::source::listing::Listing;
@@ -36,6 +37,10 @@ pub(crate) struct Feed<'a> {
     /// What else was converted: the legacy DEST-wide ledger, and the other units of the same day
     /// (for log deliveries converted from another place).
     pub(crate) known: Known<'a>,
+    /// The run's fetching: its request cap, and downloads started across batches.
+    pub(crate) fetcher: std::sync::Arc<Fetcher>,
+    /// The feed has met another unit's object: it ends there.
+    pub(crate) at_unit_end: bool,
 }
 
 /// The ledgers besides a unit's own that say whether an object was converted.
@@ -48,7 +53,7 @@ pub(crate) struct Known<'a> {
 }
 
 impl<'a> Feed<'a> {
-    pub(crate) fn new(listing: &'a mut Listing) -> Self {
+    pub(crate) fn new(listing: &'a mut Listing, fetcher: std::sync::Arc<Fetcher>) -> Self {
         let (replay, seen) = (Default::default(), Default::default());
         let (ahead, changed, elsewhere, deliveries) = (Default::default(), Vec::new(), Vec::new(), Default::default());
         Feed {
@@ -65,6 +70,8 @@ impl<'a> Feed<'a> {
             found: (0, 0),
             unit: None,
             known: Known::default(),
+            fetcher,
+            at_unit_end: false,
         }
     }
 
@@ -90,6 +97,7 @@ impl<'a> Feed<'a> {
         match &self.unit {
             Some(u) if *u != crate::source::unit::unit_of(&o.name) => {
                 self.listing.unread(o);
+                self.at_unit_end = true;
                 None
             }
             _ => Some(o),
@@ -185,6 +193,42 @@ pub(crate) struct BatchWindows<'f, 'a> {
 }
 
 impl BatchWindows<'_, '_> {
+    /// Whether the objects after this batch are known: the listing has reached the next unit's,
+    /// or the batch is full.
+    pub(crate) fn next_is_known(&self) -> bool {
+        self.feed.at_unit_end || self.taken_bytes >= self.batch_bytes
+    }
+
+    /// The objects the next batch will most likely draw first, as far as the listing has handed
+    /// them over: remote objects of the next unit (if this run takes it), up to `bytes` (the
+    /// object that crosses it included, as a window takes it). None when this batch's unit had objects converted
+    /// already: then the next ones may be too, and are not worth a request before their ledger
+    /// says they are new.
+    pub(crate) fn likely_next(&self, selection: &crate::source::unit::Selection, bytes: u64) -> Vec<SourceObject> {
+        let feed = &*self.feed;
+        if feed.skipped > 0 || !feed.changed.is_empty() || !feed.elsewhere.is_empty() {
+            return Vec::new();
+        }
+        // At a unit's end the next objects are the listing's; in a full batch, those the feed
+        // holds come first.
+        let held = (!feed.at_unit_end).then(|| feed.peeked.iter().chain(&feed.ahead));
+        let mut before = 0;
+        let mut unit = None;
+        held.into_iter()
+            .flatten()
+            .chain(feed.listing.ready())
+            .take_while(|o| {
+                let under = before < bytes;
+                before += o.size;
+                let of = crate::source::unit::unit_of(&o.name);
+                // One unit's: the one after it has its own ledger, not read yet.
+                let same = unit.get_or_insert_with(|| of.clone()) == &of;
+                under && same && o.is_remote() && !alone(o, self.window_bytes) && selection.takes(&of)
+            })
+            .cloned()
+            .collect()
+    }
+
     /// The next window, waiting for the listing if need be (`wait`); without waiting, what the
     /// listing has handed over already (a window cut short, or `None`).
     pub(crate) fn next_window(&mut self, wait: bool) -> Result<Option<Vec<SourceObject>>, Error> {

@@ -2,8 +2,8 @@
 //!
 //! The listing runs in the background and hands objects over as S3 pages arrive; each is checked
 //! against the ledger ([`feed`]), and the new ones are taken in windows of about 8 MiB. While a
-//! window is converted, the next is drawn from the listing and its remote objects download
-//! ([`prefetch`]: tokio, `--concurrency` at once, so at most two windows of bytes are in flight).
+//! window is converted, the next ones are drawn from the listing and their remote objects download
+//! ([`prefetch`]: tokio, at most `--concurrency` requests at once, within a budget of bytes).
 //! Each window is parsed by rayon ([`parse`]: groups of consecutive small objects into shared
 //! builders, newline-aligned chunks of larger objects, streams in blocks) and then encoded
 //! ([`windows`]); a window is parsed while the one before it is encoded. Input order is kept
@@ -37,6 +37,7 @@ use crate::pipeline::batch::Run;
 use crate::pipeline::batch::convert_batch;
 use crate::pipeline::batch::repair;
 use crate::pipeline::feed::{Feed, Known};
+use crate::pipeline::prefetch::Fetcher;
 use crate::pipeline::progress::Progress;
 use crate::pipeline::stats::RunStats;
 use crate::report::{Elsewhere, PlannedObject, Report, TransferFigures};
@@ -137,8 +138,9 @@ fn convert_listed(
     let legacy = Legacy::load(dest)?;
     stats.stage_seconds.state += state_started.elapsed().as_secs_f64();
     let progress = Progress::new(opts.progress && !opts.dry_run);
+    let fetcher = Fetcher::new(opts);
     let mut units =
-        UnitRun { found: (0, 0), neighbours: Default::default(), busy: Vec::new(), catalog: catalog.clone() };
+        UnitRun { found: (0, 0), neighbours: Default::default(), busy: Vec::new(), catalog: catalog.clone(), fetcher };
     let mut outcome = Ok(());
     while let Some(o) = listing.next_object()? {
         let unit = unit_of(&o.name);
@@ -188,6 +190,8 @@ struct UnitRun {
     busy: Vec<String>,
     /// The Glue table kept in step (`--glue-table`).
     catalog: Option<std::sync::Arc<crate::catalog::Catalog>>,
+    /// The request cap, and the downloads started across units.
+    fetcher: std::sync::Arc<Fetcher>,
 }
 
 /// Converts the new objects of the unit `dest` is the view of, as the listing hands them over
@@ -218,7 +222,7 @@ fn convert_unit(
     };
     neighbours.retain(|(u, _)| *u != unit);
     stats.stage_seconds.state += state_started.elapsed().as_secs_f64();
-    let mut feed = Feed::new(listing);
+    let mut feed = Feed::new(listing, units.fetcher.clone());
     feed.retry_quarantined = opts.retry_quarantined;
     feed.unit = Some(unit.clone());
     feed.known = Known { legacy: legacy.ledger.as_ref(), neighbours: &neighbours };

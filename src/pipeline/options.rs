@@ -111,11 +111,13 @@ impl ConvertOptions {
         }
     }
 
-    /// Stored bytes of the windows drawn ahead of the parser and downloading: four windows. With
-    /// the window being parsed and the one being encoded, a run holds at most about six windows
-    /// of fetched bytes (48 MiB by default), whatever the number or size of the objects.
-    pub(crate) fn fetch_ahead_bytes(&self) -> u64 {
-        self.window_bytes.saturating_mul(4)
+    /// Stored bytes of the windows drawn ahead of the parser and downloading: four windows to
+    /// start with, at most eight (the budget grows while the parser waits for downloads). With
+    /// the window being parsed, the one being encoded and the next batch's first four started
+    /// early, a run holds at most about fourteen windows of fetched bytes (112 MiB by default),
+    /// whatever the number or size of the objects.
+    pub(crate) fn fetch_ahead_bytes(&self) -> (u64, u64) {
+        (self.window_bytes.saturating_mul(4), self.window_bytes.saturating_mul(8))
     }
 
     /// The most decompressed bytes a parse group holds whole (a window has about four groups, and
@@ -148,7 +150,7 @@ impl Default for ConvertOptions {
             partition_by_bucket: false,
             store: StoreOptions::default(),
             key_dates: None,
-            concurrency: 512,
+            concurrency: 1024,
             upload_part_bytes: 16 << 20,
             progress: false,
             sink: SinkOptions::default(),

@@ -27,6 +27,7 @@ use crate::rows::builder::reject_only;
 use crate::rows::lines::{Frame, LineFramer};
 use crate::rows::partition::PartitionKey;
 use crate::schema::{arrow_schema, reject_schema};
+use crate::source::ranged::RangedReader;
 use crate::source::read::Capped;
 use crate::source::read::fill;
 use crate::source::{Fetched, SourceObject};
@@ -106,15 +107,25 @@ pub(crate) fn parse_and_write(
     // worker and back, both cores idle meanwhile.
     pool.install(|| -> Result<(), Error> {
         let mut parsed: Option<Parsed> = None;
-        let mut ahead = FetchAhead::new(opts);
+        let mut ahead = FetchAhead::new(opts, windows.feed.fetcher.clone());
         // Windows are drawn ahead from what the listing has handed over; only with none ahead
-        // does the loop wait for the listing.
-        let draw = |ahead: &mut FetchAhead, windows: &mut BatchWindows| -> Result<(), Error> {
+        // does the loop wait for the listing. Once the objects after the batch are known, they
+        // start downloading for the next batch (its first windows, while this one finishes).
+        let mut spared = false;
+        let mut draw = |ahead: &mut FetchAhead, windows: &mut BatchWindows| -> Result<(), Error> {
             while ahead.wants_more() {
                 match windows.next_window(ahead.is_empty())? {
-                    Some(w) => ahead.push(w, rt, opts),
+                    Some(w) => ahead.push(w, rt, opts)?,
                     None => break,
                 }
+            }
+            if let Some(rt) = rt
+                && !spared
+                && windows.next_is_known()
+            {
+                spared = true;
+                let next = windows.likely_next(&opts.selection, opts.fetch_ahead_bytes().0);
+                ahead.fetcher().start_spare(next, rt, opts);
             }
             Ok(())
         };
@@ -133,13 +144,16 @@ pub(crate) fn parse_and_write(
                     write_parsed(p, &pool, &mut data, &mut rejects, windows, progress)?;
                 }
                 let started = Instant::now();
-                let requests = ahead.requests();
-                stream_object(big, rt, requests, &pool, opts, &mut data, &mut rejects, &mut windows.tally)?;
+                let parts = download.parts();
+                stream_object(big, parts, &pool, opts, &mut data, &mut rejects, &mut windows.tally)?;
                 windows.tally.read_parse_seconds += started.elapsed().as_secs_f64();
                 progress.converted(1, big.size);
                 continue;
             }
             let started = Instant::now();
+            if !download.is_done() {
+                ahead.starved();
+            }
             let fetched = download.wait(&window, rt)?;
             if window.iter().any(SourceObject::is_remote) {
                 // Time spent waiting for downloads, beyond what overlapped with the previous window.
@@ -185,8 +199,8 @@ pub(crate) fn parse_and_write(
                 }
                 for o in &deferred {
                     let started = Instant::now();
-                    let requests = ahead.requests();
-                    stream_object(o, rt, requests, &pool, opts, &mut data, &mut rejects, &mut windows.tally)?;
+                    let parts = o.start_parts(rt, &opts.store.retry, ahead.requests())?;
+                    stream_object(o, parts, &pool, opts, &mut data, &mut rejects, &mut windows.tally)?;
                     windows.tally.read_parse_seconds += started.elapsed().as_secs_f64();
                 }
             }
@@ -257,21 +271,19 @@ fn write_parsed(
 /// encoded in turn, line numbers running on across pieces. Memory stays at a few blocks whatever
 /// the object's size or compression ratio. A line longer than a piece is rejected as it streams
 /// past, keeping only its head. Past `--max-object-bytes` of content, the rest of the object is
-/// one reject (`too_large`).
+/// one reject (`too_large`). A remote object's `parts` are started by the caller.
 ///
 /// [`whole_cap`]: ConvertOptions::whole_cap
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn stream_object(
     o: &SourceObject,
-    rt: Option<&tokio::runtime::Runtime>,
-    requests: &std::sync::Arc<tokio::sync::Semaphore>,
+    parts: Option<RangedReader>,
     pool: &rayon::ThreadPool,
     opts: &ConvertOptions,
     data: &mut PartitionedWriter,
     rejects: &mut PartitionedWriter,
     tally: &mut BatchTally,
 ) -> Result<(), Error> {
-    let mut raw = o.open_stream(rt, &opts.store.retry, requests)?;
+    let mut raw = o.open_stream(parts)?;
     let mut reader = Capped { inner: &mut *raw, left: opts.max_object_bytes, read: 0 };
     let mut framer = LineFramer::new(opts.window_bytes as usize, opts.max_line_bytes);
     let mut parse = opts.parse_options(o, &[]);

@@ -215,6 +215,11 @@ impl Listing {
         self.buf.push_front(o);
     }
 
+    /// The objects handed over and not given out yet, in order, without taking them.
+    pub(crate) fn ready(&self) -> impl Iterator<Item = &SourceObject> {
+        self.buf.iter()
+    }
+
     /// The listing has ended: every object it will give has been handed over.
     pub fn is_done(&self) -> bool {
         self.done

@@ -6,7 +6,7 @@
 //! [`listing`] finds them; [`read`] reads and decompresses them.
 
 pub mod listing;
-mod ranged;
+pub(crate) mod ranged;
 pub mod read;
 pub mod unit;
 
@@ -151,26 +151,37 @@ impl SourceObject {
         }
     }
 
-    /// Opens the object as a stream of decompressed bytes, for objects too large to hold whole.
-    /// Remote objects are read as parts fetched in parallel, each request retried on its own.
-    pub fn open_stream(
+    /// Starts fetching a remote object's parts in the background, for [`open_stream`]: done when
+    /// the object is drawn ahead of the parser, its first parts arrive before its turn. `None`
+    /// for an object that is not in a store.
+    ///
+    /// [`open_stream`]: SourceObject::open_stream
+    pub(crate) fn start_parts(
         &self,
         rt: Option<&tokio::runtime::Runtime>,
         retry: &RetryPolicy,
         requests: &Arc<tokio::sync::Semaphore>,
-    ) -> Result<Box<dyn Read + Send>, Error> {
+    ) -> Result<Option<ranged::RangedReader>, Error> {
+        let Location::Store(store, path) = &self.location else { return Ok(None) };
+        let rt = rt.ok_or_else(|| Error::Internal(format!("{} needs the async runtime", self.name)))?;
+        let (store, path, etag) = (store.clone(), path.clone(), self.etag.clone());
+        let (retry, requests) = (retry.clone(), requests.clone());
+        Ok(Some(ranged::RangedReader::start(store, path, self.size, etag, retry, requests, rt.handle())))
+    }
+
+    /// Opens the object as a stream of decompressed bytes, for objects too large to hold whole.
+    /// Remote objects are read as parts fetched in parallel, each request retried on its own:
+    /// `parts` from [`start_parts`](SourceObject::start_parts).
+    pub(crate) fn open_stream(&self, parts: Option<ranged::RangedReader>) -> Result<Box<dyn Read + Send>, Error> {
         use std::io::BufRead;
-        let raw: Box<dyn Read + Send> = match &self.location {
-            Location::File(p) => Box::new(std::fs::File::open(p).map_err(|e| Error::read(p, e))?),
-            Location::Stdin => Box::new(std::io::stdin()),
-            Location::Pipe(p) => Box::new(open_pipe(p).map_err(|e| Error::read(p, e))?),
-            Location::Store(store, path) => {
-                let rt = rt.ok_or_else(|| Error::Internal(format!("{} needs the async runtime", self.name)))?;
-                let (store, path, etag) = (store.clone(), path.clone(), self.etag.clone());
-                let (retry, requests) = (retry.clone(), requests.clone());
-                let reader = ranged::RangedReader::start(store, path, self.size, etag, retry, requests, rt.handle());
-                Box::new(reader)
+        let raw: Box<dyn Read + Send> = match (&self.location, parts) {
+            (Location::Store(..), Some(parts)) => Box::new(parts),
+            (Location::Store(..), None) => {
+                return Err(Error::Internal(format!("{} is streamed without its parts started", self.name)));
             }
+            (Location::File(p), _) => Box::new(std::fs::File::open(p).map_err(|e| Error::read(p, e))?),
+            (Location::Stdin, _) => Box::new(std::io::stdin()),
+            (Location::Pipe(p), _) => Box::new(open_pipe(p).map_err(|e| Error::read(p, e))?),
         };
         let mut buffered = std::io::BufReader::with_capacity(1 << 20, raw);
         let head = buffered.fill_buf().map_err(|e| self.stream_error(e))?;

@@ -2023,7 +2023,10 @@ fn a_glue_table_follows_the_converted_days() {
 
 /// Fetching under S3's latency (the test kit's model of S3 over local files: 20 ms a request):
 /// many small objects get many requests in flight at once, never more than `--concurrency`; a
-/// large object is read as 8 MiB ranged GETs; every line ends as one row or one reject.
+/// large object is read as 4 MiB ranged GETs; every line ends as one row or one reject. The next
+/// unit's first objects, downloaded while a unit finishes, are not asked for twice; a run with
+/// nothing new asks for none, and an hourly run asks for its new objects only, not for the
+/// converted ones of the next unit.
 #[test]
 fn fetching_keeps_many_small_requests_in_flight_within_the_cap() {
     use s3logs_testkit::s3_model::{S3Model, Timing};
@@ -2034,13 +2037,13 @@ fn fetching_keeps_many_small_requests_in_flight_within_the_cap() {
         .into_iter()
         .map(|(name, _, body)| (format!("s3://bench/logs/{name}"), body))
         .collect();
-    // One object of just over 16 MiB: three parts.
+    // One object of just over 16 MiB: five parts.
     let spec = s3logs_testkit::corpus::CorpusSpec { total_bytes: 16 << 20 | 1, objects: 1, ..Default::default() };
     let (name, body, _) = s3logs_testkit::corpus::object(&spec, 0);
     std::fs::write(logs.join(&name), &body).unwrap();
     objects.push((format!("s3://bench/logs/{name}"), body));
 
-    let run = |cap: usize, out: &str| {
+    let run = |cap: usize, out: &str, objects: &[(String, Vec<u8>)]| {
         let timing = Timing { latency: Duration::from_millis(20), bandwidth: 100e6 };
         let model = Arc::new(S3Model::over_folder(&tmp.path().join("corpus"), timing));
         let counts = model.counts.clone();
@@ -2059,18 +2062,32 @@ fn fetching_keeps_many_small_requests_in_flight_within_the_cap() {
             ..Default::default()
         };
         let report = s3logs::run(&opts).unwrap();
-        assert_eq!(report.objects_read, 301);
         let mut ids = common::line_ids(&tmp.path().join(out).join("data"));
         ids.extend(common::line_ids(&tmp.path().join(out).join("rejects")));
         ids.sort();
-        assert_eq!(ids, common::expected_ids(&objects), "every line once");
-        (counts.max_in_flight.load(Ordering::Relaxed), counts.gets.load(Ordering::Relaxed))
+        assert_eq!(ids, common::expected_ids(objects), "every line once");
+        (report.objects_read, counts.max_in_flight.load(Ordering::Relaxed), counts.gets.load(Ordering::Relaxed))
     };
-    let (in_flight, gets) = run(512, "wide");
+    let (read, in_flight, gets) = run(512, "wide", &objects);
+    assert_eq!(read, 301);
     // A day's 75 objects of 10 KB (a unit, fetched as one batch) are less than the bytes fetched
     // ahead: all may be in flight (a fixed 16 a window, two windows, allowed 32).
     assert!(in_flight > 50, "{in_flight} requests in flight at most");
-    assert_eq!(gets, 300 + 3, "one GET per small object, three 8 MiB parts for the large one");
-    let (in_flight, _) = run(8, "narrow");
+    assert_eq!(gets, 300 + 5, "one GET per small object over four units, five 4 MiB parts for the large one");
+    let (read, _, gets) = run(512, "wide", &objects);
+    assert_eq!((read, gets), (0, 0), "nothing new: no object asked for");
+    // Three late objects of the first day, listed before the second day's converted ones.
+    let mut names: Vec<&String> = objects.iter().map(|(n, _)| n).collect();
+    names.sort();
+    let day = names[0].trim_start_matches("s3://bench/logs/")[..10].to_string();
+    let late: Vec<(String, Vec<u8>)> =
+        (0..3).map(|i| (format!("{day}-23-59-5{i}-LATE0000000000{i}"), objects[i].1.clone())).collect();
+    for (name, body) in &late {
+        std::fs::write(logs.join(name), body).unwrap();
+        objects.push((format!("s3://bench/logs/{name}"), body.clone()));
+    }
+    let (read, _, gets) = run(512, "wide", &objects);
+    assert_eq!((read, gets), (3, 3), "only the new objects asked for");
+    let (_, in_flight, _) = run(8, "narrow", &objects);
     assert!(in_flight <= 8 + 1, "{in_flight} requests in flight with --concurrency 8 (and the listing)");
 }
