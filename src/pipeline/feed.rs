@@ -201,9 +201,9 @@ impl BatchWindows<'_, '_> {
 
     /// The objects the next batch will most likely draw first, as far as the listing has handed
     /// them over: remote objects of the next unit (if this run takes it), up to `bytes` (the
-    /// object that crosses it included, as a window takes it). None when this batch's unit had objects converted
-    /// already: then the next ones may be too, and are not worth a request before their ledger
-    /// says they are new.
+    /// object that crosses it included, as a window takes it). None when this batch's unit had
+    /// objects converted already: then the next ones may be too, and are not worth a request
+    /// before their ledger says they are new.
     pub(crate) fn likely_next(&self, selection: &crate::source::unit::Selection, bytes: u64) -> Vec<SourceObject> {
         let feed = &*self.feed;
         if feed.skipped > 0 || !feed.changed.is_empty() || !feed.elsewhere.is_empty() {
