@@ -28,6 +28,13 @@ struct Spare {
     download: tokio::task::JoinHandle<Result<Fetched, Error>>,
 }
 
+impl Spare {
+    /// Whether it is a download of `o` as listed now (same ETag and size).
+    fn is_of(&self, o: &SourceObject) -> bool {
+        self.etag == o.etag && self.size == o.size
+    }
+}
+
 /// What fetching shares over the batches of a run: the request cap (`--concurrency`), and the
 /// downloads started for the objects after a batch's end, before any batch has drawn them.
 pub(crate) struct Fetcher {
@@ -51,7 +58,7 @@ impl Fetcher {
         let mut before = std::mem::take(&mut *spare);
         for o in objects {
             let download = match before.remove(&o.name) {
-                Some(started) if started.etag == o.etag && started.size == o.size => started.download,
+                Some(started) if started.is_of(&o) => started.download,
                 other => {
                     if let Some(other) = other {
                         other.download.abort();
@@ -69,7 +76,7 @@ impl Fetcher {
     /// The download started for `o` ahead of its batch, if one was (of the same ETag and size).
     fn take_spare(&self, o: &SourceObject) -> Option<tokio::task::JoinHandle<Result<Fetched, Error>>> {
         let started = self.spare.lock().expect("not poisoned").remove(&o.name)?;
-        if started.etag == o.etag && started.size == o.size {
+        if started.is_of(o) {
             Some(started.download)
         } else {
             started.download.abort();
