@@ -16,11 +16,12 @@ use crate::parquet_sink::WrittenFile;
 use crate::pipeline::feed::BatchWindows;
 use crate::pipeline::feed::Feed;
 use crate::pipeline::options::ConvertOptions;
+use crate::pipeline::parse_ahead::ParseAhead;
 use crate::pipeline::prefetch::Fetcher;
 use crate::pipeline::progress::Progress;
 use crate::pipeline::stats::{BatchTally, ObjectCounts, RunStats};
-use crate::pipeline::windows::parse_and_write;
 use crate::pipeline::windows::prepare_output;
+use crate::pipeline::windows::{Threads, parse_and_write};
 use crate::source::SourceObject;
 use crate::source::listing::Listing;
 
@@ -103,7 +104,16 @@ fn recreate(
     let mut listing = Listing::of(objects);
     let opts = ConvertOptions { batch_bytes: u64::MAX, ..run.opts.clone() };
     let mut feed = Feed::new(&mut listing, Fetcher::new(&opts));
-    let again = Run { opts: &opts, rt: run.rt, dest, lease: run.lease, owner: run.owner.clone(), catalog: None };
+    let again = Run {
+        opts: &opts,
+        rt: run.rt,
+        pool: run.pool,
+        ahead: run.ahead,
+        dest,
+        lease: run.lease,
+        owner: run.owner.clone(),
+        catalog: None,
+    };
     // Its objects are not among the new ones the bar counts.
     let quiet = Progress::new(false);
     let Staged { staged, .. } = stage_batch(&again, &mut feed, &Ledger::default(), Some(&rec.batch), stats, &quiet)?
@@ -129,6 +139,10 @@ fn recreate(
 pub(crate) struct Run<'a> {
     pub(crate) opts: &'a ConvertOptions,
     pub(crate) rt: Option<&'a tokio::runtime::Runtime>,
+    /// The parser and encoder threads.
+    pub(crate) pool: &'a rayon::ThreadPool,
+    /// The next batch's first window, parsed while a batch finishes.
+    pub(crate) ahead: &'a ParseAhead,
     pub(crate) dest: &'a Destination,
     pub(crate) lease: &'a Lease,
     pub(crate) owner: String,
@@ -183,8 +197,10 @@ fn stage_batch<'d>(
             taken_bytes: 0,
             tally: BatchTally::default(),
         };
-        let written = prepare_output(dest, local.folder())
-            .and_then(|()| parse_and_write(&mut windows, run.rt, opts, local.folder(), local.provisional(), progress));
+        let written = prepare_output(dest, local.folder()).and_then(|()| {
+            let threads = Threads { rt: run.rt, pool: run.pool, ahead: run.ahead };
+            parse_and_write(&mut windows, opts, &threads, local.folder(), local.provisional(), progress)
+        });
         let (objects, tally) = (std::mem::take(&mut windows.taken), std::mem::take(&mut windows.tally));
         match written {
             Ok((data, rejects)) => break (local, objects, tally, data, rejects),

@@ -200,21 +200,29 @@ impl BatchWindows<'_, '_> {
     }
 
     /// The objects the next batch will most likely draw first, as far as the listing has handed
-    /// them over: remote objects of the next unit (if this run takes it), up to `bytes` (the
-    /// object that crosses it included, as a window takes it). None when this batch's unit had
-    /// objects converted already: then the next ones may be too, and are not worth a request
-    /// before their ledger says they are new.
-    pub(crate) fn likely_next(&self, selection: &crate::source::unit::Selection, bytes: u64) -> Vec<SourceObject> {
+    /// them over: objects of the next unit (if this run takes it), remote ones or local files
+    /// (`remote`), up to `bytes` (the object that crosses it included, as a window takes it),
+    /// none to be streamed. None when this batch's unit had objects converted already: then the
+    /// next ones may be too, and are not worth a request or a parse before their ledger says
+    /// they are new. Also whether they end where a window would end anyway (the unit's end, an
+    /// object to be streamed, the listing's end, or none worth it), not for lack of `bytes` or of
+    /// objects handed over.
+    pub(crate) fn likely_next(
+        &self,
+        selection: &crate::source::unit::Selection,
+        bytes: u64,
+        remote: bool,
+    ) -> (Vec<SourceObject>, bool) {
         let feed = &*self.feed;
         if feed.skipped > 0 || !feed.changed.is_empty() || !feed.elsewhere.is_empty() {
-            return Vec::new();
+            return (Vec::new(), true);
         }
         // At a unit's end the next objects are the listing's; in a full batch, those the feed
         // holds come first.
         let held = (!feed.at_unit_end).then(|| feed.peeked.iter().chain(&feed.ahead));
-        let mut before = 0;
-        let mut unit = None;
-        held.into_iter()
+        let (mut before, mut unit, mut cut) = (0, None, false);
+        let next = held
+            .into_iter()
             .flatten()
             .chain(feed.listing.ready())
             .take_while(|o| {
@@ -223,10 +231,44 @@ impl BatchWindows<'_, '_> {
                 let of = crate::source::unit::unit_of(&o.name);
                 // One unit's: the one after it has its own ledger, not read yet.
                 let same = unit.get_or_insert_with(|| of.clone()) == &of;
-                under && same && o.is_remote() && !alone(o, self.window_bytes) && selection.takes(&of)
+                let kind = o.is_remote() == remote && !o.is_stdin();
+                let takes = under && same && kind && !alone(o, self.window_bytes) && selection.takes(&of);
+                cut = !takes && under;
+                takes
             })
             .cloned()
-            .collect()
+            .collect();
+        (next, cut || feed.listing.is_done())
+    }
+
+    /// The first `n` windows of local files the next batch will most likely draw
+    /// ([`likely_next`]), as far as the listing has handed them over, cut as
+    /// [`next_window`] cuts them; and whether all `n` (or all there are) are among them.
+    ///
+    /// [`likely_next`]: BatchWindows::likely_next
+    /// [`next_window`]: BatchWindows::next_window
+    pub(crate) fn likely_windows(
+        &self,
+        selection: &crate::source::unit::Selection,
+        n: usize,
+    ) -> (Vec<Vec<SourceObject>>, bool) {
+        let bytes = self.window_bytes.min(self.batch_bytes);
+        let (objects, ended) = self.likely_next(selection, bytes.saturating_mul(n as u64), false);
+        let (mut windows, mut window, mut size) = (Vec::new(), Vec::new(), 0);
+        for o in objects {
+            size += o.size;
+            window.push(o);
+            if size >= bytes {
+                windows.push(std::mem::take(&mut window));
+                size = 0;
+            }
+        }
+        if ended && !window.is_empty() {
+            windows.push(window);
+        }
+        windows.truncate(n);
+        let all = ended || windows.len() == n;
+        (windows, all)
     }
 
     /// The next window, waiting for the listing if need be (`wait`); without waiting, what the

@@ -17,6 +17,7 @@ mod batch;
 mod feed;
 mod options;
 mod parse;
+mod parse_ahead;
 mod prefetch;
 mod progress;
 mod stats;
@@ -37,6 +38,7 @@ use crate::pipeline::batch::Run;
 use crate::pipeline::batch::convert_batch;
 use crate::pipeline::batch::repair;
 use crate::pipeline::feed::{Feed, Known};
+use crate::pipeline::parse_ahead::ParseAhead;
 use crate::pipeline::prefetch::Fetcher;
 use crate::pipeline::progress::Progress;
 use crate::pipeline::stats::RunStats;
@@ -139,8 +141,16 @@ fn convert_listed(
     stats.stage_seconds.state += state_started.elapsed().as_secs_f64();
     let progress = Progress::new(opts.progress && !opts.dry_run);
     let fetcher = Fetcher::new(opts);
-    let mut units =
-        UnitRun { found: (0, 0), neighbours: Default::default(), busy: Vec::new(), catalog: catalog.clone(), fetcher };
+    let pool = parser_pool(opts)?;
+    let mut units = UnitRun {
+        found: (0, 0),
+        neighbours: Default::default(),
+        busy: Vec::new(),
+        catalog: catalog.clone(),
+        fetcher,
+        pool,
+        ahead: Default::default(),
+    };
     let mut outcome = Ok(());
     while let Some(o) = listing.next_object()? {
         let unit = unit_of(&o.name);
@@ -176,6 +186,17 @@ fn convert_listed(
     }
 }
 
+/// The parser and encoder threads of a run (`--threads`, else one per core), shared by its
+/// batches: a pool per batch started new threads, whose allocator heaps each kept memory of their
+/// own.
+fn parser_pool(opts: &ConvertOptions) -> Result<rayon::ThreadPool, Error> {
+    let mut pool = rayon::ThreadPoolBuilder::new();
+    if let Some(n) = opts.threads {
+        pool = pool.num_threads(n.max(1));
+    }
+    pool.build().map_err(|e| Error::System { what: "cannot start parser threads", cause: e.to_string() })
+}
+
 /// Days whose units' ledgers a run keeps at hand.
 const NEIGHBOUR_DAYS: usize = 8;
 
@@ -192,6 +213,10 @@ struct UnitRun {
     catalog: Option<std::sync::Arc<crate::catalog::Catalog>>,
     /// The request cap, and the downloads started across units.
     fetcher: std::sync::Arc<Fetcher>,
+    /// The parser and encoder threads.
+    pool: rayon::ThreadPool,
+    /// The next batch's first window, parsed while a batch finishes.
+    ahead: ParseAhead,
 }
 
 /// Converts the new objects of the unit `dest` is the view of, as the listing hands them over
@@ -292,7 +317,16 @@ fn convert_unit(
     stats.batches_finished.extend(recovered.finished);
     stats.batches_discarded.extend(recovered.discarded);
     stats.stage_seconds.state += state_started.elapsed().as_secs_f64();
-    let run = Run { opts, rt, dest, lease: &lease, owner: lease.owner().to_string(), catalog: units.catalog.clone() };
+    let run = Run {
+        opts,
+        rt,
+        pool: &units.pool,
+        ahead: &units.ahead,
+        dest,
+        lease: &lease,
+        owner: lease.owner().to_string(),
+        catalog: units.catalog.clone(),
+    };
     repair(&run, &mut ledger, stats)?;
     match first {
         Some(o) if feed.verdict(&o, &ledger) == Verdict::New => feed.peeked = Some(o),

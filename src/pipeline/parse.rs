@@ -94,6 +94,22 @@ pub(crate) fn groups(sizes: &[u64], target: u64) -> Vec<std::ops::Range<usize>> 
     groups
 }
 
+/// Parses a window's objects (`fetched`, in order) in groups ([`groups`]) in parallel on the
+/// current pool.
+pub(crate) fn parse_window(
+    window: &[SourceObject],
+    fetched: Vec<Fetched>,
+    opts: &ConvertOptions,
+) -> Result<Vec<GroupOutput>, Error> {
+    let sizes: Vec<u64> = window.iter().map(|o| o.size).collect();
+    let mut fetched = fetched.into_iter();
+    let work: Vec<_> = groups(&sizes, group_bytes(opts))
+        .into_iter()
+        .map(|g| (&window[g.clone()], fetched.by_ref().take(g.len()).collect::<Vec<_>>()))
+        .collect();
+    work.into_par_iter().map(|(objects, f)| process_group(objects, f, opts)).collect()
+}
+
 /// Parses a group of objects. A lone object is cut into chunks parsed in parallel; several small
 /// ones are parsed one after the other into the same builders, in order.
 pub(crate) fn process_group(

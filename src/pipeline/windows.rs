@@ -6,7 +6,6 @@ use std::path::Path;
 use std::time::Instant;
 
 use arrow_array::RecordBatch;
-use rayon::prelude::*;
 
 use crate::access_log::line::RejectReason;
 use crate::commit::destination::Destination;
@@ -15,10 +14,9 @@ use crate::parquet_sink::{PartitionedWriter, WrittenFile};
 use crate::pipeline::feed::BatchWindows;
 use crate::pipeline::options::ConvertOptions;
 use crate::pipeline::parse::GroupOutput;
-use crate::pipeline::parse::group_bytes;
-use crate::pipeline::parse::groups;
 use crate::pipeline::parse::parse_in_chunks;
-use crate::pipeline::parse::process_group;
+use crate::pipeline::parse::parse_window;
+use crate::pipeline::parse_ahead::ParseAhead;
 use crate::pipeline::prefetch::FetchAhead;
 use crate::pipeline::progress::Progress;
 use crate::pipeline::stats::BatchTally;
@@ -80,25 +78,31 @@ pub(crate) fn prepare_output(dest: &Destination, local: &Path) -> Result<(), Err
 
 type Written = (Vec<WrittenFile>, Vec<WrittenFile>);
 
+/// What a batch's windows are fetched and converted on: the run's runtime (for remote objects),
+/// its parser and encoder threads, and the windows parsed ahead of the batch.
+pub(crate) struct Threads<'a> {
+    pub(crate) rt: Option<&'a tokio::runtime::Runtime>,
+    pub(crate) pool: &'a rayon::ThreadPool,
+    pub(crate) ahead: &'a ParseAhead,
+}
+
 /// Parses the objects of a batch's windows and writes its files in `staging`; returns the data
 /// and rejects files written. While a window is converted, the next one is drawn from the listing
 /// and its remote objects download.
 pub(crate) fn parse_and_write(
     windows: &mut BatchWindows,
-    rt: Option<&tokio::runtime::Runtime>,
     opts: &ConvertOptions,
+    threads: &Threads<'_>,
     staging: &Path,
-    run: &str,
+    batch: &str,
     progress: &Progress,
 ) -> Result<Written, Error> {
-    let mut pool = rayon::ThreadPoolBuilder::new();
-    if let Some(n) = opts.threads {
-        pool = pool.num_threads(n.max(1));
-    }
-    let pool = pool.build().map_err(|e| Error::System { what: "cannot start parser threads", cause: e.to_string() })?;
-    let mut data = PartitionedWriter::new(staging.join("data"), run.to_string(), arrow_schema(), opts.sink.clone())?;
+    let (rt, pool, parsed_ahead) = (threads.rt, threads.pool, threads.ahead);
+    // Outside the pool: the windows parsed ahead of this batch, if any, are ready to take.
+    parsed_ahead.settle();
+    let mut data = PartitionedWriter::new(staging.join("data"), batch.to_string(), arrow_schema(), opts.sink.clone())?;
     let mut rejects =
-        PartitionedWriter::new(staging.join("rejects"), run.to_string(), reject_schema(), opts.sink.clone())?;
+        PartitionedWriter::new(staging.join("rejects"), batch.to_string(), reject_schema(), opts.sink.clone())?;
 
     // A window is parsed while the one before it is encoded, both on every core: rayon's workers
     // take tasks from either, so neither phase's last straggling task leaves a core idle.
@@ -124,7 +128,7 @@ pub(crate) fn parse_and_write(
                 && windows.next_is_known()
             {
                 spared = true;
-                let next = windows.likely_next(&opts.selection, opts.fetch_ahead_bytes().0);
+                let (next, _) = windows.likely_next(&opts.selection, opts.fetch_ahead_bytes().0, true);
                 ahead.fetcher().start_spare(next, rt, opts);
             }
             Ok(())
@@ -141,11 +145,11 @@ pub(crate) fn parse_and_write(
             progress.found(objects, bytes, windows.feed.listing.is_done());
             if let Some(big) = opts.streamed(&window) {
                 if let Some(p) = parsed.take() {
-                    write_parsed(p, &pool, &mut data, &mut rejects, windows, progress)?;
+                    write_parsed(p, pool, &mut data, &mut rejects, windows, progress)?;
                 }
                 let started = Instant::now();
                 let parts = download.parts();
-                stream_object(big, parts, &pool, opts, &mut data, &mut rejects, &mut windows.tally)?;
+                stream_object(big, parts, pool, opts, &mut data, &mut rejects, &mut windows.tally)?;
                 windows.tally.read_parse_seconds += started.elapsed().as_secs_f64();
                 progress.converted(1, big.size);
                 continue;
@@ -166,20 +170,17 @@ pub(crate) fn parse_and_write(
                     }
                 }
             }
-            let mut fetched = fetched.into_iter();
-            let sizes: Vec<u64> = window.iter().map(|o| o.size).collect();
-            let work: Vec<_> = groups(&sizes, group_bytes(opts))
-                .into_iter()
-                .map(|g| (&window[g.clone()], fetched.by_ref().take(g.len()).collect::<Vec<_>>()))
-                .collect();
+            let bytes = window.iter().map(|o| o.size).sum();
             let parse = || {
-                let outs: Result<Vec<GroupOutput>, Error> =
-                    work.into_par_iter().map(|(objects, f)| process_group(objects, f, opts)).collect();
+                let outs = match parsed_ahead.take(&window) {
+                    Some(outs) => Ok(outs),
+                    None => parse_window(&window, fetched, opts),
+                };
                 (outs, started.elapsed().as_secs_f64())
             };
             let previous = parsed.take();
             let ((outs, parse_seconds), written) =
-                rayon::join(parse, || previous.map(|p| encode_parsed(p, &pool, &mut data, &mut rejects)));
+                rayon::join(parse, || previous.map(|p| encode_parsed(p, pool, &mut data, &mut rejects)));
             windows.tally.read_parse_seconds += parse_seconds;
             if let Some(w) = written {
                 finish_window(w?, windows, progress);
@@ -190,23 +191,33 @@ pub(crate) fn parse_and_write(
             }
             let deferred: Vec<SourceObject> =
                 outs.iter().flat_map(|g| &g.objects).filter_map(|o| o.deferred.clone()).collect();
-            parsed = Some(Parsed { objects: window.len(), bytes: sizes.iter().sum(), outs });
+            parsed = Some(Parsed { objects: window.len(), bytes, outs });
             if !deferred.is_empty() {
                 // Their content was too large to hold whole: streamed after the rest of the
                 // window is written.
                 if let Some(p) = parsed.take() {
-                    write_parsed(p, &pool, &mut data, &mut rejects, windows, progress)?;
+                    write_parsed(p, pool, &mut data, &mut rejects, windows, progress)?;
                 }
                 for o in &deferred {
                     let started = Instant::now();
                     let parts = o.start_parts(rt, &opts.store.retry, ahead.requests())?;
-                    stream_object(o, parts, &pool, opts, &mut data, &mut rejects, &mut windows.tally)?;
+                    stream_object(o, parts, pool, opts, &mut data, &mut rejects, &mut windows.tally)?;
                     windows.tally.read_parse_seconds += started.elapsed().as_secs_f64();
                 }
             }
         }
+        // The next batch's first windows of local files are parsed while this one finishes. A
+        // local listing hands files over 1,000 at a time: one more step completes them.
+        let (mut next, all) = windows.likely_windows(&opts.selection, PARSED_AHEAD);
+        if !all {
+            windows.feed.listing.wait_for_more();
+            next = windows.likely_windows(&opts.selection, PARSED_AHEAD).0;
+        }
+        if !next.is_empty() {
+            parsed_ahead.start(next, pool, opts);
+        }
         if let Some(p) = parsed.take() {
-            write_parsed(p, &pool, &mut data, &mut rejects, windows, progress)?;
+            write_parsed(p, pool, &mut data, &mut rejects, windows, progress)?;
         }
         Ok(())
     })?;
@@ -331,6 +342,10 @@ pub(crate) fn stream_object(
     }
     Ok(())
 }
+
+/// Windows of the next batch parsed while a batch finishes: its commit keeps one thread busy
+/// for 10-20 ms (the ledger and record of thousands of objects) while the other would wait.
+const PARSED_AHEAD: usize = 2;
 
 /// Bytes a streamed object is read in, before they are pushed to the line framer.
 const READ_BYTES: usize = 1 << 20;

@@ -142,6 +142,9 @@ pub struct Listing {
     rx: std::sync::mpsc::Receiver<Listed>,
     buf: std::collections::VecDeque<SourceObject>,
     done: bool,
+    /// How the listing failed, received by [`Listing::wait_for_more`] before the objects
+    /// handed over were all taken: given out after them.
+    failed: Option<Error>,
     started: std::time::Instant,
     /// Objects and stored bytes handed over so far.
     pub objects: u64,
@@ -179,6 +182,7 @@ impl Listing {
             rx,
             buf: Default::default(),
             done: false,
+            failed: None,
             started: std::time::Instant::now(),
             objects: 0,
             bytes: 0,
@@ -195,6 +199,7 @@ impl Listing {
             bytes: objects.iter().map(|o| o.size).sum(),
             buf: objects.into(),
             done: true,
+            failed: None,
             started: std::time::Instant::now(),
             seconds: 0.0,
         }
@@ -225,10 +230,43 @@ impl Listing {
         self.done
     }
 
+    /// Waits until the listing hands over more objects or ends, unless it has ended.
+    pub(crate) fn wait_for_more(&mut self) {
+        if self.done {
+            return;
+        }
+        match self.rx.recv() {
+            Ok(Listed::Objects(v)) => self.received(v),
+            Ok(Listed::Done) => self.ended(),
+            Ok(Listed::Failed(e)) => {
+                self.done = true;
+                self.failed = Some(e);
+            }
+            Err(_) => {
+                self.done = true;
+                self.failed = Some(Error::Internal("the listing thread stopped unexpectedly".into()));
+            }
+        }
+    }
+
+    fn received(&mut self, v: Vec<SourceObject>) {
+        self.objects += v.len() as u64;
+        self.bytes += v.iter().map(|o| o.size).sum::<u64>();
+        self.buf.extend(v);
+    }
+
+    fn ended(&mut self) {
+        self.done = true;
+        self.seconds = self.started.elapsed().as_secs_f64();
+    }
+
     fn next(&mut self, wait: bool) -> Result<Option<SourceObject>, Error> {
         loop {
             if let Some(o) = self.buf.pop_front() {
                 return Ok(Some(o));
+            }
+            if let Some(e) = self.failed.take() {
+                return Err(e);
             }
             if self.done {
                 return Ok(None);
@@ -243,15 +281,8 @@ impl Listing {
                 }
             };
             match received {
-                Some(Listed::Objects(v)) => {
-                    self.objects += v.len() as u64;
-                    self.bytes += v.iter().map(|o| o.size).sum::<u64>();
-                    self.buf.extend(v);
-                }
-                Some(Listed::Done) => {
-                    self.done = true;
-                    self.seconds = self.started.elapsed().as_secs_f64();
-                }
+                Some(Listed::Objects(v)) => self.received(v),
+                Some(Listed::Done) => self.ended(),
                 Some(Listed::Failed(e)) => {
                     self.done = true;
                     return Err(e);
