@@ -207,10 +207,11 @@ pub(crate) fn parse_and_write(
             }
         }
         // The next batch's first windows of local files are parsed while this one finishes. A
-        // local listing hands files over 1,000 at a time: one more step completes them.
+        // local listing hands files over 1,000 at a time: one more step (a few milliseconds,
+        // not waited for longer) completes them.
         let (mut next, all) = windows.likely_windows(&opts.selection, PARSED_AHEAD);
         if !all {
-            windows.feed.listing.wait_for_more();
+            windows.feed.listing.wait_for_more(std::time::Duration::from_millis(20));
             next = windows.likely_windows(&opts.selection, PARSED_AHEAD).0;
         }
         if !next.is_empty() {

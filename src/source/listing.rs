@@ -230,19 +230,22 @@ impl Listing {
         self.done
     }
 
-    /// Waits until the listing hands over more objects or ends, unless it has ended.
-    pub(crate) fn wait_for_more(&mut self) {
+    /// Waits at most `timeout` for the listing to hand over more objects or end, unless it has
+    /// ended.
+    pub(crate) fn wait_for_more(&mut self, timeout: std::time::Duration) {
+        use std::sync::mpsc::RecvTimeoutError;
         if self.done {
             return;
         }
-        match self.rx.recv() {
+        match self.rx.recv_timeout(timeout) {
             Ok(Listed::Objects(v)) => self.received(v),
             Ok(Listed::Done) => self.ended(),
             Ok(Listed::Failed(e)) => {
                 self.done = true;
                 self.failed = Some(e);
             }
-            Err(_) => {
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
                 self.done = true;
                 self.failed = Some(Error::Internal("the listing thread stopped unexpectedly".into()));
             }
@@ -543,6 +546,31 @@ async fn list_range(
 mod tests {
     use super::*;
     use object_store::ObjectStoreExt;
+
+    /// What the listing hands over while a batch looks ahead (`wait_for_more`) is given out in
+    /// order afterwards, a failure only after the objects before it; nothing handed over within
+    /// the time waited changes nothing.
+    #[test]
+    fn waiting_for_more_keeps_the_order_and_the_failure() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut listing = Listing { rx, ..Listing::of(Vec::new()) };
+        listing.done = false;
+        let object = |name: &str| crate::source::file_object(std::path::PathBuf::from(name), 1);
+        let short = std::time::Duration::from_millis(1);
+        listing.wait_for_more(short);
+        assert!(listing.ready().next().is_none() && !listing.is_done());
+        tx.send(Listed::Objects(vec![object("/a"), object("/b")])).unwrap();
+        tx.send(Listed::Failed(Error::Internal("listing failed".into()))).unwrap();
+        listing.wait_for_more(short);
+        assert_eq!(listing.ready().count(), 2);
+        listing.wait_for_more(short);
+        assert!(listing.is_done());
+        for name in ["/a", "/b"] {
+            assert_eq!(listing.next_object().unwrap().map(|o| o.name).as_deref(), Some(name));
+        }
+        assert!(matches!(listing.next_object(), Err(Error::Internal(m)) if m == "listing failed"));
+        assert!(listing.next_object().unwrap().is_none());
+    }
 
     /// S3 prefixes are string prefixes, not folders (in-memory store: fast, no server).
     #[test]
