@@ -10,8 +10,9 @@
 //! everywhere, so the same input gives the same files and rows.
 //!
 //! Windows fill batches of about `--batch-size` ([`batch`]); each is staged, committed and
-//! published as `docs/commit-protocol.md` describes, under the DEST's lease. A run with nothing
-//! new writes nothing at all.
+//! published as `docs/commit-protocol.md` describes, under the DEST's lease, while the next
+//! batch's first windows of local files are parsed ([`parse_ahead`]). A run with nothing new
+//! writes nothing at all.
 
 mod batch;
 mod feed;
