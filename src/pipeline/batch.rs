@@ -141,7 +141,7 @@ pub(crate) struct Run<'a> {
     pub(crate) rt: Option<&'a tokio::runtime::Runtime>,
     /// The parser and encoder threads.
     pub(crate) pool: &'a rayon::ThreadPool,
-    /// The next batch's first window, parsed while a batch finishes.
+    /// The next batch's first windows, parsed while a batch finishes.
     pub(crate) ahead: &'a ParseAhead,
     pub(crate) dest: &'a Destination,
     pub(crate) lease: &'a Lease,

@@ -216,7 +216,7 @@ struct UnitRun {
     fetcher: std::sync::Arc<Fetcher>,
     /// The parser and encoder threads.
     pool: rayon::ThreadPool,
-    /// The next batch's first window, parsed while a batch finishes.
+    /// The next batch's first windows, parsed while a batch finishes.
     ahead: ParseAhead,
 }
 
