@@ -119,6 +119,11 @@ mod tests {
             .collect()
     }
 
+    /// A pool of `threads` and nothing parsed ahead yet.
+    fn pool(threads: usize) -> (rayon::ThreadPool, ParseAhead) {
+        (rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap(), ParseAhead::default())
+    }
+
     fn rows(parsed: &[GroupOutput]) -> u64 {
         parsed.iter().flat_map(|g| g.objects.iter().flat_map(|o| &o.chunks).chain([&g.batches])).map(|c| c.rows).sum()
     }
@@ -129,8 +134,7 @@ mod tests {
     fn windows_parsed_ahead_are_taken_in_order_with_one_thread() {
         let tmp = tempfile::tempdir().unwrap();
         let o = objects(tmp.path(), &[3, 5, 7]);
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-        let ahead = ParseAhead::default();
+        let (pool, ahead) = pool(1);
         let windows = vec![o[..2].to_vec(), o[2..].to_vec()];
         pool.install(|| ahead.start(windows.clone(), &pool, &ConvertOptions::default()));
         ahead.settle();
@@ -145,8 +149,7 @@ mod tests {
     fn another_window_is_not_taken_and_drops_the_rest() {
         let tmp = tempfile::tempdir().unwrap();
         let o = objects(tmp.path(), &[3, 5, 7]);
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-        let ahead = ParseAhead::default();
+        let (pool, ahead) = pool(2);
         ahead.start(vec![o[..1].to_vec(), o[1..].to_vec()], &pool, &ConvertOptions::default());
         ahead.settle();
         assert!(ahead.take(&o[1..]).is_none());
@@ -166,8 +169,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let o = objects(tmp.path(), &[3]);
         std::fs::remove_file(&o[0].name).unwrap();
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-        let ahead = ParseAhead::default();
+        let (pool, ahead) = pool(2);
         ahead.start(vec![o.clone()], &pool, &ConvertOptions::default());
         ahead.settle();
         assert!(ahead.take(&o).is_none());
