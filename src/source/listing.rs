@@ -238,29 +238,31 @@ impl Listing {
             return;
         }
         match self.rx.recv_timeout(timeout) {
-            Ok(Listed::Objects(v)) => self.received(v),
-            Ok(Listed::Done) => self.ended(),
-            Ok(Listed::Failed(e)) => {
-                self.done = true;
-                self.failed = Some(e);
-            }
+            Ok(m) => self.receive(Some(m)),
             Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                self.done = true;
-                self.failed = Some(Error::Internal("the listing thread stopped unexpectedly".into()));
-            }
+            Err(RecvTimeoutError::Disconnected) => self.receive(None),
         }
     }
 
-    fn received(&mut self, v: Vec<SourceObject>) {
-        self.objects += v.len() as u64;
-        self.bytes += v.iter().map(|o| o.size).sum::<u64>();
-        self.buf.extend(v);
-    }
-
-    fn ended(&mut self) {
-        self.done = true;
-        self.seconds = self.started.elapsed().as_secs_f64();
+    /// Takes in what the listing thread handed over (`None`: the thread is gone): objects, its
+    /// end, or a failure, which is given out once the objects before it are taken.
+    fn receive(&mut self, m: Option<Listed>) {
+        match m {
+            Some(Listed::Objects(v)) => {
+                self.objects += v.len() as u64;
+                self.bytes += v.iter().map(|o| o.size).sum::<u64>();
+                self.buf.extend(v);
+            }
+            Some(Listed::Done) => {
+                self.done = true;
+                self.seconds = self.started.elapsed().as_secs_f64();
+            }
+            Some(Listed::Failed(e)) => {
+                self.done = true;
+                self.failed = Some(e);
+            }
+            None => self.failed = Some(Error::Internal("the listing thread stopped unexpectedly".into())),
+        }
     }
 
     fn next(&mut self, wait: bool) -> Result<Option<SourceObject>, Error> {
@@ -283,15 +285,7 @@ impl Listing {
                     Err(std::sync::mpsc::TryRecvError::Disconnected) => None,
                 }
             };
-            match received {
-                Some(Listed::Objects(v)) => self.received(v),
-                Some(Listed::Done) => self.ended(),
-                Some(Listed::Failed(e)) => {
-                    self.done = true;
-                    return Err(e);
-                }
-                None => return Err(Error::Internal("the listing thread stopped unexpectedly".into())),
-            }
+            self.receive(received);
         }
     }
 }
