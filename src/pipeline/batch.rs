@@ -16,7 +16,6 @@ use crate::parquet_sink::WrittenFile;
 use crate::pipeline::feed::BatchWindows;
 use crate::pipeline::feed::Feed;
 use crate::pipeline::options::ConvertOptions;
-use crate::pipeline::parse_ahead::ParseAhead;
 use crate::pipeline::prefetch::Fetcher;
 use crate::pipeline::progress::Progress;
 use crate::pipeline::stats::{BatchTally, ObjectCounts, RunStats};
@@ -88,7 +87,7 @@ fn recreate(
         return Err(fail("its input was standard input, which cannot be read again".into()));
     }
     let names: Vec<String> = entries.iter().map(|o| o.name.clone()).collect();
-    let found = crate::source::find_recorded(&names, &run.opts.source_store(), run.rt)?;
+    let found = crate::source::find_recorded(&names, &run.opts.source_store(), run.threads.rt)?;
     let mut objects = Vec::with_capacity(found.len());
     for (entry, now) in entries.into_iter().zip(found) {
         match now {
@@ -104,16 +103,8 @@ fn recreate(
     let mut listing = Listing::of(objects);
     let opts = ConvertOptions { batch_bytes: u64::MAX, ..run.opts.clone() };
     let mut feed = Feed::new(&mut listing, Fetcher::new(&opts));
-    let again = Run {
-        opts: &opts,
-        rt: run.rt,
-        pool: run.pool,
-        ahead: run.ahead,
-        dest,
-        lease: run.lease,
-        owner: run.owner.clone(),
-        catalog: None,
-    };
+    let again =
+        Run { opts: &opts, threads: run.threads, dest, lease: run.lease, owner: run.owner.clone(), catalog: None };
     // Its objects are not among the new ones the bar counts.
     let quiet = Progress::new(false);
     let Staged { staged, .. } = stage_batch(&again, &mut feed, &Ledger::default(), Some(&rec.batch), stats, &quiet)?
@@ -138,11 +129,8 @@ fn recreate(
 /// What a batch needs besides its objects.
 pub(crate) struct Run<'a> {
     pub(crate) opts: &'a ConvertOptions,
-    pub(crate) rt: Option<&'a tokio::runtime::Runtime>,
-    /// The parser and encoder threads.
-    pub(crate) pool: &'a rayon::ThreadPool,
-    /// The next batch's first windows, parsed while a batch finishes.
-    pub(crate) ahead: &'a ParseAhead,
+    /// The runtime, the parser and encoder threads, and the windows parsed ahead.
+    pub(crate) threads: Threads<'a>,
     pub(crate) dest: &'a Destination,
     pub(crate) lease: &'a Lease,
     pub(crate) owner: String,
@@ -198,8 +186,7 @@ fn stage_batch<'d>(
             tally: BatchTally::default(),
         };
         let written = prepare_output(dest, local.folder()).and_then(|()| {
-            let threads = Threads { rt: run.rt, pool: run.pool, ahead: run.ahead };
-            parse_and_write(&mut windows, opts, &threads, local.folder(), local.provisional(), progress)
+            parse_and_write(&mut windows, opts, &run.threads, local.folder(), local.provisional(), progress)
         });
         let (objects, tally) = (std::mem::take(&mut windows.taken), std::mem::take(&mut windows.tally));
         match written {

@@ -43,6 +43,7 @@ use crate::pipeline::parse_ahead::ParseAhead;
 use crate::pipeline::prefetch::Fetcher;
 use crate::pipeline::progress::Progress;
 use crate::pipeline::stats::RunStats;
+use crate::pipeline::windows::Threads;
 use crate::report::{Elsewhere, PlannedObject, Report, TransferFigures};
 use crate::source::listing::Listing;
 use crate::source::unit::unit_of;
@@ -320,9 +321,7 @@ fn convert_unit(
     stats.stage_seconds.state += state_started.elapsed().as_secs_f64();
     let run = Run {
         opts,
-        rt,
-        pool: &units.pool,
-        ahead: &units.ahead,
+        threads: Threads { rt, pool: &units.pool, ahead: &units.ahead },
         dest,
         lease: &lease,
         owner: lease.owner().to_string(),

@@ -80,6 +80,7 @@ type Written = (Vec<WrittenFile>, Vec<WrittenFile>);
 
 /// What a batch's windows are fetched and converted on: the run's runtime (for remote objects),
 /// its parser and encoder threads, and the windows parsed ahead of the batch.
+#[derive(Clone, Copy)]
 pub(crate) struct Threads<'a> {
     pub(crate) rt: Option<&'a tokio::runtime::Runtime>,
     pub(crate) pool: &'a rayon::ThreadPool,
