@@ -108,9 +108,9 @@ pub(crate) fn parse_and_write(
 
     // Windows are parsed on every core as tasks of their own, up to [`PARSING`] at once, while the
     // window before them is encoded: a core that is done with its share of an encoding finds a
-    // parse to take up. Windows are encoded in order, so rows keep their input order. The loop itself runs on one of the pool's workers: run from another
-    // thread, each window's work was handed to a sleeping worker and back, both cores idle
-    // meanwhile.
+    // parse to take up. Windows are encoded in order, so rows keep their input order. The loop
+    // itself runs on one of the pool's workers: run from another thread, each window's work was
+    // handed to a sleeping worker and back, both cores idle meanwhile.
     pool.install(|| {
         rayon::scope(|scope| -> Result<(), Error> {
             let mut parsing: VecDeque<Parsing> = VecDeque::new();
@@ -367,7 +367,7 @@ pub(crate) fn stream_object(
 /// one, a core that finished its share of both phases waited for the other's last task: a join of
 /// a window's parse and the previous window's encoding kept the cores busy 89% of a run, against
 /// 92-93% with two (a third did not add to it, and held 40 MiB more). Fetched windows parse one
-/// at a time: under the S3 model two held 485 MiB at peak (of the 512 MiB aimed at), not 420.
+/// at a time: under the S3 model two held 485 MiB at peak (of the 512 MiB aimed at), not 431.
 const PARSING: usize = 2;
 
 /// Windows of the next batch parsed while a batch finishes: its commit keeps one thread busy

@@ -782,20 +782,23 @@ fn small_objects_parsed_together_keep_each_line_with_its_own_object() {
     };
     check(&dest);
 
-    // Windows of a few objects each: a window is parsed while the one before it is encoded, and
+    // Windows of a few objects each: two windows parse while the one before them is encoded, and
     // the large object, now larger than a window, is streamed between them. Windows must still
-    // reach the files in input order.
-    let small = tmp.path().join("small-windows");
-    let opts = s3logs::ConvertOptions {
-        sources: vec![src.to_str().unwrap().to_string()],
-        output: small.clone(),
-        window_bytes: 4 << 10,
-        max_reject_ratio: 0.2,
-        ..Default::default()
-    };
-    let report = s3logs::run(&opts).unwrap();
-    assert_eq!(report.rows_written as usize, expected.len());
-    check(&small);
+    // reach the files in input order, also with one thread (which runs the parses it waits for).
+    for threads in [None, Some(1)] {
+        let small = tmp.path().join(format!("small-windows-{threads:?}"));
+        let opts = s3logs::ConvertOptions {
+            sources: vec![src.to_str().unwrap().to_string()],
+            output: small.clone(),
+            window_bytes: 4 << 10,
+            max_reject_ratio: 0.2,
+            threads,
+            ..Default::default()
+        };
+        let report = s3logs::run(&opts).unwrap();
+        assert_eq!(report.rows_written as usize, expected.len());
+        check(&small);
+    }
 }
 
 // ---- Memory stays bounded whatever the compression ratio or the kind of source. ----
