@@ -151,10 +151,7 @@ pub(crate) fn parse_and_write(
                     while let Some(p) = parsing.pop_front() {
                         out.write(p, windows, &ahead)?;
                     }
-                    let started = Instant::now();
-                    let parts = download.parts();
-                    stream_object(big, parts, pool, opts, out.data, out.rejects, &mut windows.tally)?;
-                    windows.tally.read_parse_seconds += started.elapsed().as_secs_f64();
+                    out.stream(big, download.parts(), &mut windows.tally)?;
                     progress.converted(1, big.size);
                     continue;
                 }
@@ -163,7 +160,8 @@ pub(crate) fn parse_and_write(
                     ahead.starved();
                 }
                 let fetched = download.wait(&window, rt)?;
-                if window.iter().any(SourceObject::is_remote) {
+                let remote = window.iter().any(SourceObject::is_remote);
+                if remote {
                     // Time spent waiting for downloads, beyond what overlapped with the previous window.
                     let fetch = &mut windows.tally.fetch;
                     fetch.seconds += started.elapsed().as_secs_f64();
@@ -175,7 +173,7 @@ pub(crate) fn parse_and_write(
                     }
                 }
                 let taken = parsed_ahead.take(&window);
-                let most = if window.iter().any(SourceObject::is_remote) { 1 } else { PARSING };
+                let most = if remote { 1 } else { PARSING };
                 parsing.push_back(Parsing::start(scope, window, fetched, taken, opts, started));
                 // The windows before this one are encoded, in order, while the later ones parse.
                 while parsing.len() > most {
@@ -287,11 +285,17 @@ impl Out<'_> {
         self.progress.converted(p.objects as u64, p.bytes);
         tracing::debug!(objects = p.objects, rows = windows.tally.lines.rows, "window written");
         for o in &deferred {
-            let started = Instant::now();
             let parts = o.start_parts(self.rt, &self.opts.store.retry, ahead.requests())?;
-            stream_object(o, parts, self.pool, self.opts, self.data, self.rejects, &mut windows.tally)?;
-            windows.tally.read_parse_seconds += started.elapsed().as_secs_f64();
+            self.stream(o, parts, &mut windows.tally)?;
         }
+        Ok(())
+    }
+
+    /// Streams `o` into the files ([`stream_object`]), its time counted as reading and parsing.
+    fn stream(&mut self, o: &SourceObject, parts: Option<RangedReader>, tally: &mut BatchTally) -> Result<(), Error> {
+        let started = Instant::now();
+        stream_object(o, parts, self.pool, self.opts, self.data, self.rejects, tally)?;
+        tally.read_parse_seconds += started.elapsed().as_secs_f64();
         Ok(())
     }
 }
