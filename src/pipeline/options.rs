@@ -121,10 +121,10 @@ impl ConvertOptions {
     }
 
     /// The most decompressed bytes a parse group holds whole (a window has about four groups, and
-    /// two windows are in flight); a compressed object whose content does not fit is streamed
-    /// instead. Uncompressed objects always fit: a group holds at most a window of them.
-    /// An object whose content is over `--max-object-bytes` does not fit either: it is streamed,
-    /// where the cap cuts it.
+    /// up to three windows are in flight: two parsing, one encoded); a compressed object whose
+    /// content does not fit is streamed instead. Uncompressed objects always fit: a group holds at
+    /// most a window of them. An object whose content is over `--max-object-bytes` does not fit
+    /// either: it is streamed, where the cap cuts it.
     pub(crate) fn whole_cap(&self) -> usize {
         usize::try_from(self.window_bytes.saturating_mul(4).min(self.max_object_bytes)).unwrap_or(usize::MAX)
     }
