@@ -205,9 +205,10 @@ struct ConvertArgs {
     #[arg(long, default_value_t = 60, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     request_timeout: u64,
     /// Most s3:// GETs in flight at once. Fetching runs 32 to 64 MiB ahead of the parser (further
-    /// while the parser waits), so small objects get many requests at once and large ones few;
-    /// S3 serves about 5,500 GETs a second per prefix and asks for less with SlowDown, which is
-    /// retried.
+    /// while the parser waits), so small objects get many requests at once and large ones few.
+    /// S3 serves about 5,500 GETs a second per prefix and asks for less with SlowDown: the run
+    /// then halves the requests it lets through at once, and raises them again one by one as
+    /// they succeed (the report's `throttled` and `request_limit_lowest`).
     #[arg(long, default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=4096))]
     concurrency: u64,
     /// Output files larger than this go to an s3:// DEST as multipart uploads of parts this size

@@ -118,6 +118,13 @@ pub struct Report {
     pub fetch: TransferFigures,
     /// Requests tried again after a transient failure.
     pub retries: u64,
+    /// S3's answers asking to slow down (`503 SlowDown`, `429`), object_store's own retries
+    /// included.
+    pub throttled: u64,
+    /// The fewest requests the run let through at once after S3 asked to slow down (absent when
+    /// it never did).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_limit_lowest: Option<usize>,
     /// Wall time of each stage: reading and parsing objects, encoding and writing Parquet (both
     /// on every core; a window is parsed while the one before it is encoded, so these two
     /// overlap and their sum exceeds the run's time), and moving files into place.

@@ -83,9 +83,11 @@ fn run_into(opts: &ConvertOptions, stats: &mut RunStats) -> Result<(), Error> {
         return Err(Error::Usage("row groups need at least 1 row, and ZSTD levels are 1 to 22".into()));
     }
     let rt = runtime_if_needed(opts)?;
-    // The run's own store options: the region resolved once, and its own request counts.
+    // The run's own store options: the region resolved once, its own request counts, and its
+    // own request gate.
     let mut store = opts.store.clone();
     store.retry.metrics = Default::default();
+    store.gate = crate::store::throttle::RequestGate::new(opts.concurrency);
     if let Some(rt) = &rt {
         crate::store::resolve_region(&mut store, rt);
     }
@@ -122,6 +124,8 @@ fn run_into(opts: &ConvertOptions, stats: &mut RunStats) -> Result<(), Error> {
         }
     }
     stats.dest_requests = dest.requests();
+    stats.throttled = store.gate.throttled();
+    stats.request_limit_lowest = store.gate.lowest();
     stats.listing = TransferFigures { objects: listing.objects, bytes: listing.bytes, seconds: listing.seconds };
     tracing::info!(objects = listing.objects, bytes = listing.bytes, seconds = listing.seconds, "listed");
     outcome

@@ -5,6 +5,7 @@
 pub mod credentials;
 pub mod redact;
 pub mod retry;
+pub mod throttle;
 
 use std::sync::Arc;
 
@@ -59,6 +60,9 @@ pub struct StoreOptions {
     pub static_credentials: Option<(String, String)>,
     /// Our retries, on top of object_store's own: they also cover failures a layer injects.
     pub retry: RetryPolicy,
+    /// The gate every S3 request goes through, shared by the clients built from these options
+    /// (each run starts its own, of `--concurrency` requests).
+    pub gate: throttle::RequestGate,
     pub layer: Option<StoreLayer>,
 }
 
@@ -211,7 +215,9 @@ pub fn s3_stores(
     opts: &StoreOptions,
 ) -> Result<(Arc<dyn ObjectStore>, Arc<object_store::aws::AmazonS3>), String> {
     install_tls();
-    let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    let mut b = AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_http_connector(throttle::GatedConnector(opts.gate.clone()));
     match &opts.static_credentials {
         Some((id, secret)) => b = b.with_access_key_id(id).with_secret_access_key(secret),
         // Keys in the environment are read by object_store itself (unless a profile is named);

@@ -189,6 +189,7 @@ fn moto_store(moto: &Moto, layer: Option<s3logs::StoreLayer>) -> s3logs::StoreOp
         },
         layer,
         profile: None,
+        ..Default::default()
     }
 }
 
@@ -2090,4 +2091,72 @@ fn fetching_keeps_many_small_requests_in_flight_within_the_cap() {
     assert_eq!((read, gets), (3, 3), "only the new objects asked for");
     let (_, in_flight, _) = run(8, "narrow", &objects);
     assert!(in_flight <= 8 + 1, "{in_flight} requests in flight with --concurrency 8 (and the listing)");
+}
+
+/// `tests/fixtures/slowdown_proxy.py` in front of a moto server: answers `503 SlowDown` to a
+/// request that arrives while `limit` others are being served. Killed on drop.
+struct SlowDownProxy {
+    child: Child,
+    endpoint: String,
+    log: PathBuf,
+}
+
+impl SlowDownProxy {
+    fn start(moto: &Moto, limit: usize, log: PathBuf) -> SlowDownProxy {
+        let port = free_port();
+        let upstream = moto.endpoint.rsplit(':').next().unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/slowdown_proxy.py");
+        let child = Command::new("python3")
+            .arg(script)
+            .args([&port.to_string(), upstream, &limit.to_string(), "20"])
+            .arg(&log)
+            .spawn()
+            .unwrap();
+        wait_for_port(port, Duration::from_secs(30), "the SlowDown proxy");
+        SlowDownProxy { child, endpoint: format!("http://127.0.0.1:{port}"), log }
+    }
+
+    /// Requests answered `503 SlowDown`, and requests served.
+    fn answers(&self) -> (usize, usize) {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let slowed = log.lines().filter(|l| *l == "503").count();
+        (slowed, log.lines().count() - slowed)
+    }
+}
+
+impl Drop for SlowDownProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// S3 answering `503 SlowDown` past its request rate (a proxy in front of moto that serves four
+/// requests at once): the run cuts the requests it sends at once to what the store takes,
+/// instead of each request retrying on its own schedule at the same rate, and reports it; every
+/// line still ends once, in an S3 DEST written through the same proxy.
+#[test]
+fn a_run_slows_down_when_s3_asks_it_to() {
+    let moto = Moto::start();
+    moto.upload("analytics", &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let objects = generated(&tmp.path().join("gen"), 240, 2 << 20, 31);
+    upload_generated(&moto, &objects);
+    let proxy = SlowDownProxy::start(&moto, 4, tmp.path().join("proxy.log"));
+    let args = ["convert", "s3://logs-bucket/logs/", "--output", "s3://analytics/slow", "--concurrency", "64"];
+    let out = s3logs_command(&args, &proxy.endpoint).args(["--quiet", "--report", "/dev/stdout"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (slowed, served) = proxy.answers();
+    assert!(slowed > 0, "the proxy never had to say SlowDown ({served} served)");
+    // Every SlowDown was seen by the gate, object_store's own retries included.
+    assert_eq!(report["throttled"].as_u64(), Some(slowed as u64), "{report}");
+    let lowest = report["request_limit_lowest"].as_u64().unwrap();
+    assert!(lowest <= 4, "the gate went no lower than {lowest} requests at once");
+    // With each request retrying on its own schedule (the limit never cut), 64 requests contend
+    // for 4 places the whole run: 494 SlowDowns for these 240 objects. Cut to what the store
+    // takes: a burst at the start, then one now and then as the limit grows back (82-86).
+    assert!(slowed < objects.len(), "{slowed} SlowDowns for {} objects ({served} served)", objects.len());
+    assert_s3_table_exactly_once(&moto, "slow", &objects, tmp.path());
+    eprintln!("{slowed} SlowDowns, {served} requests served, the gate down to {lowest} at once");
 }
