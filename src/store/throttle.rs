@@ -2,9 +2,10 @@
 //! PUT, each retry of one) waits for a permit, and the number of permits follows what S3 answers.
 //! It starts at `--concurrency` and binds only once S3 asks to slow down: a `503 SlowDown` or a
 //! `429` halves it, from what was in flight, at most once for the requests sent since the last
-//! cut (the answers to requests sent before it say nothing new); every `--limit`-th other answer
-//! raises it by one again, up to `--concurrency` (additive increase, multiplicative decrease, as
-//! TCP's congestion control does). S3 limits each key prefix to some thousands of requests a
+//! cut (the answers to requests sent before it say nothing new); each round of other answers (as
+//! many as the limit) raises it by one again, up to `--concurrency` (additive increase,
+//! multiplicative decrease, as TCP's congestion control does: at S3's 30 ms a round, about 30
+//! more requests at once a second). S3 limits each key prefix to some thousands of requests a
 //! second, and sending a thousand at once to one prefix of small objects exceeds it: without the
 //! gate, every request retried on its own schedule, and the retries kept the rate above the
 //! limit.
