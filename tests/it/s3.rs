@@ -11,9 +11,19 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
+/// A server process a test started (moto, a fake portal, a proxy), killed and reaped when dropped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A moto server on loopback, killed on drop.
 struct Moto {
-    child: Child,
+    _server: Server,
     endpoint: String,
 }
 
@@ -45,7 +55,7 @@ impl Moto {
             .spawn()
             .expect("python3 -m moto.server (pip install 'moto[server]')");
         wait_for_port(port, Duration::from_secs(30), "moto");
-        Moto { child, endpoint: format!("http://127.0.0.1:{port}") }
+        Moto { _server: Server(child), endpoint: format!("http://127.0.0.1:{port}") }
     }
 
     /// A client for `bucket` on this server (object_store, the crate s3logs reads S3 with), and
@@ -149,13 +159,6 @@ impl Moto {
 fn read((rt, store): &(tokio::runtime::Runtime, object_store::aws::AmazonS3), key: &str) -> Vec<u8> {
     use object_store::ObjectStoreExt;
     rt.block_on(async { store.get(&key.into()).await.unwrap().bytes().await.unwrap() }).to_vec()
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn testdata() -> PathBuf {
@@ -1061,7 +1064,7 @@ fn transient_faults_are_retried_and_lose_nothing() {
 /// A stand-in for the AWS SSO portal's GetRoleCredentials on a free loopback port (python3's
 /// http.server), answering with moto's fake keys; counts the requests that carried the token.
 struct SsoPortal {
-    child: Child,
+    _server: Server,
     endpoint: String,
     log: PathBuf,
     _dir: tempfile::TempDir,
@@ -1092,18 +1095,11 @@ impl SsoPortal {
         let child =
             Command::new("python3").args(["-c", &script]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
         wait_for_port(port, Duration::from_secs(10), "the SSO stand-in");
-        SsoPortal { child, endpoint: format!("http://127.0.0.1:{port}"), log, _dir: dir }
+        SsoPortal { _server: Server(child), endpoint: format!("http://127.0.0.1:{port}"), log, _dir: dir }
     }
 
     fn requests(&self) -> usize {
         std::fs::read_to_string(&self.log).map_or(0, |s| s.lines().count())
-    }
-}
-
-impl Drop for SsoPortal {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -1867,12 +1863,13 @@ while True:
     except Exception:
         pass
 "#;
-    let mut child = Command::new("python3")
+    let server = Command::new("python3")
         .args(["-c", server, &port.to_string()])
         .current_dir(tmp.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
+        .map(Server)
         .unwrap();
     wait_for_port(port, Duration::from_secs(30), "the HTTPS server");
     let out_dir = tmp.path().join("out");
@@ -1880,8 +1877,7 @@ while True:
         &["convert", "s3://logs-bucket/logs/", "--output", out_dir.to_str().unwrap()],
         &format!("https://localhost:{port}"),
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(74), "{stderr}");
     assert!(stderr.contains("invalid peer certificate"), "{stderr}");
@@ -2096,7 +2092,7 @@ fn fetching_keeps_many_small_requests_in_flight_within_the_cap() {
 /// `tests/fixtures/slowdown_proxy.py` in front of a moto server: answers `503 SlowDown` to a
 /// request that arrives while `limit` others are being served. Killed on drop.
 struct SlowDownProxy {
-    child: Child,
+    _server: Server,
     endpoint: String,
     log: PathBuf,
 }
@@ -2113,7 +2109,7 @@ impl SlowDownProxy {
             .spawn()
             .unwrap();
         wait_for_port(port, Duration::from_secs(30), "the SlowDown proxy");
-        SlowDownProxy { child, endpoint: format!("http://127.0.0.1:{port}"), log }
+        SlowDownProxy { _server: Server(child), endpoint: format!("http://127.0.0.1:{port}"), log }
     }
 
     /// Requests answered `503 SlowDown`, and requests served.
@@ -2121,13 +2117,6 @@ impl SlowDownProxy {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         let slowed = log.lines().filter(|l| *l == "503").count();
         (slowed, log.lines().count() - slowed)
-    }
-}
-
-impl Drop for SlowDownProxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
