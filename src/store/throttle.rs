@@ -64,7 +64,7 @@ impl Default for RequestGate {
 
 /// What a request's answer says to the gate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Answer {
+pub(crate) enum Answer {
     /// An answer asking to slow down: `503 Service Unavailable` (S3's `SlowDown`) or `429`.
     SlowDown,
     /// Any other answer, error statuses included: the store took the request.
@@ -75,7 +75,7 @@ pub enum Answer {
 
 impl Answer {
     /// The answer of an HTTP status code.
-    pub fn of(status: u16) -> Answer {
+    pub(crate) fn of(status: u16) -> Answer {
         match status {
             503 | 429 => Answer::SlowDown,
             _ => Answer::Taken,
@@ -85,7 +85,7 @@ impl Answer {
 
 /// A request's permit: given back when dropped (kept instead while the limit is below what is in
 /// flight).
-pub struct Pass {
+pub(crate) struct Pass {
     gate: RequestGate,
     sent: Instant,
 }
@@ -100,32 +100,27 @@ impl RequestGate {
     }
 
     /// Waits for a permit to send a request.
-    pub async fn enter(&self) -> Pass {
+    pub(crate) async fn enter(&self) -> Pass {
         self.0.permits.acquire().await.expect("the semaphore is never closed").forget();
         self.0.state.lock().expect("not poisoned").in_flight += 1;
         Pass { gate: self.clone(), sent: Instant::now() }
     }
 
     /// The lowest the limit went, if it was ever cut.
-    pub fn lowest(&self) -> Option<usize> {
+    pub(crate) fn lowest(&self) -> Option<usize> {
         let s = self.0.state.lock().expect("not poisoned");
         (s.last_cut.is_some()).then_some(s.lowest)
     }
 
     /// Answers that asked to slow down.
-    pub fn throttled(&self) -> u64 {
+    pub(crate) fn throttled(&self) -> u64 {
         self.0.state.lock().expect("not poisoned").throttled
-    }
-
-    /// Requests that may be in flight at once now.
-    pub fn limit(&self) -> usize {
-        self.0.state.lock().expect("not poisoned").limit
     }
 }
 
 impl Pass {
     /// Tells the gate what the request's answer was.
-    pub fn answered(&self, answer: Answer) {
+    pub(crate) fn answered(&self, answer: Answer) {
         let inner = &self.gate.0;
         let mut s = inner.state.lock().expect("not poisoned");
         match answer {
@@ -235,7 +230,7 @@ mod tests {
         // The others' answers were to requests sent before the cut: no second cut.
         passes[1].answered(Answer::SlowDown);
         passes[2].answered(Answer::SlowDown);
-        assert_eq!(gate.limit(), 10);
+        assert_eq!(state(&gate).0, 10);
         assert_eq!(gate.throttled(), 3);
         drop(passes);
         assert_eq!(state(&gate), (10, 0, 0, 10));
@@ -263,7 +258,7 @@ mod tests {
             let pass = enter(&gate);
             pass.answered(Answer::Taken);
             drop(pass);
-            limits.push(gate.limit());
+            limits.push(state(&gate).0);
         }
         // One answer at a limit of 1, two at 2, three at 3; then the cap.
         assert_eq!(limits, [2, 2, 3, 3, 3, 4, 4, 4, 4, 4, 4, 4]);
