@@ -30,6 +30,18 @@ struct Inner {
     state: Mutex<State>,
 }
 
+impl Inner {
+    /// One more permit (a raised limit, or a request's given back): it pays off a permit owed
+    /// first, if any.
+    fn add_permit(&self, s: &mut State) {
+        if s.debt > 0 {
+            s.debt -= 1;
+        } else {
+            self.permits.add_permits(1);
+        }
+    }
+}
+
 /// Invariant: permits available + requests in flight = limit + debt.
 #[derive(Debug)]
 struct State {
@@ -152,11 +164,7 @@ impl Pass {
                 if s.successes >= s.limit && s.limit < s.cap {
                     s.limit += 1;
                     s.successes = 0;
-                    if s.debt > 0 {
-                        s.debt -= 1;
-                    } else {
-                        inner.permits.add_permits(1);
-                    }
+                    inner.add_permit(&mut s);
                 }
             }
         }
@@ -168,11 +176,7 @@ impl Drop for Pass {
         let inner = &self.gate.0;
         let mut s = inner.state.lock().expect("not poisoned");
         s.in_flight -= 1;
-        if s.debt > 0 {
-            s.debt -= 1;
-        } else {
-            inner.permits.add_permits(1);
-        }
+        inner.add_permit(&mut s);
     }
 }
 
