@@ -14,7 +14,8 @@ use std::sync::Arc;
 use arrow_array::builder::{
     ArrayBuilder, BinaryBuilder, Int32Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
 };
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{ArrayRef, RecordBatch, StringArray};
+use arrow_buffer::{BooleanBufferBuilder, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 
 use crate::access_log::common_layout::Row;
 use crate::access_log::{Cell, LineParser, Parsed, ParsedLine, RejectReason};
@@ -27,8 +28,70 @@ use crate::schema::{FIELDS, FieldDef, Kind, arrow_schema, col, reject_schema};
 /// Rough bytes per log line, to size builders before filling them.
 const BYTES_PER_LINE: usize = 300;
 
+/// A string column's values laid out as Arrow's `Utf8` array is (bytes, then where each value
+/// ends), appended inline. Arrow's `StringBuilder` was a call per value (about 10 ns, a tenth of
+/// the run's CPU over 25 string columns); a day's builders see most of their values in a row with
+/// none null, so validity is kept only from the first null on.
+struct TextBuilder {
+    values: Vec<u8>,
+    /// Where each value ends in `values`, after a leading 0: one more than the rows.
+    offsets: Vec<i32>,
+    /// One bit per row, from the first null on; `None` while every row holds a value.
+    valid: Option<BooleanBufferBuilder>,
+}
+
+impl TextBuilder {
+    fn with_capacity(rows: usize, bytes: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        TextBuilder { values: Vec::with_capacity(bytes), offsets, valid: None }
+    }
+
+    fn rows(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    #[inline(always)]
+    fn push(&mut self, v: &str) {
+        self.values.extend_from_slice(v.as_bytes());
+        // Wraps past 2 GiB, which `finish` refuses: the ends only grow, so the last one tells.
+        self.offsets.push(self.values.len() as i32);
+        if let Some(valid) = &mut self.valid {
+            valid.append(true);
+        }
+    }
+
+    #[inline(always)]
+    fn push_null(&mut self) {
+        match &mut self.valid {
+            Some(valid) => valid.append(false),
+            None => self.first_null(),
+        }
+        self.offsets.push(self.values.len() as i32);
+    }
+
+    /// Starts the validity bits: every row so far holds a value, the next does not.
+    #[cold]
+    fn first_null(&mut self) {
+        let mut valid = BooleanBufferBuilder::new(self.offsets.capacity());
+        valid.append_n(self.rows(), true);
+        valid.append(false);
+        self.valid = Some(valid);
+    }
+
+    fn finish(self) -> StringArray {
+        assert!(i32::try_from(self.values.len()).is_ok(), "a batch's string column holds more than 2 GiB");
+        // SAFETY: each value was appended whole from a `&str`, so the bytes are UTF-8 and every
+        // end lies on a character boundary; the ends start at 0, never fall (no value makes one
+        // smaller, and none wrapped, as the assertion says) and the last is the bytes' length.
+        let offsets = unsafe { OffsetBuffer::new_unchecked(ScalarBuffer::from(self.offsets)) };
+        let nulls = self.valid.map(|mut v| NullBuffer::new(v.finish()));
+        unsafe { StringArray::new_unchecked(offsets, Buffer::from_vec(self.values), nulls) }
+    }
+}
+
 enum ColumnBuilder {
-    Str(StringBuilder),
+    Str(TextBuilder),
     I32(Int32Builder),
     I64(Int64Builder),
     Ts(TimestampMillisecondBuilder),
@@ -37,7 +100,7 @@ enum ColumnBuilder {
 impl ColumnBuilder {
     fn new(f: &FieldDef, rows: usize) -> Self {
         match f.kind {
-            Kind::Utf8 => ColumnBuilder::Str(StringBuilder::with_capacity(rows, rows * f.width)),
+            Kind::Utf8 => ColumnBuilder::Str(TextBuilder::with_capacity(rows, rows * f.width)),
             Kind::Int32 => ColumnBuilder::I32(Int32Builder::with_capacity(rows)),
             Kind::Int64 => ColumnBuilder::I64(Int64Builder::with_capacity(rows)),
             Kind::TimestampMs => {
@@ -49,7 +112,7 @@ impl ColumnBuilder {
 
     fn append_null(&mut self) {
         match self {
-            ColumnBuilder::Str(b) => b.append_null(),
+            ColumnBuilder::Str(b) => b.push_null(),
             ColumnBuilder::I32(b) => b.append_null(),
             ColumnBuilder::I64(b) => b.append_null(),
             ColumnBuilder::Ts(b) => b.append_null(),
@@ -58,7 +121,7 @@ impl ColumnBuilder {
 
     fn finish(self) -> ArrayRef {
         match self {
-            ColumnBuilder::Str(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Str(b) => Arc::new(b.finish()),
             ColumnBuilder::I32(mut b) => Arc::new(b.finish()),
             ColumnBuilder::I64(mut b) => Arc::new(b.finish()),
             ColumnBuilder::Ts(mut b) => Arc::new(b.finish()),
@@ -91,7 +154,7 @@ impl DayBuilder {
     /// Ends a row whose cells were put: the object and line it came from.
     fn end_row(&mut self, source: &str, number: u64) {
         if let ColumnBuilder::Str(b) = &mut self.columns[col::SOURCE_OBJECT] {
-            b.append_value(source);
+            b.push(source);
         }
         if let ColumnBuilder::I64(b) = &mut self.columns[col::SOURCE_LINE] {
             b.append_value(number as i64);
@@ -109,8 +172,8 @@ impl<'a> Row<'a> for DayBuilder {
     fn text(&mut self, column: usize, v: Option<&'a str>) {
         let ColumnBuilder::Str(b) = &mut self.columns[column] else { unreachable!("column {column} is not text") };
         match v {
-            Some(v) => b.append_value(v),
-            None => b.append_null(),
+            Some(v) => b.push(v),
+            None => b.push_null(),
         }
     }
 
@@ -414,4 +477,41 @@ pub fn reject_only(source: &str, number: u64, reason: RejectReason, head: &[u8])
     let mut rows = Rows::with_capacity(0);
     let counts = rows.reject(source, number, reason, head);
     rows.finish().with_counts(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::Array;
+    use arrow_array::builder::StringBuilder;
+    use proptest::prelude::*;
+
+    use super::TextBuilder;
+
+    proptest! {
+        /// The inline builder makes the array Arrow's own builder makes, with nulls first, last,
+        /// anywhere or nowhere, growing past the room it was given.
+        #[test]
+        fn text_columns_match_arrows_string_builder(
+            values in proptest::collection::vec(proptest::option::weighted(0.8, "[a-zé/ -]{0,20}"), 0..200)
+        ) {
+            let mut ours = TextBuilder::with_capacity(4, 8);
+            let mut arrows = StringBuilder::new();
+            for v in &values {
+                match v {
+                    Some(v) => {
+                        ours.push(v);
+                        arrows.append_value(v);
+                    }
+                    None => {
+                        ours.push_null();
+                        arrows.append_null();
+                    }
+                }
+            }
+            let (ours, arrows) = (ours.finish(), arrows.finish());
+            ours.to_data().validate_full().expect("a valid Utf8 array");
+            prop_assert_eq!(ours.null_count(), values.iter().filter(|v| v.is_none()).count());
+            prop_assert_eq!(ours, arrows);
+        }
+    }
 }
