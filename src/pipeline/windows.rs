@@ -337,12 +337,11 @@ pub(crate) fn stream_object(
         }
         write(pool.install(|| parse_in_chunks(frame, &o.name, parse, opts.chunk_bytes)))
     };
-    let mut block = Vec::with_capacity(READ_BYTES);
+    let mut block = vec![0; READ_BYTES];
     loop {
         opts.stop.check()?;
-        block.clear();
-        let eof = fill(&mut reader, &mut block, READ_BYTES, o)?;
-        framer.push(&block, &mut take)?;
+        let (len, eof) = fill(&mut reader, &mut block, o)?;
+        framer.push(&block[..len], &mut take)?;
         if eof {
             break;
         }

@@ -78,30 +78,20 @@ pub(crate) fn open_pipe(p: &Path) -> std::io::Result<std::fs::File> {
     Ok(f)
 }
 
-/// Reads from `reader` until `buf` holds `target` bytes or the stream ends (then `true`). The
-/// room is made once: pipes and S3 response bodies hand over 16-64 KiB a read, and making it
-/// again for each read zeroed the rest of the block every time.
-pub(crate) fn fill(reader: &mut dyn Read, buf: &mut Vec<u8>, target: usize, o: &SourceObject) -> Result<bool, Error> {
-    let mut len = buf.len();
-    if len >= target {
-        return Ok(false);
-    }
-    buf.resize(target, 0);
-    while len < target {
+/// Reads from `reader` until `buf` is full or the stream ends, and returns the bytes read and
+/// whether it ended. The caller keeps `buf` from block to block: pipes and S3 response bodies hand
+/// over 16-64 KiB a read, and room made again for each read (or each block) zeroed it every time.
+pub(crate) fn fill(reader: &mut dyn Read, buf: &mut [u8], o: &SourceObject) -> Result<(usize, bool), Error> {
+    let mut len = 0;
+    while len < buf.len() {
         match reader.read(&mut buf[len..]) {
-            Ok(0) => {
-                buf.truncate(len);
-                return Ok(true);
-            }
+            Ok(0) => return Ok((len, true)),
             Ok(n) => len += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                buf.truncate(len);
-                return Err(o.stream_error(e));
-            }
+            Err(e) => return Err(o.stream_error(e)),
         }
     }
-    Ok(false)
+    Ok((len, false))
 }
 
 /// An object's decompressed stream, ending after `left` bytes; [`Capped::rest`] then says whether
