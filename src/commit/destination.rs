@@ -9,7 +9,6 @@
 //! doing it again. Small state objects are created with "create only if absent" (a hard link
 //! locally, `If-None-Match: *` in S3), which is what orders concurrent runs.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -21,6 +20,7 @@ use sha2::Digest;
 
 use crate::error::Error;
 use crate::parquet_sink::WrittenFile;
+use crate::parquet_sink::direct::write_synced;
 use crate::store::retry::{RetryPolicy, back_off, with_retries};
 use crate::store::{StoreOptions, s3_stores, split_s3_url, store_error};
 
@@ -46,6 +46,8 @@ pub struct Destination {
     unit: Option<String>,
     /// The requests made to DEST, shared by every view of it.
     counts: Arc<Counts>,
+    /// Large state files of a local DEST go around the page cache (`O_DIRECT`), as the data does.
+    direct_writes: bool,
 }
 
 /// The requests a run makes to DEST (GETs and their bytes, LISTs, and writes: creates, uploads,
@@ -120,7 +122,12 @@ impl Destination {
             let rt =
                 rt.ok_or_else(|| Error::Internal("an s3:// output needs the async runtime".into()))?.handle().clone();
             let remote = Remote { url, store, parts, prefix, rt, retry: opts.retry.clone() };
-            return Ok(Destination { root: Root::Store(remote), unit: None, counts: Default::default() });
+            return Ok(Destination {
+                root: Root::Store(remote),
+                unit: None,
+                counts: Default::default(),
+                direct_writes: false,
+            });
         }
         let local = output.strip_prefix("file://").unwrap_or(output);
         if local.contains("://") {
@@ -159,18 +166,23 @@ impl Destination {
 
     /// A local folder as DEST.
     pub fn local(path: PathBuf) -> Self {
-        Destination { root: Root::Local(path), unit: None, counts: Default::default() }
+        Destination { root: Root::Local(path), unit: None, counts: Default::default(), direct_writes: false }
+    }
+
+    /// This DEST, writing large state files around the page cache if local (not with `--buffered-writes`).
+    pub fn with_direct_writes(self, direct_writes: bool) -> Self {
+        Destination { direct_writes, ..self }
     }
 
     /// The same DEST seen from `unit`'s state: its ledger and lease under `_state/units/<unit>/`,
     /// its staging under `_staging/<unit>/`. The table is the same.
     pub fn for_unit(&self, unit: &str) -> Self {
-        Destination { root: self.root.clone(), unit: Some(unit.to_string()), counts: self.counts.clone() }
+        Destination { unit: Some(unit.to_string()), ..self.clone() }
     }
 
     /// The same DEST seen from its legacy DEST-wide state.
     pub fn legacy(&self) -> Self {
-        Destination { root: self.root.clone(), unit: None, counts: self.counts.clone() }
+        Destination { unit: None, ..self.clone() }
     }
 
     /// The unit this view belongs to (`None`: the legacy DEST-wide state).
@@ -320,7 +332,7 @@ impl Destination {
         loop {
             self.wrote(1);
             let created = match root {
-                Root::Local(root) => create_local(&root.join(rel), bytes)?,
+                Root::Local(root) => create_local(&root.join(rel), bytes, self.direct_writes)?,
                 Root::Store(r) => {
                     let key = r.key(rel);
                     let opts = || PutOptions { mode: PutMode::Create, ..PutOptions::default() };
@@ -614,15 +626,11 @@ impl Destination {
 
 /// Writes `bytes` to `path` only if nothing is there: a temporary file is written and fsynced,
 /// then hard-linked to `path` (which fails if `path` exists), and the folder is fsynced.
-fn create_local(path: &Path, bytes: &[u8]) -> Result<bool, Error> {
+fn create_local(path: &Path, bytes: &[u8], direct: bool) -> Result<bool, Error> {
     let dir = path.parent().expect("a state file has a folder");
     std::fs::create_dir_all(dir).map_err(|e| Error::write(dir, e))?;
     let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), unique()));
-    let written = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()
-    })();
+    let written = write_synced(&tmp, bytes, direct);
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
         return Err(Error::write(&tmp, e));

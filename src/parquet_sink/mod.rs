@@ -17,7 +17,7 @@
 //! was given up; the other columns by the crate's `ArrowColumnWriter`.
 
 mod dictionary;
-mod direct;
+pub(crate) mod direct;
 pub mod naming;
 mod pages;
 mod plain;

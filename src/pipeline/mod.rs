@@ -92,7 +92,8 @@ fn run_into(opts: &ConvertOptions, stats: &mut RunStats) -> Result<(), Error> {
         crate::store::resolve_region(&mut store, rt);
     }
     let opts = &ConvertOptions { store: store.clone(), ..opts.clone() };
-    let dest = Destination::parse(&opts.output.to_string_lossy(), &store, rt.as_ref())?;
+    let dest = Destination::parse(&opts.output.to_string_lossy(), &store, rt.as_ref())?
+        .with_direct_writes(opts.sink.direct_io);
     stats.output = dest.display();
     // The catalog table exists and the partitions earlier runs left unregistered are registered
     // before anything new is committed (a dry run touches no catalog).
