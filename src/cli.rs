@@ -159,7 +159,8 @@ struct ConvertArgs {
     #[arg(long, default_value_t = SinkOptions::default().zstd_level, value_name = "N",
           value_parser = clap::value_parser!(i32).range(1..=22))]
     zstd_level: i32,
-    /// Write Parquet files through the page cache. By default they are written around it
+    /// Write Parquet files (and state files of 1 MiB or more, such as a day's commit record of
+    /// thousands of objects) through the page cache. By default they are written around it
     /// (O_DIRECT) where the file system allows, which saves a copy of every byte; on a network
     /// file system (NFS, EFS) where direct writes are slow, pass this.
     #[arg(long)]

@@ -361,9 +361,9 @@ impl Ledger {
 }
 
 /// `value` as JSON without indentation, each element of an array on a line of its own: a commit
-/// record of 10,000 objects is a quarter smaller than indented (2.5 against 1.9 MB), which the
-/// unit's end writes and fsyncs while the parsers wait, and it still reads (and diffs) one object
-/// a line, as a checkpoint does.
+/// record of thousands of objects is a quarter smaller than indented (the unit's end writes and
+/// fsyncs it while the parsers wait), and still reads (and diffs) one object a line, as a
+/// checkpoint does.
 fn element_lines<T: Serialize>(value: &T) -> Vec<u8> {
     let mut out = Vec::new();
     let mut json = serde_json::Serializer::with_formatter(&mut out, ElementLines::default());

@@ -211,9 +211,9 @@ impl Write for FileOut {
     }
 }
 
-/// State files this large go around the page cache when asked: a unit's commit record of 10,000
-/// objects (1.9 MB) is written at the unit's end while the parsers wait, and its copy into fresh
-/// page-cache pages was 1.5% of a 50,000-object run's samples (docs/performance.md).
+/// State files this large go around the page cache when asked: a unit's commit record of
+/// thousands of objects is written at the unit's end while the parsers wait (docs/performance.md,
+/// "Figures behind the code").
 const DIRECT_FROM: usize = 1 << 20;
 
 /// Writes `bytes` as the file `path` (created or truncated) and fsyncs it: around the page cache

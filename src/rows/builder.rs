@@ -29,9 +29,9 @@ use crate::schema::{FIELDS, FieldDef, Kind, arrow_schema, col, reject_schema};
 const BYTES_PER_LINE: usize = 300;
 
 /// A string column's values laid out as Arrow's `Utf8` array is (bytes, then where each value
-/// ends), appended inline. Arrow's `StringBuilder` was a call per value (about 10 ns, a tenth of
-/// the run's CPU over 25 string columns); a day's builders see most of their values in a row with
-/// none null, so validity is kept only from the first null on.
+/// ends), appended inline: Arrow's `StringBuilder` was a call per value, over 25 string columns
+/// (docs/performance.md, "Figures behind the code"). Most columns see long runs of rows without a
+/// null, so validity is kept only from the first null on.
 struct TextBuilder {
     values: Vec<u8>,
     /// Where each value ends in `values`, after a leading 0: one more than the rows.

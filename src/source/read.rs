@@ -16,11 +16,11 @@ pub(crate) const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
 /// A local file's bytes, read into a buffer of the size the listing saw. `std::fs::read` (and
 /// `File::read_to_end`) ask the file system for the size again first, one more system call per
 /// object, which shows with 50,000 small objects. The buffer is read into as it comes from the
-/// allocator: zeroing it first was every input byte written once more (memset was 1-2% of a run's
-/// CPU). A file that changed size since the listing is still read to its end. One that did not
-/// takes one read: asked for a byte more than the listing saw, read(2) of a regular file gives
-/// less than asked only at the file's end, so a second read would only say what the first did (a
-/// file that grows after either is read as it was then).
+/// allocator: zeroing it first wrote every input byte once more (docs/performance.md, "Figures
+/// behind the code"). A file that changed size since the listing is still read to its end. One
+/// that did not takes one read: asked for a byte more than the listing saw, read(2) of a regular
+/// file gives less than asked only at the file's end, so a second read would only say what the
+/// first did (a file that grows after either is read as it was then).
 pub(crate) fn read_file(p: &Path, listed: u64) -> std::io::Result<Vec<u8>> {
     use std::os::unix::io::AsRawFd;
     let f = std::fs::File::open(p)?;
