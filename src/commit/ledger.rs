@@ -115,13 +115,14 @@ impl CommitRecord {
     }
 }
 
-/// The header of a checkpoint file; its objects follow, one per line.
+/// A checkpoint file: its header, then its objects, one per line. Written from the ledger's
+/// entries (`O = &ObjectEntry`), read as owned ones.
 #[derive(Debug, Serialize, Deserialize)]
-struct Checkpoint {
+struct Checkpoint<O = ObjectEntry> {
     seq: u64,
     written_at: String,
     last_commit: Option<CommitSummary>,
-    objects: Vec<ObjectEntry>,
+    objects: Vec<O>,
 }
 
 /// What a run does with a listed object.
@@ -333,25 +334,14 @@ impl Ledger {
         }
         let mut objects: Vec<&ObjectEntry> = self.objects.values().collect();
         objects.sort_by(|a, b| a.name.cmp(&b.name));
-        let header = Checkpoint {
+        let checkpoint = Checkpoint {
             seq: self.last_seq,
             written_at: now_rfc3339(),
             last_commit: self.last_commit.clone(),
-            objects: Vec::new(),
+            objects,
         };
-        // One object per line, so the file reads (and diffs) line by line.
-        let mut text = serde_json::to_string(&header).expect("a checkpoint serializes");
-        text.truncate(text.len() - "[]}".len());
-        text.push_str("[\n");
-        for (i, o) in objects.iter().enumerate() {
-            if i > 0 {
-                text.push_str(",\n");
-            }
-            text.push_str(&serde_json::to_string(o).expect("an entry serializes"));
-        }
-        text.push_str("\n]}\n");
         let rel = seq_name(dest, CHECKPOINTS, self.last_seq);
-        dest.create(&rel, text.as_bytes())?;
+        dest.create(&rel, &element_lines(&checkpoint))?;
         self.checkpoint_seq = self.last_seq;
         self.recent.clear();
         let all = dest.list(&dest.state_dir(CHECKPOINTS), None)?;
@@ -360,10 +350,10 @@ impl Ledger {
     }
 }
 
-/// `value` as JSON without indentation, each element of an array on a line of its own: a commit
-/// record of thousands of objects is a quarter smaller than indented (the unit's end writes and
-/// fsyncs it while the parsers wait), and still reads (and diffs) one object a line, as a
-/// checkpoint does.
+/// `value` as JSON without indentation, each element of an array on a line of its own: commit
+/// records and checkpoints of thousands of objects read (and diff) one object a line, and a
+/// record is a quarter smaller than indented (the unit's end writes and fsyncs it while the
+/// parsers wait).
 fn element_lines<T: Serialize>(value: &T) -> Vec<u8> {
     let mut out = Vec::new();
     let mut json = serde_json::Serializer::with_formatter(&mut out, ElementLines::default());
