@@ -26,7 +26,7 @@ pub(crate) fn read_file(p: &Path, listed: u64) -> std::io::Result<Vec<u8>> {
     let f = std::fs::File::open(p)?;
     let listed = usize::try_from(listed).unwrap_or(usize::MAX - 1);
     let mut buf: Vec<u8> = Vec::with_capacity(listed.saturating_add(1).min(1 << 30));
-    while !(buf.len() == listed && buf.len() < buf.capacity() && listed > 0) {
+    loop {
         if buf.len() == buf.capacity() {
             buf.reserve(buf.len());
         }
@@ -34,11 +34,17 @@ pub(crate) fn read_file(p: &Path, listed: u64) -> std::io::Result<Vec<u8>> {
         // SAFETY: read(2) writes at most `spare.len()` bytes at the start of the buffer's unused
         // capacity, and the count it returns is how many it wrote; no reference to the
         // uninitialized bytes is made.
-        let n = unsafe { libc::read(f.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len()) };
+        let asked = spare.len();
+        let n = unsafe { libc::read(f.as_raw_fd(), spare.as_mut_ptr().cast(), asked) };
         match n {
             0 => break,
-            // SAFETY: the `n` bytes after the buffer's length were just written by read(2).
-            n if n > 0 => unsafe { buf.set_len(buf.len() + n as usize) },
+            n if n > 0 => {
+                // SAFETY: the `n` bytes after the buffer's length were just written by read(2).
+                unsafe { buf.set_len(buf.len() + n as usize) };
+                if (n as usize) < asked && buf.len() == listed {
+                    break; // short, where the listing said the file ends: its end
+                }
+            }
             _ => match std::io::Error::last_os_error() {
                 e if e.kind() == std::io::ErrorKind::Interrupted => {}
                 e => return Err(e),
