@@ -984,10 +984,7 @@ fn the_report_is_written_on_every_exit_and_its_path_checked_first() {
     let mut stdin = holder.stdin.take().unwrap();
     // The holder takes the lease once it has a line to convert; wait until its lease file is there.
     stdin.write_all(b"x\n").unwrap();
-    let lease_dir = crate::unit_state(&dest, "stdin").join("lease");
-    while std::fs::read_dir(&lease_dir).map_or(true, |mut d| d.next().is_none()) {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    crate::wait_for_lease(&crate::unit_state(&dest, "stdin"));
     let out = convert(&src, &dest, &["--report", report.to_str().unwrap()]);
     drop(stdin);
     let _ = holder.wait();
@@ -1393,12 +1390,7 @@ mod as_users_see_it {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let lease = tmp.path().join("out").join(crate::unit_state(Path::new(""), "stdin")).join("lease");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !super::common::walkdir_files(&lease).iter().any(|p| p.extension().is_some_and(|e| e == "json")) {
-            assert!(std::time::Instant::now() < deadline, "the holder never took the lease");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        crate::wait_for_lease(&crate::unit_state(&tmp.path().join("out"), "stdin"));
         snapshot!("error_lease_held", tmp.path(), &["convert", "logs", "--output", "out", "--lease-wait", "0"]);
         held.kill().unwrap();
         held.wait().unwrap();

@@ -137,10 +137,7 @@ fn a_second_run_waits_or_exits_with_its_own_code() {
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let lease = crate::unit_state(&dest, "stdin").join("lease");
-    while !common::walkdir_files(&lease).iter().any(|p| p.extension().is_some_and(|e| e == "json")) {
-        assert!(std::time::Instant::now() < deadline, "the holder never took the lease");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::wait_for_lease(&crate::unit_state(&dest, "stdin"));
 
     // Once it waits for input, the holder changes nothing more.
     let mut before = common::walkdir_files(&dest);
