@@ -5,6 +5,8 @@ The job for every tool: read all log objects, parse them into typed columns, wri
 ZSTD Parquet. Reported per tool: median wall time, MB/s and lines/s of input, peak RSS
 (/usr/bin/time -v), output bytes and file count; then ratios against DuckDB and zstd -1 -T2.
 s3logs' counts are checked against the generator's expected totals, so a fast wrong run fails.
+With --logs DIR the tools run on a folder of log objects instead (your own, or another generator's,
+such as scripts/gen_other_corpus.py); s3logs is then held to rows + rejects = the lines counted.
 
 With --s3-model, the same conversion is also run from "S3": the corpus served through the test
 kit's model of S3's timing (examples/s3_model.rs: a first-byte latency per request, a bandwidth per
@@ -123,8 +125,27 @@ def corpus(a, objects, sigma):
     return base, json.loads((base / "expected.json").read_text())
 
 
+def given_logs(folder):
+    """A folder of log objects given with --logs (your own, or another generator's): its totals,
+    counted here. Which lines are malformed is not known beforehand (`malformed` is None), so
+    s3logs is held to every line read and each line one row or one reject."""
+    files = [p for p in Path(folder).iterdir() if p.is_file()]
+    if not files:
+        raise SystemExit(f"--logs {folder}: no files in that folder (DuckDB's read_csv reads only its top level)")
+    lines = total = 0
+    for p in files:
+        b = p.read_bytes()
+        total += len(b)
+        lines += b.count(b"\n") + (1 if b and not b.endswith(b"\n") else 0)
+    return {"objects": len(files), "bytes": total, "lines": lines, "records": None, "malformed": None}
+
+
 def check_counts(r, expected):
     got = (r["rows_written"], r["lines_rejected"], r["lines_read"])
+    if expected["malformed"] is None:
+        if r["lines_read"] != expected["lines"] or r["rows_written"] + r["lines_rejected"] != expected["lines"]:
+            raise SystemExit(f"s3logs counts {got}: rows and rejects do not add up to the {expected['lines']} lines")
+        return
     want = (expected["records"], expected["malformed"], expected["lines"])
     if got != want:
         raise SystemExit(f"s3logs counts {got} != expected {want}")
@@ -193,15 +214,26 @@ def main():
     ap.add_argument("--small-objects", type=int, default=50000)
     ap.add_argument("--latency-ms", type=float, default=30.0)
     ap.add_argument("--bandwidth-mbs", type=float, default=100.0)
+    ap.add_argument("--logs", help="a folder of log objects to use instead of the generated corpus "
+                    "(your own logs, or another generator's); not with --s3-model")
     a = ap.parse_args()
+    if a.logs and a.s3_model:
+        ap.error("--logs runs the local comparison only; --s3-model uses the generated corpora")
 
     if a.s3_model:
         rows = s3_model(a)
         if a.json:
             Path(a.json).write_text(json.dumps({"s3_model": rows}, indent=1))
         return
-    base, expected = corpus(a, a.objects, a.size_sigma)
-    corpus_dir = base / "logs"
+    if a.logs:
+        corpus_dir = Path(a.logs).resolve()
+        expected = given_logs(corpus_dir)
+        subprocess.run(["find", corpus_dir, "-maxdepth", "1", "-type", "f", "-exec", "cat", "{}", "+"],
+                       check=True, stdout=subprocess.DEVNULL)  # warm the page cache
+        Path(a.corpus_dir).mkdir(parents=True, exist_ok=True)
+    else:
+        base, expected = corpus(a, a.objects, a.size_sigma)
+        corpus_dir = base / "logs"
     names = a.tools.split(",")
     if a.baseline:
         names.insert(names.index("s3logs") + 1 if "s3logs" in names else 0, "s3logs_base")
@@ -231,7 +263,8 @@ def main():
 
     mb, lines = expected["bytes"] / 1e6, expected["lines"]
     summary = {}
-    print(f"\ncorpus: {expected['objects']} objects, {mb:.0f} MB, {lines} lines ({expected['malformed']} malformed); "
+    malformed = "?" if expected["malformed"] is None else expected["malformed"]
+    print(f"\ncorpus: {expected['objects']} objects, {mb:.0f} MB, {lines} lines ({malformed} malformed); "
           f"{os.cpu_count()} cores; median of {a.reps}")
     print(f"{'tool':14s} {'wall s':>7s} {'MB/s':>7s} {'Mlines/s':>9s} {'peak RSS':>9s} {'out MB':>7s} {'files':>6s}")
     for n in names:
