@@ -118,7 +118,10 @@ pub(crate) fn parse_and_write(
             // Windows are drawn ahead from what the listing has handed over; only with none ahead
             // does the loop wait for the listing. Once the objects after the batch are known, they
             // start downloading for the next batch (its first windows, while this one finishes).
-            let mut spared = false;
+            // Those are as many as the listing has handed over: while that falls short of the
+            // fetch-ahead budget (the next unit goes on in a listing page not taken in yet), each
+            // draw looks again, and the downloads started stay started.
+            let (mut spared, mut spare_complete) = (0, false);
             let mut draw = |ahead: &mut FetchAhead, windows: &mut BatchWindows| -> Result<(), Error> {
                 while ahead.wants_more() {
                     match windows.next_window(ahead.is_empty())? {
@@ -127,12 +130,18 @@ pub(crate) fn parse_and_write(
                     }
                 }
                 if let Some(rt) = rt
-                    && !spared
+                    && !spare_complete
                     && windows.next_is_known()
                 {
-                    spared = true;
-                    let (next, _) = windows.likely_next(&opts.selection, opts.fetch_ahead_bytes().0, true);
-                    ahead.fetcher().start_spare(next, rt, opts);
+                    windows.feed.listing.take_in();
+                    let budget = opts.fetch_ahead_bytes().0;
+                    let (next, complete) = windows.likely_next(&opts.selection, budget, true);
+                    let bytes: u64 = next.iter().map(|o| o.size).sum();
+                    spare_complete = complete || bytes >= budget;
+                    if next.len() > spared || spared == 0 {
+                        spared = next.len();
+                        ahead.fetcher().start_spare(next, rt, opts);
+                    }
                 }
                 Ok(())
             };

@@ -225,6 +225,20 @@ impl Listing {
         self.buf.iter()
     }
 
+    /// Takes in, without waiting, what the listing thread has handed over since: [`ready`]
+    /// then shows everything listed so far, not only what the last object taken came with.
+    ///
+    /// [`ready`]: Listing::ready
+    pub(crate) fn take_in(&mut self) {
+        while !self.done && self.failed.is_none() {
+            match self.rx.try_recv() {
+                Ok(m) => self.receive(Some(m)),
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => self.receive(None),
+            }
+        }
+    }
+
     /// The listing has ended: every object it will give has been handed over.
     pub fn is_done(&self) -> bool {
         self.done
@@ -569,6 +583,39 @@ mod tests {
         }
         assert!(matches!(listing.next_object(), Err(Error::Internal(m)) if m == "listing failed"));
         assert!(listing.next_object().unwrap().is_none());
+    }
+
+    /// Taking in shows every object handed over so far (several pages) without waiting, in
+    /// order, and stops at the listing's end, its failure, or a listing thread that is gone.
+    #[test]
+    fn taking_in_shows_all_pages_handed_over_without_waiting() {
+        let object = |name: &str| crate::source::file_object(std::path::PathBuf::from(name), 1);
+        let names = |l: &Listing| l.ready().map(|o| o.name.clone()).collect::<Vec<_>>();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut listing = Listing { rx, ..Listing::of(Vec::new()) };
+        listing.done = false;
+        listing.take_in();
+        assert!(names(&listing).is_empty() && !listing.is_done());
+        tx.send(Listed::Objects(vec![object("/a"), object("/b")])).unwrap();
+        tx.send(Listed::Objects(vec![object("/c")])).unwrap();
+        listing.take_in();
+        assert_eq!(names(&listing), ["/a", "/b", "/c"]);
+        assert!(!listing.is_done());
+        tx.send(Listed::Done).unwrap();
+        tx.send(Listed::Objects(vec![object("/never")])).unwrap();
+        listing.take_in();
+        assert!(listing.is_done());
+        assert_eq!(names(&listing), ["/a", "/b", "/c"], "nothing after the end");
+
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut failing = Listing { rx, ..Listing::of(Vec::new()) };
+        failing.done = false;
+        tx.send(Listed::Objects(vec![object("/a")])).unwrap();
+        drop(tx);
+        failing.take_in();
+        assert_eq!(names(&failing), ["/a"]);
+        assert_eq!(failing.next_object().unwrap().map(|o| o.name).as_deref(), Some("/a"));
+        assert!(matches!(failing.next_object(), Err(Error::Internal(_))), "a listing thread that is gone");
     }
 
     /// S3 prefixes are string prefixes, not folders (in-memory store: fast, no server).

@@ -77,6 +77,8 @@ pub struct S3Model {
     /// instead of through object_store's blocking-thread hand-overs, so the model adds S3's
     /// timing and not a cost of its own per request.
     pub folder: Option<std::path::PathBuf>,
+    /// Keys per listing page: S3's 1,000, fewer in tests of what lies past a page's end.
+    pub page_keys: usize,
 }
 
 impl fmt::Display for S3Model {
@@ -90,7 +92,7 @@ const PIECE: usize = 256 << 10;
 
 impl S3Model {
     pub fn new(inner: Arc<dyn ObjectStore>, timing: Timing) -> Self {
-        S3Model { inner, timing, counts: Arc::default(), folder: None }
+        S3Model { inner, timing, counts: Arc::default(), folder: None, page_keys: 1000 }
     }
 
     /// The model over the local folder `root` (object_store's LocalFileSystem for all but plain
@@ -141,8 +143,8 @@ impl S3Model {
         })
     }
 
-    /// `inner`'s keys in S3's order (a local folder's listing has none) and in pages of 1,000,
-    /// each after the latency (an empty listing is one page).
+    /// `inner`'s keys in S3's order (a local folder's listing has none) and in pages of
+    /// `page_keys` (1,000), each after the latency (an empty listing is one page).
     fn paged(&self, inner: BoxStream<'static, Result<ObjectMeta>>) -> BoxStream<'static, Result<ObjectMeta>> {
         let inner = futures::stream::once(async move {
             let mut all: Vec<ObjectMeta> = inner.try_collect().await?;
@@ -160,7 +162,7 @@ impl S3Model {
             }
         };
         let first = page.clone();
-        let later = inner.chunks(1000).enumerate().then(move |(i, keys)| {
+        let later = inner.chunks(self.page_keys.max(1)).enumerate().then(move |(i, keys)| {
             let wait = (i > 0).then(&page);
             async move {
                 if let Some(wait) = wait {

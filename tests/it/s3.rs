@@ -2021,7 +2021,8 @@ fn a_glue_table_follows_the_converted_days() {
 /// Fetching under S3's latency (the test kit's model of S3 over local files: 20 ms a request):
 /// many small objects get many requests in flight at once, never more than `--concurrency`; a
 /// large object is read as 4 MiB ranged GETs; every line ends as one row or one reject. The next
-/// unit's first objects, downloaded while a unit finishes, are not asked for twice; a run with
+/// unit's first objects, downloaded while a unit finishes, are not asked for twice (also where
+/// they come in later listing pages than the unit's first); a run with
 /// nothing new asks for none, and an hourly run asks for its new objects only, not for the
 /// converted ones of the next unit.
 #[test]
@@ -2040,9 +2041,9 @@ fn fetching_keeps_many_small_requests_in_flight_within_the_cap() {
     std::fs::write(logs.join(&name), &body).unwrap();
     objects.push((format!("s3://bench/logs/{name}"), body));
 
-    let run = |cap: usize, out: &str, objects: &[(String, Vec<u8>)]| {
+    let paged = |cap: usize, out: &str, objects: &[(String, Vec<u8>)], page_keys: usize| {
         let timing = Timing { latency: Duration::from_millis(20), bandwidth: 100e6 };
-        let model = Arc::new(S3Model::over_folder(&tmp.path().join("corpus"), timing));
+        let model = Arc::new(S3Model { page_keys, ..S3Model::over_folder(&tmp.path().join("corpus"), timing) });
         let counts = model.counts.clone();
         let layer = s3logs::StoreLayer(Arc::new(move |_| model.clone() as Arc<dyn object_store::ObjectStore>));
         let opts = s3logs::ConvertOptions {
@@ -2065,6 +2066,11 @@ fn fetching_keeps_many_small_requests_in_flight_within_the_cap() {
         assert_eq!(ids, common::expected_ids(objects), "every line once");
         (report.objects_read, counts.max_in_flight.load(Ordering::Relaxed), counts.gets.load(Ordering::Relaxed))
     };
+    let run = |cap: usize, out: &str, objects: &[(String, Vec<u8>)]| paged(cap, out, objects, 1000);
+    // Pages of 40 keys: each unit's objects go on past the page the listing handed over with its
+    // first ones, so the next unit's downloads are started again as more pages are taken in.
+    let (read, _, gets) = paged(512, "pages", &objects, 40);
+    assert_eq!((read, gets), (301, 305), "each object asked for once, in pages of 40 keys too");
     let (read, in_flight, gets) = run(512, "wide", &objects);
     assert_eq!(read, 301);
     // A day's 75 objects of 10 KB (a unit, fetched as one batch) are less than the bytes fetched
