@@ -128,6 +128,15 @@ pub struct Scope {
     pub selection: crate::source::unit::Selection,
 }
 
+/// Hand-overs (a folder's files or an S3 page: up to 1,000 objects each) the listing thread makes
+/// ahead of the run, about 64,000 objects or 30 MB: a listing of millions of objects (years of a
+/// bucket's logs in one run) then waits for the run instead of being held whole.
+const LISTED_AHEAD: usize = 64;
+
+/// The most objects [`Listing::take_in`] holds taken in: more than the next unit's downloads
+/// started ahead need (the fetch-ahead budget, 32 MiB, is 1,600 objects of 20 KB).
+const TAKEN_IN_MOST: usize = 16_000;
+
 /// What the listing thread hands over, in order.
 enum Listed {
     Objects(Vec<SourceObject>),
@@ -167,7 +176,7 @@ impl Listing {
         rt: Option<&tokio::runtime::Runtime>,
         scope: Scope,
     ) -> Listing {
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = std::sync::mpsc::sync_channel(LISTED_AHEAD);
         let (sources, store, rt) = (sources.to_vec(), store.clone(), rt.map(|r| r.handle().clone()));
         let exclude = exclude.map(resolved);
         std::thread::spawn(move || {
@@ -230,7 +239,7 @@ impl Listing {
     ///
     /// [`ready`]: Listing::ready
     pub(crate) fn take_in(&mut self) {
-        while !self.done && self.failed.is_none() {
+        while !self.done && self.failed.is_none() && self.buf.len() < TAKEN_IN_MOST {
             match self.rx.try_recv() {
                 Ok(m) => self.receive(Some(m)),
                 Err(std::sync::mpsc::TryRecvError::Empty) => break,
@@ -616,6 +625,121 @@ mod tests {
         assert_eq!(names(&failing), ["/a"]);
         assert_eq!(failing.next_object().unwrap().map(|o| o.name).as_deref(), Some("/a"));
         assert!(matches!(failing.next_object(), Err(Error::Internal(_))), "a listing thread that is gone");
+    }
+
+    /// An in-memory bucket that counts the keys its listings have given.
+    #[derive(Debug)]
+    struct Counted(Arc<dyn ObjectStore>, Arc<std::sync::atomic::AtomicUsize>);
+
+    impl std::fmt::Display for Counted {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "Counted({})", self.0)
+        }
+    }
+
+    /// `keys`, each counted in `given` as it is taken.
+    fn counted(
+        keys: futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>>,
+        given: &Arc<std::sync::atomic::AtomicUsize>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>> {
+        use futures::StreamExt;
+        let given = given.clone();
+        keys.inspect(move |_| {
+            given.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        })
+        .boxed()
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for Counted {
+        async fn put_opts(
+            &self,
+            location: &StorePath,
+            payload: object_store::PutPayload,
+            opts: object_store::PutOptions,
+        ) -> object_store::Result<object_store::PutResult> {
+            self.0.put_opts(location, payload, opts).await
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &StorePath,
+            opts: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            self.0.put_multipart_opts(location, opts).await
+        }
+        async fn get_opts(
+            &self,
+            location: &StorePath,
+            options: object_store::GetOptions,
+        ) -> object_store::Result<object_store::GetResult> {
+            self.0.get_opts(location, options).await
+        }
+        fn delete_stream(
+            &self,
+            locations: futures::stream::BoxStream<'static, object_store::Result<StorePath>>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<StorePath>> {
+            self.0.delete_stream(locations)
+        }
+        fn list(
+            &self,
+            prefix: Option<&StorePath>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>> {
+            counted(self.0.list(prefix), &self.1)
+        }
+        fn list_with_offset(
+            &self,
+            prefix: Option<&StorePath>,
+            offset: &StorePath,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>> {
+            counted(self.0.list_with_offset(prefix, offset), &self.1)
+        }
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&StorePath>,
+        ) -> object_store::Result<object_store::ListResult> {
+            self.0.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(
+            &self,
+            from: &StorePath,
+            to: &StorePath,
+            options: object_store::CopyOptions,
+        ) -> object_store::Result<()> {
+            self.0.copy_opts(from, to, options).await
+        }
+    }
+
+    /// A listing that runs ahead of the run stops once [`LISTED_AHEAD`] pages wait for it: of
+    /// 200,000 keys, none taken for half a second, fewer than 100,000 are asked of the store.
+    /// Then every key is given once as the run takes them.
+    #[test]
+    fn a_long_listing_waits_for_the_run() {
+        const KEYS: usize = 200_000;
+        let memory: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        rt.block_on(async {
+            for i in 0..KEYS {
+                let key = StorePath::from(format!("logs/2024-01-05-00-00-00-{i:06}"));
+                memory.put(&key, b"x".to_vec().into()).await.unwrap();
+            }
+        });
+        let given = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let store: Arc<dyn ObjectStore> = Arc::new(Counted(memory, given.clone()));
+        let opts = StoreOptions {
+            region: Some("us-east-1".into()),
+            static_credentials: Some(("unused".into(), "unused".into())),
+            layer: Some(crate::store::StoreLayer(Arc::new(move |_| store.clone()))),
+            ..StoreOptions::default()
+        };
+        let mut listing = Listing::start(&["s3://bucket/logs/".into()], None, &opts, Some(&rt), Scope::default());
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let asked = given.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(asked < KEYS / 2, "{asked} keys listed ahead of a run that took none");
+        let mut names = std::collections::HashSet::new();
+        while let Some(o) = listing.next_object().unwrap() {
+            assert!(names.insert(o.name), "given twice");
+        }
+        assert_eq!(names.len(), KEYS);
     }
 
     /// S3 prefixes are string prefixes, not folders (in-memory store: fast, no server).
