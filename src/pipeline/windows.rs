@@ -121,7 +121,7 @@ pub(crate) fn parse_and_write(
             // Those are as many as the listing has handed over: while that falls short of the
             // fetch-ahead budget (the next unit goes on in a listing page not taken in yet), each
             // draw looks again, and the downloads started stay started.
-            let (mut spared, mut spare_complete) = (0, false);
+            let (mut spared, mut spare_complete) = (None::<usize>, false);
             let mut draw = |ahead: &mut FetchAhead, windows: &mut BatchWindows| -> Result<(), Error> {
                 while ahead.wants_more() {
                     match windows.next_window(ahead.is_empty())? {
@@ -138,8 +138,8 @@ pub(crate) fn parse_and_write(
                     let (next, complete) = windows.likely_next(&opts.selection, budget, true);
                     let bytes: u64 = next.iter().map(|o| o.size).sum();
                     spare_complete = complete || bytes >= budget;
-                    if next.len() > spared || spared == 0 {
-                        spared = next.len();
+                    if spared.is_none_or(|n| next.len() > n) {
+                        spared = Some(next.len());
                         ahead.fetcher().start_spare(next, rt, opts);
                     }
                 }
