@@ -136,8 +136,9 @@ fn a_second_run_waits_or_exits_with_its_own_code() {
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let lease = crate::unit_state(&dest, "stdin").join("lease");
-    crate::wait_for_lease(&crate::unit_state(&dest, "stdin"));
+    let stdin_state = crate::unit_state(&dest, "stdin");
+    let lease = stdin_state.join("lease");
+    crate::wait_for_lease(&stdin_state);
 
     // Once it waits for input, the holder changes nothing more.
     let mut before = common::walkdir_files(&dest);
